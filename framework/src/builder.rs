@@ -1,0 +1,407 @@
+//! [`Builder`]: every setting of a server, with defaults that are safe.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::lifecycle::{log_failure, Failure};
+use crate::listener::{BindOptions, Listener};
+use crate::server::{LoopHooks, ServerConfig};
+use crate::shared::{Shared, SharedConfig};
+use crate::stream::{StreamLimits, DEFAULT_MAX_FRAME, DEFAULT_MAX_LINE};
+use crate::{Address, Error, Model, RequestHandler, Server, Stream};
+
+/// Default limit of simultaneous connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default time a connection may stay silent (reading) or stalled
+/// (writing) before it is closed.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default time a shutdown waits for busy connections before cutting them.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default interval between calls of the `service_actions` hook when no
+/// connection arrives (Python's `poll_interval`).
+pub const DEFAULT_SERVICE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// What a server does with a new connection when the connection limit is
+/// reached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WhenFull {
+    /// Stop accepting until a connection ends: new clients wait in the
+    /// kernel's backlog (their `connect` succeeds, their first reply comes
+    /// late). The default: nothing is lost under a burst.
+    #[default]
+    Wait,
+    /// Accept, give the `on_refused` hook a chance to say why, and close.
+    /// Clients learn at once that the server is busy.
+    Refuse,
+}
+
+enum Target {
+    Tcp(Vec<SocketAddr>),
+    Unix(PathBuf),
+    Listener(Listener),
+}
+
+/// Configures a [`Server`]; made by [`Server::bind`], [`Server::bind_unix`]
+/// or [`Server::from_listener`], finished by [`Builder::build`].
+///
+/// Everything has a default; the limits are on by default, because a server
+/// on the network should survive its clients:
+///
+/// | setting | default |
+/// |---|---|
+/// | [`model`](Builder::model) | [`Model::Threading`] |
+/// | [`max_connections`](Builder::max_connections) | 1024, then [`WhenFull::Wait`] |
+/// | [`idle_timeout`](Builder::idle_timeout) | 300 s |
+/// | [`max_line_len`](Builder::max_line_len) | 64 KiB |
+/// | [`max_frame_len`](Builder::max_frame_len) | 16 MiB |
+/// | [`drain_timeout`](Builder::drain_timeout) | 10 s |
+/// | [`nodelay`](Builder::nodelay) | on |
+/// | [`reuse_address`](Builder::reuse_address) | on |
+/// | [`reuse_port`](Builder::reuse_port) | off |
+/// | [`backlog`](Builder::backlog) | 4096 (capped by the kernel's `somaxconn`) |
+/// | [`only_v6`](Builder::only_v6) | off: `[::]` serves IPv4 too |
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct Builder<H: RequestHandler> {
+    target: Target,
+    handler: H,
+    model: Model,
+    bind: BindOptions,
+    max_connections: usize,
+    when_full: WhenFull,
+    limits: StreamLimits,
+    nodelay: bool,
+    drain_timeout: Duration,
+    request_timeout: Option<Duration>,
+    service_interval: Duration,
+    handle_error: Option<Box<dyn Fn(&Address, &Failure) + Send + Sync>>,
+    hooks: LoopHooks,
+}
+
+impl<H: RequestHandler> Builder<H> {
+    pub(crate) fn tcp(addr: impl ToSocketAddrs, handler: H) -> Result<Self, Error> {
+        let addrs: Vec<SocketAddr> = addr
+            .to_socket_addrs()
+            .map_err(|source| Error::Resolve {
+                address: String::new(),
+                source,
+            })?
+            .collect();
+        if addrs.is_empty() {
+            return Err(Error::Resolve {
+                address: String::new(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind"),
+            });
+        }
+        Ok(Builder::new(Target::Tcp(addrs), handler))
+    }
+
+    pub(crate) fn unix(path: PathBuf, handler: H) -> Self {
+        Builder::new(Target::Unix(path), handler)
+    }
+
+    pub(crate) fn listener(listener: Listener, handler: H) -> Self {
+        Builder::new(Target::Listener(listener), handler)
+    }
+
+    fn new(target: Target, handler: H) -> Self {
+        Builder {
+            target,
+            handler,
+            model: Model::Threading,
+            bind: BindOptions::default(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            when_full: WhenFull::Wait,
+            limits: StreamLimits {
+                max_line: DEFAULT_MAX_LINE,
+                max_frame: DEFAULT_MAX_FRAME,
+                idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            },
+            nodelay: true,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            request_timeout: None,
+            service_interval: DEFAULT_SERVICE_INTERVAL,
+            handle_error: None,
+            hooks: LoopHooks::default(),
+        }
+    }
+}
+
+// Concurrency.
+impl<H: RequestHandler> Builder<H> {
+    /// Chooses the concurrency model.
+    pub fn model(mut self, model: Model) -> Self {
+        self.model = model;
+        self
+    }
+
+    /// One connection at a time: [`Model::Sync`], Python's `TCPServer`.
+    pub fn sync(self) -> Self {
+        self.model(Model::Sync)
+    }
+
+    /// A thread per connection: [`Model::Threading`], Python's
+    /// `ThreadingMixIn`. The default.
+    pub fn threading(self) -> Self {
+        self.model(Model::Threading)
+    }
+
+    /// `workers` threads, with as many more connections waiting in a queue:
+    /// [`Model::Pool`].
+    pub fn pool(self, workers: usize) -> Self {
+        self.model(Model::Pool {
+            workers,
+            queue: workers,
+        })
+    }
+}
+
+// Limits.
+impl<H: RequestHandler> Builder<H> {
+    /// Most connections served at once (queued ones included); then
+    /// [`when_full`](Builder::when_full) decides. The pool model holds at
+    /// most `workers + queue` whatever this says.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// What to do with connections beyond the limit.
+    pub fn when_full(mut self, policy: WhenFull) -> Self {
+        self.when_full = policy;
+        self
+    }
+
+    /// How long a connection may be silent while its handler reads, or
+    /// stalled while it writes, before the read or write fails with
+    /// `TimedOut` and the connection is counted as timed out. `None` turns
+    /// the timeout off (not recommended on a network).
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.limits.idle_timeout = timeout;
+        self
+    }
+
+    /// Longest line, newline included, that [`Stream::read_line`] accepts.
+    pub fn max_line_len(mut self, max: usize) -> Self {
+        self.limits.max_line = max;
+        self
+    }
+
+    /// Largest payload that [`Stream::read_frame`] accepts.
+    pub fn max_frame_len(mut self, max: usize) -> Self {
+        self.limits.max_frame = max;
+        self
+    }
+
+    /// How long a shutdown lets busy connections finish before cutting
+    /// them. Idle connections are ended at once.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// How long [`Server::handle_request`] waits for a connection before
+    /// calling the `handle_timeout` hook (Python's `timeout` attribute).
+    /// `None`, the default, waits for ever.
+    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+}
+
+// Socket options.
+impl<H: RequestHandler> Builder<H> {
+    /// Disables Nagle's algorithm on accepted TCP connections (default on).
+    pub fn nodelay(mut self, nodelay: bool) -> Self {
+        self.nodelay = nodelay;
+        self
+    }
+
+    /// Sets `SO_REUSEADDR` before binding, so that a restarted server can
+    /// bind while old connections linger in `TIME_WAIT` (default on).
+    pub fn reuse_address(mut self, reuse: bool) -> Self {
+        self.bind.reuse_address = reuse;
+        self
+    }
+
+    /// Sets `SO_REUSEPORT` before binding, so that several servers can
+    /// share one port and the kernel balances connections (default off).
+    pub fn reuse_port(mut self, reuse: bool) -> Self {
+        self.bind.reuse_port = reuse;
+        self
+    }
+
+    /// The listen backlog: connections the kernel completes and holds
+    /// before they are accepted (Python's `request_queue_size`, which
+    /// defaults to 5; here 4096, capped by `net.core.somaxconn`).
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.bind.backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+        self
+    }
+
+    /// On an IPv6 address, serve IPv6 only (`true`) or IPv4 too (`false`,
+    /// the default, so that `[::]` is a dual-stack server).
+    pub fn only_v6(mut self, only: bool) -> Self {
+        self.bind.only_v6 = only;
+        self
+    }
+}
+
+// Hooks.
+impl<H: RequestHandler> Builder<H> {
+    /// Decides, before any handler runs, whether to serve a peer (Python's
+    /// `verify_request`). A refused connection is closed and counted; the
+    /// server goes on. Runs in the serving thread: keep it quick.
+    pub fn verify_request(mut self, verify: impl FnMut(&Address) -> bool + Send + 'static) -> Self {
+        self.hooks.verify_request = Some(Box::new(verify));
+        self
+    }
+
+    /// Reports a failed connection (Python's `handle_error`): an error
+    /// returned by `setup`, `handle` or `finish`, or a panic in them. The
+    /// default, [`log_failure`](crate::log_failure), logs one line with the
+    /// peer's address. Runs in the connection's thread.
+    pub fn handle_error(
+        mut self,
+        report: impl Fn(&Address, &Failure) + Send + Sync + 'static,
+    ) -> Self {
+        self.handle_error = Some(Box::new(report));
+        self
+    }
+
+    /// Says why to a connection refused for the limit, under
+    /// [`WhenFull::Refuse`]: write a message to the stream; it is flushed
+    /// and closed after. Runs in the serving thread, on a fresh socket
+    /// whose send buffer is empty, so a short message never blocks.
+    pub fn on_refused(mut self, refuse: impl FnMut(&mut Stream) + Send + 'static) -> Self {
+        self.hooks.on_refused = Some(Box::new(refuse));
+        self
+    }
+
+    /// Runs once per turn of the accept loop, and at least every
+    /// [`service_interval`](Builder::service_interval) while no connection
+    /// arrives (Python's `service_actions`).
+    pub fn service_actions(mut self, action: impl FnMut() + Send + 'static) -> Self {
+        self.hooks.service_actions = Some(Box::new(action));
+        self
+    }
+
+    /// The longest the accept loop waits before calling `service_actions`
+    /// again (Python's `poll_interval`; the loop never polls otherwise).
+    pub fn service_interval(mut self, interval: Duration) -> Self {
+        self.service_interval = interval;
+        self
+    }
+
+    /// Runs when [`Server::handle_request`] waited its
+    /// [`timeout`](Builder::timeout) and no connection came (Python's
+    /// `handle_timeout`).
+    pub fn handle_timeout(mut self, on_timeout: impl FnMut() + Send + 'static) -> Self {
+        self.hooks.handle_timeout = Some(Box::new(on_timeout));
+        self
+    }
+}
+
+impl<H: RequestHandler> Builder<H> {
+    /// Creates the listening socket and the model's threads.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a setting out of range (no pool workers, a
+    /// zero limit or timeout); [`Error::Bind`] when the socket cannot be
+    /// bound (the address is in use, the port is privileged, the folder of
+    /// a Unix socket is missing).
+    pub fn build(self) -> Result<Server<H>, Error> {
+        self.check()?;
+        let listener = match self.target {
+            Target::Tcp(addrs) => bind_first(&addrs, &self.bind)?,
+            Target::Unix(path) => {
+                Listener::bind_unix(&path, &self.bind).map_err(|source| Error::Bind {
+                    address: format!("unix:{}", path.display()),
+                    source,
+                })?
+            }
+            Target::Listener(listener) => {
+                listener.prepare().map_err(Error::Io)?;
+                listener
+            }
+        };
+        let local_addr = listener.local_addr().map_err(Error::Io)?;
+        let limit = self.max_connections.min(self.model.capacity());
+        let shared = Shared::new(SharedConfig {
+            limit,
+            wait_when_full: self.when_full == WhenFull::Wait,
+            limits: self.limits,
+            drain_timeout: self.drain_timeout,
+            needs_watchdog: self.model == Model::Sync,
+            handle_error: self.handle_error.unwrap_or_else(|| Box::new(log_failure)),
+        })
+        .map_err(Error::Io)?;
+        Server::start(
+            listener,
+            local_addr,
+            Arc::new(shared),
+            self.handler,
+            ServerConfig {
+                model: self.model,
+                nodelay: self.nodelay,
+                request_timeout: self.request_timeout,
+                service_interval: self.service_interval,
+            },
+            self.hooks,
+        )
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        let zero = Duration::ZERO;
+        if let Model::Pool { workers: 0, .. } = self.model {
+            return Err(Error::Config("a pool needs at least one worker".into()));
+        }
+        if self.max_connections == 0 {
+            return Err(Error::Config("max_connections must be at least 1".into()));
+        }
+        if self.limits.idle_timeout == Some(zero) {
+            return Err(Error::Config(
+                "a zero idle timeout; use None to turn it off".into(),
+            ));
+        }
+        if self.request_timeout == Some(zero) {
+            return Err(Error::Config(
+                "a zero request timeout; use None to wait for ever".into(),
+            ));
+        }
+        if self.service_interval == zero {
+            return Err(Error::Config("a zero service interval would spin".into()));
+        }
+        Ok(())
+    }
+}
+
+fn bind_first(addrs: &[SocketAddr], options: &BindOptions) -> Result<Listener, Error> {
+    let mut last = None;
+    for addr in addrs {
+        match Listener::bind_tcp(*addr, options) {
+            Ok(listener) => return Ok(listener),
+            Err(source) => last = Some((addr, source)),
+        }
+    }
+    let (addr, source) = last.expect("at least one address, checked when resolving");
+    Err(Error::Bind {
+        address: addr.to_string(),
+        source,
+    })
+}
+
+impl<H: RequestHandler> fmt::Debug for Builder<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("model", &self.model)
+            .field("max_connections", &self.max_connections)
+            .field("when_full", &self.when_full)
+            .field("idle_timeout", &self.limits.idle_timeout)
+            .field("drain_timeout", &self.drain_timeout)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,163 @@
+//! Python's `socketserver`, done right in Rust: a **server** owns the
+//! listening socket and the concurrency, a **request handler** owns one
+//! conversation.
+//!
+//! # The pattern
+//!
+//! Writing a network server by hand mixes two jobs: accepting connections
+//! (binding, threads, limits, shutdown, errors) and talking to one client
+//! (the protocol). This crate does the first; you write the second as a
+//! [`RequestHandler`]:
+//!
+//! ```no_run
+//! use socketserver::{RequestHandler, Server, Stream};
+//!
+//! /// The tutorial's "phone": answers every line in upper case.
+//! #[derive(Clone)]
+//! struct Upper;
+//!
+//! impl RequestHandler for Upper {
+//!     fn handle(&mut self, stream: &mut Stream) -> std::io::Result<()> {
+//!         while let Some(line) = stream.read_line()? {
+//!             stream.write_all(line.to_uppercase().as_bytes())?;
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! fn main() -> Result<(), socketserver::Error> {
+//!     let mut server = Server::bind("127.0.0.1:9999", Upper)?.threading().build()?;
+//!     server.serve_forever()?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Try it with `nc 127.0.0.1 9999`.
+//!
+//! # The axes of variation
+//!
+//! As in Python, a server varies along two axes, chosen independently:
+//!
+//! * **the socket family**: TCP over IPv4 or IPv6 ([`Server::bind`]),
+//!   Unix-domain stream sockets ([`Server::bind_unix`]), or a socket you
+//!   bound yourself ([`Server::from_listener`]);
+//! * **the concurrency [`Model`]**: one connection at a time
+//!   ([`Model::Sync`], Python's `TCPServer`), a thread per connection
+//!   ([`Model::Threading`], `ThreadingMixIn`, the default), or a fixed
+//!   pool of threads ([`Model::Pool`]).
+//!
+//! ```text
+//!             Builder ──build()──▶ Server<H> ──serve_forever()──▶ accept loop
+//!                                     │                               │
+//!              ShutdownHandle ◀───────┤                 Model: Sync | Threading | Pool
+//!              Stats          ◀───────┘                               │
+//!                                                  H::clone() ─▶ setup ▶ handle ▶ finish
+//!                                                                      on a Stream
+//! ```
+//!
+//! Choosing: `Threading` suits conversations that spend their time waiting
+//! on a person (chat, shell, FTP); `Pool` bounds threads and memory under
+//! heavy load of short requests; `Sync` is for tests, teaching and
+//! strictly sequential work.
+//!
+//! # The life of a connection
+//!
+//! 1. The accept loop waits, in `poll`, for the listener and a waker; it
+//!    stops polling the listener while the connection limit is reached, so
+//!    that excess clients wait in the kernel's backlog.
+//! 2. `verify_request` may refuse the peer.
+//! 3. The connection gets its socket options (idle timeout, `TCP_NODELAY`)
+//!    and a slot in the registry, and is handed to the model.
+//! 4. The handler value is cloned; `setup`, `handle` and `finish` run on a
+//!    [`Stream`]; errors and panics go to `handle_error`.
+//! 5. Buffered output is flushed, the socket closed, the slot freed.
+//!
+//! # Beyond Python
+//!
+//! * **Prompt shutdown**: [`ShutdownHandle::shutdown`] wakes the loop at
+//!   once (no poll interval) and may be called from a handler.
+//! * **Graceful drain**: the listening socket closes at once; idle
+//!   connections end at once; busy ones get the drain timeout, then are cut.
+//! * **Limits on by default**: connections, idle time, line and frame
+//!   length ([`Builder`] lists the defaults).
+//! * **Isolation**: a panic in one handler is caught and reported; accept
+//!   errors never end the loop.
+//! * **Framing**: [`Stream`] reads lines and length-prefixed frames with
+//!   size limits, the proper cure for the tutorial's "sticky packets".
+//! * **Counters**: [`Stats`].
+//!
+//! # Hooks
+//!
+//! Python's overridable methods are closures given to the [`Builder`]:
+//! [`verify_request`](Builder::verify_request),
+//! [`handle_error`](Builder::handle_error),
+//! [`service_actions`](Builder::service_actions),
+//! [`handle_timeout`](Builder::handle_timeout), and
+//! [`on_refused`](Builder::on_refused).
+//!
+//! ```
+//! use socketserver::{Address, RequestHandler, Server, Stream};
+//! use std::io::{BufRead, Write};
+//!
+//! #[derive(Clone)]
+//! struct Echo;
+//! impl RequestHandler for Echo {
+//!     fn handle(&mut self, stream: &mut Stream) -> std::io::Result<()> {
+//!         let mut line = Vec::new();
+//!         while stream.read_line_into(&mut line)? > 0 {
+//!             stream.write_all(&line)?;
+//!             line.clear();
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let mut server = Server::bind("127.0.0.1:0", Echo)?
+//!     .sync()
+//!     .verify_request(|peer: &Address| peer.as_inet().is_some_and(|a| a.ip().is_loopback()))
+//!     .build()?;
+//! let addr = server.local_addr().as_inet().unwrap();
+//!
+//! let client = std::thread::spawn(move || -> std::io::Result<String> {
+//!     let mut s = std::net::TcpStream::connect(addr)?;
+//!     s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+//!     s.write_all(b"hello\n")?;
+//!     let mut reply = String::new();
+//!     std::io::BufReader::new(s).read_line(&mut reply)?;
+//!     Ok(reply)
+//! });
+//! server.handle_request()?;
+//! assert_eq!(client.join().unwrap()?, "hello\n");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+#![warn(rust_2018_idioms)]
+
+mod address;
+mod builder;
+mod error;
+mod handler;
+mod lifecycle;
+mod listener;
+mod model;
+mod server;
+mod shared;
+mod socket;
+mod stats;
+mod stream;
+mod waker;
+
+pub use address::Address;
+pub use builder::{
+    Builder, WhenFull, DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_SERVICE_INTERVAL,
+};
+pub use error::{describe, Error};
+pub use handler::RequestHandler;
+pub use lifecycle::{log_failure, Failure, Step};
+pub use listener::Listener;
+pub use model::Model;
+pub use server::Server;
+pub use shared::{DrainReport, ShutdownHandle};
+pub use stats::{Counters, Stats};
+pub use stream::{LimitExceeded, Stream, DEFAULT_MAX_FRAME, DEFAULT_MAX_LINE};

@@ -1,0 +1,303 @@
+//! What the accept loop, the handlers' threads and every [`ShutdownHandle`]
+//! share: the registry of live connections, the shutdown and drain flags,
+//! the waker, the counters.
+
+use std::collections::HashMap;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::lifecycle::{panic_message, Failure};
+use crate::socket::{Connection, Socket};
+use crate::stream::StreamLimits;
+use crate::waker::Waker;
+use crate::{Address, Stats};
+
+/// The hook that reports a failed connection.
+pub(crate) type ErrorHook = Box<dyn Fn(&Address, &Failure) + Send + Sync>;
+
+/// What happened to the connections that were live when a server shut down.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DrainReport {
+    /// Connections that ended on their own within the drain timeout
+    /// (idle ones are ended at once, as if their client had hung up).
+    pub drained: usize,
+    /// Connections still running at the deadline, whose sockets were shut
+    /// down under their handlers.
+    pub cut: usize,
+}
+
+pub(crate) struct Shared {
+    pub(crate) stats: Stats,
+    pub(crate) waker: Waker,
+    shutdown: AtomicBool,
+    draining: Arc<AtomicBool>,
+    registry: Mutex<Registry>,
+    /// Signalled whenever a connection ends.
+    ended: Condvar,
+    limit: usize,
+    wait_when_full: bool,
+    limits: StreamLimits,
+    drain_timeout: Duration,
+    /// In the `Sync` model the serving thread is the handler's thread, so
+    /// another thread must watch the drain deadline.
+    needs_watchdog: bool,
+    handle_error: ErrorHook,
+}
+
+#[derive(Default)]
+struct Registry {
+    live: HashMap<u64, Arc<Connection>>,
+    next_id: u64,
+    /// The accept loop stopped polling the listener for want of a slot and
+    /// must be woken when one frees.
+    loop_waits_for_slot: bool,
+}
+
+pub(crate) struct SharedConfig {
+    pub(crate) limit: usize,
+    pub(crate) wait_when_full: bool,
+    pub(crate) limits: StreamLimits,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) needs_watchdog: bool,
+    pub(crate) handle_error: ErrorHook,
+}
+
+impl Shared {
+    pub(crate) fn new(config: SharedConfig) -> std::io::Result<Shared> {
+        Ok(Shared {
+            stats: Stats::default(),
+            waker: Waker::new()?,
+            shutdown: AtomicBool::new(false),
+            draining: Arc::new(AtomicBool::new(false)),
+            registry: Mutex::new(Registry::default()),
+            ended: Condvar::new(),
+            limit: config.limit,
+            wait_when_full: config.wait_when_full,
+            limits: config.limits,
+            drain_timeout: config.drain_timeout,
+            needs_watchdog: config.needs_watchdog,
+            handle_error: config.handle_error,
+        })
+    }
+
+    pub(crate) fn limits(&self) -> &StreamLimits {
+        &self.limits
+    }
+
+    pub(crate) fn drain_timeout(&self) -> Duration {
+        self.drain_timeout
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        // A panic never happens while the lock is held (no user code runs
+        // under it), but a poisoned lock must not take the server down.
+        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn shutdown_requested(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+
+    /// True if the accept loop may accept now. When the limit is reached
+    /// and the policy is to wait, it also asks to be woken when a slot
+    /// frees, so that the loop never polls a listener it cannot serve.
+    pub(crate) fn may_accept(&self) -> bool {
+        if !self.wait_when_full {
+            return true;
+        }
+        let mut registry = self.registry();
+        if registry.live.len() < self.limit {
+            true
+        } else {
+            registry.loop_waits_for_slot = true;
+            false
+        }
+    }
+
+    /// Takes a slot for a new connection; `None` when the limit is reached
+    /// (only possible when the policy is to refuse).
+    pub(crate) fn register(
+        &self,
+        socket: Socket,
+        peer: Address,
+    ) -> Result<(u64, Arc<Connection>), Socket> {
+        let mut registry = self.registry();
+        if registry.live.len() >= self.limit {
+            return Err(socket);
+        }
+        let conn = Arc::new(Connection::new(
+            socket,
+            peer,
+            Some(Arc::clone(&self.draining)),
+        ));
+        let id = registry.next_id;
+        registry.next_id += 1;
+        registry.live.insert(id, Arc::clone(&conn));
+        self.stats.set_active(registry.live.len());
+        Ok((id, conn))
+    }
+
+    /// Frees the slot of an ended connection.
+    pub(crate) fn release(&self, id: u64) {
+        let mut registry = self.registry();
+        registry.live.remove(&id);
+        self.stats.set_active(registry.live.len());
+        if registry.loop_waits_for_slot && registry.live.len() < self.limit {
+            registry.loop_waits_for_slot = false;
+            self.waker.wake();
+        }
+        drop(registry);
+        self.ended.notify_all();
+    }
+
+    /// Frees the slot of a connection that never reached its handler.
+    pub(crate) fn abandon(&self, id: u64) {
+        self.stats.ended(crate::stats::Outcome::Failed, 0, 0);
+        self.release(id);
+    }
+
+    pub(crate) fn report(&self, peer: &Address, failure: &Failure) {
+        // The hook is user code: a panic in it must not take a worker down.
+        if let Err(payload) =
+            panic::catch_unwind(AssertUnwindSafe(|| (self.handle_error)(peer, failure)))
+        {
+            log::error!(
+                "{peer}: handle_error panicked while reporting \"{failure}\": {}",
+                panic_message(payload.as_ref())
+            );
+        }
+    }
+
+    /// Starts a shutdown: the accept loop stops at once, idle connections
+    /// end at once, busy ones get until the drain deadline. Never blocks.
+    pub(crate) fn request_shutdown(self: &Arc<Self>) {
+        if self.shutdown.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.draining.store(true, Ordering::SeqCst);
+        self.waker.wake();
+        let busy = {
+            let registry = self.registry();
+            registry
+                .live
+                .values()
+                .filter(|c| !c.close_if_idle())
+                .count()
+        };
+        if busy > 0 && self.needs_watchdog {
+            let shared = Arc::clone(self);
+            let deadline = Instant::now() + self.drain_timeout;
+            let _ = thread::Builder::new()
+                .name("drain watchdog".into())
+                .spawn(move || {
+                    shared.drain_until(deadline);
+                });
+        }
+    }
+
+    /// Lets the live connections end until `deadline`, then cuts the rest.
+    pub(crate) fn drain_until(&self, deadline: Instant) -> DrainReport {
+        let mut registry = self.registry();
+        let at_start = registry.live.len();
+        while !registry.live.is_empty() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            registry = self
+                .ended
+                .wait_timeout(registry, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        let cut = registry.live.len();
+        for conn in registry.live.values() {
+            log::warn!(
+                "{}: still busy at the drain deadline; cutting the connection",
+                conn.peer
+            );
+            conn.cut();
+        }
+        DrainReport {
+            drained: at_start.saturating_sub(cut),
+            cut,
+        }
+    }
+
+    /// Waits up to `grace` for every connection to end (after a cut they
+    /// end as soon as their handler touches the socket).
+    pub(crate) fn wait_empty(&self, grace: Duration) -> bool {
+        let deadline = Instant::now() + grace;
+        let mut registry = self.registry();
+        while !registry.live.is_empty() {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            registry = self
+                .ended
+                .wait_timeout(registry, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+
+    /// Cuts every live connection at once (dropping a server).
+    pub(crate) fn cut_all(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        self.draining.store(true, Ordering::SeqCst);
+        for conn in self.registry().live.values() {
+            conn.cut();
+        }
+    }
+}
+
+/// Stops a running server from any thread, a signal handler's thread, or
+/// the server's own handlers.
+///
+/// [`shutdown`](ShutdownHandle::shutdown) never blocks (so a handler may
+/// call it without deadlock, unlike Python's `shutdown()`): `serve_forever`
+/// wakes at once, closes the listening socket, lets busy connections finish
+/// within the drain timeout, ends idle ones at once, and returns.
+///
+/// ```
+/// # use socketserver::{RequestHandler, Server, Stream};
+/// # #[derive(Clone)] struct Quiet;
+/// # impl RequestHandler for Quiet { fn handle(&mut self, _: &mut Stream) -> std::io::Result<()> { Ok(()) } }
+/// let mut server = Server::bind("127.0.0.1:0", Quiet)?.build()?;
+/// let stop = server.shutdown_handle();
+/// std::thread::spawn(move || stop.shutdown());
+/// let report = server.serve_forever()?; // returns once stopped
+/// assert_eq!(report.cut, 0);
+/// # Ok::<(), socketserver::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl ShutdownHandle {
+    /// Asks the server to stop; returns at once. Calling it again, or after
+    /// the server has stopped, does nothing.
+    pub fn shutdown(&self) {
+        self.shared.request_shutdown();
+    }
+
+    /// True once a shutdown has been asked for.
+    pub fn is_shutdown(&self) -> bool {
+        self.shared.shutdown_requested()
+    }
+}
+
+impl std::fmt::Debug for ShutdownHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShutdownHandle")
+            .field("shutdown", &self.is_shutdown())
+            .finish()
+    }
+}

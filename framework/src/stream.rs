@@ -1,0 +1,713 @@
+//! [`Stream`]: one conversation's socket, buffered both ways, with the
+//! framing helpers that end the tutorial's sticky-packet (粘包) trouble.
+//!
+//! TCP is a byte stream: one `send` on one side may arrive as two reads on
+//! the other, and two sends as one. A protocol therefore needs boundaries,
+//! and `Stream` offers the two usual ones, each with a size limit so a
+//! client cannot make the server buffer without end:
+//!
+//! * lines, ended by `\n` ([`Stream::read_line`], [`Stream::read_until`]);
+//! * length-prefixed frames, a 4-byte big-endian length and then the payload
+//!   ([`Stream::read_frame`], [`Stream::write_frame`]).
+//!
+//! For protocols that have no boundaries at all (the tutorial's chat, where
+//! a message is whatever one `recv` returns) there is [`Stream::read_chunk`].
+//!
+//! Writes are buffered and go out in as few system calls as possible: the
+//! buffer is flushed when it fills, when [`Stream::flush`] is called, when
+//! the handler returns, and, so that a request/response handler never
+//! deadlocks waiting for an answer to a reply still in its buffer, before
+//! every read that has to wait for the socket.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io::{self, BufRead, IoSlice, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::socket::{Connection, Socket};
+use crate::Address;
+
+/// Size of the read buffer, allocated on the first read.
+const READ_BUFFER: usize = 16 * 1024;
+/// Size of the write buffer, allocated on the first buffered write.
+const WRITE_BUFFER: usize = 16 * 1024;
+/// Default maximum length of a line, newline included.
+pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
+/// Default maximum payload of a length-prefixed frame.
+pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// The error inside an [`io::Error`] of kind `InvalidData` when a line or a
+/// frame is longer than its limit.
+///
+/// The bytes read so far are discarded; the conversation is best ended,
+/// after an error message if the protocol has one:
+///
+/// ```
+/// # fn f(stream: &mut socketserver::Stream) -> std::io::Result<()> {
+/// use socketserver::LimitExceeded;
+/// match stream.read_line() {
+///     Err(e) if LimitExceeded::is(&e) => {
+///         stream.write_all(b"error: line too long\n")?;
+///         return Ok(());
+///     }
+///     other => { other?; }
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LimitExceeded {
+    /// What was too long: `"line"` or `"frame"`.
+    pub what: &'static str,
+    /// The limit in bytes.
+    pub limit: usize,
+}
+
+impl LimitExceeded {
+    /// True if `error` was caused by a [`LimitExceeded`].
+    pub fn is(error: &io::Error) -> bool {
+        error
+            .get_ref()
+            .is_some_and(|inner| inner.is::<LimitExceeded>())
+    }
+
+    fn into_io(self) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, self)
+    }
+}
+
+impl fmt::Display for LimitExceeded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} longer than the limit of {} bytes",
+            self.what, self.limit
+        )
+    }
+}
+
+impl StdError for LimitExceeded {}
+
+/// One side of a connection: a TCP or Unix-domain stream socket with a read
+/// buffer, a write buffer, timeouts and size limits.
+///
+/// A server hands each handler a `Stream`; a client can make one with
+/// [`Stream::connect`] or [`Stream::connect_unix`] and use the same framing.
+///
+/// `Stream` implements [`Read`], [`BufRead`] and [`Write`]; the most used of
+/// their methods are also inherent so that simple handlers need no `use`.
+pub struct Stream {
+    conn: Arc<Connection>,
+    rbuf: Vec<u8>,
+    rpos: usize,
+    rend: usize,
+    wbuf: Vec<u8>,
+    max_line: usize,
+    max_frame: usize,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    bytes_read: u64,
+    bytes_written: u64,
+}
+
+// Construction and the connection's facts.
+impl Stream {
+    pub(crate) fn from_connection(conn: Arc<Connection>, limits: &StreamLimits) -> Stream {
+        Stream {
+            conn,
+            rbuf: Vec::new(),
+            rpos: 0,
+            rend: 0,
+            wbuf: Vec::new(),
+            max_line: limits.max_line,
+            max_frame: limits.max_frame,
+            read_timeout: limits.idle_timeout,
+            write_timeout: limits.idle_timeout,
+            bytes_read: 0,
+            bytes_written: 0,
+        }
+    }
+
+    fn from_socket(socket: Socket) -> io::Result<Stream> {
+        let peer = socket.peer_addr()?;
+        let read_timeout = socket.read_timeout()?;
+        let conn = Arc::new(Connection::new(socket, peer, None));
+        let mut stream = Stream::from_connection(conn, &StreamLimits::default());
+        stream.read_timeout = read_timeout;
+        stream.write_timeout = None;
+        Ok(stream)
+    }
+
+    /// Connects to a TCP server, as a client.
+    ///
+    /// # Errors
+    /// Fails as [`TcpStream::connect`] does.
+    pub fn connect(addr: impl ToSocketAddrs) -> io::Result<Stream> {
+        Stream::from_socket(Socket::Tcp(TcpStream::connect(addr)?))
+    }
+
+    /// Connects to a Unix-domain stream server, as a client.
+    ///
+    /// # Errors
+    /// Fails as [`UnixStream::connect`] does.
+    pub fn connect_unix(path: impl AsRef<Path>) -> io::Result<Stream> {
+        Stream::from_socket(Socket::Unix(UnixStream::connect(path)?))
+    }
+
+    /// The address of the other end.
+    pub fn peer_addr(&self) -> &Address {
+        &self.conn.peer
+    }
+
+    /// The address of this end.
+    ///
+    /// # Errors
+    /// Fails if the socket has been closed under the stream.
+    pub fn local_addr(&self) -> io::Result<Address> {
+        self.conn.socket.local_addr()
+    }
+
+    /// Bytes received so far, counting those still in the read buffer.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
+    /// Bytes sent so far, not counting those still in the write buffer.
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written
+    }
+
+    /// The TCP stream under this one, or `None` for a Unix-domain socket.
+    /// For socket options this type does not cover.
+    pub fn as_tcp(&self) -> Option<&TcpStream> {
+        match &self.conn.socket {
+            Socket::Tcp(s) => Some(s),
+            Socket::Unix(_) => None,
+        }
+    }
+
+    /// The Unix-domain stream under this one, or `None` for TCP.
+    pub fn as_unix(&self) -> Option<&UnixStream> {
+        match &self.conn.socket {
+            Socket::Unix(s) => Some(s),
+            Socket::Tcp(_) => None,
+        }
+    }
+}
+
+// Options.
+impl Stream {
+    /// Sets how long a read may wait for data before it fails with
+    /// [`io::ErrorKind::TimedOut`]; `None` waits for ever. A server sets it
+    /// to its idle timeout.
+    ///
+    /// # Errors
+    /// Fails if the duration is zero, as [`TcpStream::set_read_timeout`].
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.conn.socket.set_read_timeout(timeout)?;
+        self.read_timeout = timeout;
+        Ok(())
+    }
+
+    /// Sets how long a write may wait for the peer to make room before it
+    /// fails with [`io::ErrorKind::TimedOut`]; `None` waits for ever.
+    ///
+    /// # Errors
+    /// Fails if the duration is zero, as [`TcpStream::set_write_timeout`].
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.conn.socket.set_write_timeout(timeout)?;
+        self.write_timeout = timeout;
+        Ok(())
+    }
+
+    /// The current read timeout.
+    pub fn read_timeout(&self) -> Option<Duration> {
+        self.read_timeout
+    }
+
+    /// The current write timeout.
+    pub fn write_timeout(&self) -> Option<Duration> {
+        self.write_timeout
+    }
+
+    /// Turns Nagle's algorithm off (`true`) or on, on TCP; a no-op on Unix
+    /// sockets. Servers turn it off by default: replies are already
+    /// coalesced by the write buffer, and Nagle would only delay them.
+    ///
+    /// # Errors
+    /// Fails as [`TcpStream::set_nodelay`] does.
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        match &self.conn.socket {
+            Socket::Tcp(s) => s.set_nodelay(nodelay),
+            Socket::Unix(_) => Ok(()),
+        }
+    }
+
+    /// The longest line, newline included, that [`Stream::read_line`]
+    /// accepts.
+    pub fn max_line_len(&self) -> usize {
+        self.max_line
+    }
+
+    /// Sets the longest line [`Stream::read_line`] accepts.
+    pub fn set_max_line_len(&mut self, max: usize) {
+        self.max_line = max;
+    }
+
+    /// The largest payload [`Stream::read_frame`] accepts.
+    pub fn max_frame_len(&self) -> usize {
+        self.max_frame
+    }
+
+    /// Sets the largest payload [`Stream::read_frame`] accepts.
+    pub fn set_max_frame_len(&mut self, max: usize) {
+        self.max_frame = max;
+    }
+
+    /// Closes the writing half: the peer reads end-of-file once the
+    /// buffered output has gone. Flushes first.
+    ///
+    /// # Errors
+    /// Fails if the flush or the shutdown fails.
+    pub fn shutdown_write(&mut self) -> io::Result<()> {
+        self.flush_buffer()?;
+        self.conn.socket.shutdown(Shutdown::Write)
+    }
+}
+
+// Reading.
+impl Stream {
+    /// The bytes received and not yet consumed.
+    pub fn buffered(&self) -> &[u8] {
+        &self.rbuf[self.rpos..self.rend]
+    }
+
+    /// Reads one line, up to and including its `\n`, as UTF-8 text.
+    ///
+    /// Returns `None` at end of input. A last line without a newline is
+    /// returned as it is, like Python's `readline`.
+    ///
+    /// # Errors
+    /// `InvalidData` with a [`LimitExceeded`] inside for a line longer than
+    /// [`Stream::max_line_len`]; `InvalidData` for a line that is not UTF-8
+    /// (use [`Stream::read_line_into`] for bytes); `TimedOut` when the read
+    /// timeout passes with no data; any error of the socket.
+    pub fn read_line(&mut self) -> io::Result<Option<String>> {
+        let mut line = Vec::new();
+        if self.read_line_into(&mut line)? == 0 {
+            return Ok(None);
+        }
+        String::from_utf8(line)
+            .map(Some)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "line is not valid UTF-8"))
+    }
+
+    /// Reads one line, up to and including its `\n`, appending the bytes to
+    /// `line`. Returns how many bytes were appended; 0 means end of input.
+    /// Reusing one `Vec` across calls reads lines without allocating.
+    ///
+    /// # Errors
+    /// As [`Stream::read_line`], except that any bytes are accepted.
+    pub fn read_line_into(&mut self, line: &mut Vec<u8>) -> io::Result<usize> {
+        let max = self.max_line;
+        self.read_until_limited(b'\n', line, max, "line")
+    }
+
+    /// Reads up to and including `delimiter`, appending to `buf`, but no
+    /// more than `max` bytes. Returns how many bytes were appended; 0 means
+    /// end of input; a count without the delimiter at its end means the
+    /// input ended first.
+    ///
+    /// # Errors
+    /// `InvalidData` with a [`LimitExceeded`] inside if `max` bytes pass
+    /// without the delimiter; `TimedOut`, or any error of the socket.
+    pub fn read_until(
+        &mut self,
+        delimiter: u8,
+        buf: &mut Vec<u8>,
+        max: usize,
+    ) -> io::Result<usize> {
+        self.read_until_limited(delimiter, buf, max, "line")
+    }
+
+    fn read_until_limited(
+        &mut self,
+        delimiter: u8,
+        buf: &mut Vec<u8>,
+        max: usize,
+        what: &'static str,
+    ) -> io::Result<usize> {
+        let mut taken = 0;
+        loop {
+            let available = &self.rbuf[self.rpos..self.rend];
+            let (chunk_len, done) = match available.iter().position(|&b| b == delimiter) {
+                Some(i) => (i + 1, true),
+                None => (available.len(), false),
+            };
+            if taken + chunk_len > max {
+                // Drop what was read of the over-long line so that memory
+                // stays bounded whatever the caller does next.
+                self.rpos = self.rend;
+                return Err(LimitExceeded { what, limit: max }.into_io());
+            }
+            buf.extend_from_slice(&available[..chunk_len]);
+            self.rpos += chunk_len;
+            taken += chunk_len;
+            if done {
+                return Ok(taken);
+            }
+            if self.fill(taken == 0)? == 0 {
+                return Ok(taken);
+            }
+        }
+    }
+
+    /// Reads whatever the peer has sent: the buffered bytes if there are
+    /// any, otherwise the result of one receive. An empty slice means end of
+    /// input.
+    ///
+    /// This is the tutorial's `recv(1024)` for protocols without boundaries;
+    /// the slice is valid until the next call on the stream.
+    ///
+    /// # Errors
+    /// `TimedOut` when the read timeout passes with no data, or any error of
+    /// the socket.
+    pub fn read_chunk(&mut self) -> io::Result<&[u8]> {
+        if self.rpos == self.rend {
+            self.fill(true)?;
+        }
+        let chunk = &self.rbuf[self.rpos..self.rend];
+        self.rpos = self.rend;
+        Ok(chunk)
+    }
+
+    /// Reads exactly `buf.len()` bytes.
+    ///
+    /// # Errors
+    /// `UnexpectedEof` if the input ends first; `TimedOut`, or any error of
+    /// the socket.
+    pub fn read_exact(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        Read::read_exact(self, buf)
+    }
+
+    /// Reads one length-prefixed frame: a 4-byte big-endian length, then
+    /// that many bytes. Returns `None` at end of input between frames.
+    ///
+    /// # Errors
+    /// `InvalidData` with a [`LimitExceeded`] inside if the length is over
+    /// [`Stream::max_frame_len`] (nothing of the payload is read);
+    /// `UnexpectedEof` if the input ends inside a frame; `TimedOut`, or any
+    /// error of the socket.
+    pub fn read_frame(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let mut payload = Vec::new();
+        Ok(self.read_frame_into(&mut payload)?.then_some(payload))
+    }
+
+    /// Reads one length-prefixed frame into `payload`, replacing its
+    /// contents. Returns false at end of input between frames.
+    ///
+    /// # Errors
+    /// As [`Stream::read_frame`].
+    pub fn read_frame_into(&mut self, payload: &mut Vec<u8>) -> io::Result<bool> {
+        payload.clear();
+        if self.rpos == self.rend && self.fill(true)? == 0 {
+            return Ok(false);
+        }
+        let mut header = [0u8; 4];
+        self.read_exact(&mut header)?;
+        let len = u32::from_be_bytes(header) as usize;
+        if len > self.max_frame {
+            return Err(LimitExceeded {
+                what: "frame",
+                limit: self.max_frame,
+            }
+            .into_io());
+        }
+        payload.resize(len, 0);
+        self.read_exact(payload)?;
+        Ok(true)
+    }
+
+    /// Receives into the read buffer, after flushing the write buffer so
+    /// the peer has every reply before we wait for it. `fresh` says that the
+    /// caller has consumed nothing of a new message yet: the connection is
+    /// idle while we wait, and a graceful shutdown may end it.
+    fn fill(&mut self, fresh: bool) -> io::Result<usize> {
+        if self.rpos == self.rend {
+            self.rpos = 0;
+            self.rend = 0;
+        }
+        if self.rbuf.is_empty() {
+            self.rbuf = vec![0; READ_BUFFER];
+        } else if self.rend == self.rbuf.len() {
+            self.rbuf.copy_within(self.rpos..self.rend, 0);
+            self.rend -= self.rpos;
+            self.rpos = 0;
+        }
+        let end = self.rend;
+        let n = self.receive(fresh, |socket, rbuf| socket.recv(&mut rbuf[end..]))?;
+        self.rend += n;
+        Ok(n)
+    }
+
+    /// One receive, by `recv` into either the read buffer or the caller's
+    /// buffer, with the flush before it, the idle marking around it and the
+    /// timeout turned into a clear error.
+    fn receive(
+        &mut self,
+        fresh: bool,
+        mut recv: impl FnMut(&Socket, &mut Vec<u8>) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        self.flush_buffer()?;
+        if fresh && !self.conn.enter_idle() {
+            return Ok(0);
+        }
+        let result = loop {
+            match recv(&self.conn.socket, &mut self.rbuf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        if fresh {
+            self.conn.leave_idle();
+        }
+        match result {
+            Ok(n) => {
+                self.bytes_read += n as u64;
+                Ok(n)
+            }
+            Err(e) if is_timeout(&e) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                match self.read_timeout {
+                    Some(t) => format!("no data from the peer for {}", seconds(t)),
+                    None => "read timed out".to_string(),
+                },
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Drops whatever is buffered for writing; for the server, after a
+    /// write failed, so that nothing retries it.
+    pub(crate) fn discard_output(&mut self) {
+        self.wbuf.clear();
+    }
+}
+
+// Writing.
+impl Stream {
+    /// Writes all of `buf`, buffered: it goes out when the buffer fills,
+    /// on [`Stream::flush`], before the next read that has to wait, and when
+    /// the handler returns.
+    ///
+    /// # Errors
+    /// `TimedOut` when the write timeout passes with the peer not reading;
+    /// `BrokenPipe` or `ConnectionReset` when the peer has gone.
+    pub fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        Write::write_all(self, buf)
+    }
+
+    /// Writes one length-prefixed frame: the payload's length as 4 bytes,
+    /// big-endian, then the payload.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a payload of 4 GiB or more; otherwise as
+    /// [`Stream::write_all`].
+    pub fn write_frame(&mut self, payload: &[u8]) -> io::Result<()> {
+        let len = u32::try_from(payload.len()).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "frame payload of 4 GiB or more",
+            )
+        })?;
+        self.write_all(&len.to_be_bytes())?;
+        self.write_all(payload)
+    }
+
+    /// Sends everything buffered.
+    ///
+    /// # Errors
+    /// As [`Stream::write_all`].
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.flush_buffer()
+    }
+
+    fn flush_buffer(&mut self) -> io::Result<()> {
+        let mut sent = 0;
+        while sent < self.wbuf.len() {
+            match self.send(&[IoSlice::new(&self.wbuf[sent..])]) {
+                Ok(n) => {
+                    sent += n;
+                    self.bytes_written += n as u64;
+                }
+                Err(e) => {
+                    self.wbuf.drain(..sent);
+                    return Err(e);
+                }
+            }
+        }
+        self.wbuf.clear();
+        Ok(())
+    }
+
+    fn send(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        loop {
+            match self.conn.socket.send_vectored(bufs) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "the peer accepts no more data",
+                    ))
+                }
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_timeout(&e) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        match self.write_timeout {
+                            Some(t) => format!("the peer read nothing for {}", seconds(t)),
+                            None => "write timed out".to_string(),
+                        },
+                    ))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        // A large read with nothing buffered goes straight into the
+        // caller's buffer: file transfers should not pay for a copy.
+        if self.rpos == self.rend && buf.len() >= READ_BUFFER {
+            return self.receive(true, |socket, _| socket.recv(buf));
+        }
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Stream {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.rpos == self.rend {
+            self.fill(true)?;
+        }
+        Ok(&self.rbuf[self.rpos..self.rend])
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.rpos = (self.rpos + amount).min(self.rend);
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.wbuf.len() + buf.len() <= WRITE_BUFFER {
+            if self.wbuf.capacity() == 0 {
+                self.wbuf.reserve_exact(WRITE_BUFFER);
+            }
+            self.wbuf.extend_from_slice(buf);
+            return Ok(buf.len());
+        }
+        if self.wbuf.is_empty() {
+            let n = self.send(&[IoSlice::new(buf)])?;
+            self.bytes_written += n as u64;
+            return Ok(n);
+        }
+        // Too big for the buffer: send what is buffered and the new bytes
+        // together, in one system call.
+        let buffered = self.wbuf.len();
+        let n = self.send(&[IoSlice::new(&self.wbuf), IoSlice::new(buf)])?;
+        self.bytes_written += n as u64;
+        if n > buffered {
+            self.wbuf.clear();
+            return Ok(n - buffered);
+        }
+        // Not even the buffer went out whole: keep its rest first in line,
+        // then try the new bytes again (never answer Ok(0), which
+        // `write_all` would take for a dead peer).
+        self.wbuf.drain(..n);
+        self.flush_buffer()?;
+        self.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_buffer()
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // As BufWriter: a best effort, errors ignored.
+        let _ = self.flush_buffer();
+    }
+}
+
+impl fmt::Debug for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stream")
+            .field("peer", &self.conn.peer)
+            .field("buffered_in", &(self.rend - self.rpos))
+            .field("buffered_out", &self.wbuf.len())
+            .finish()
+    }
+}
+
+impl From<TcpStream> for Stream {
+    /// Wraps a connected TCP stream; panics only if the socket has no peer,
+    /// which a connected stream always has.
+    fn from(stream: TcpStream) -> Self {
+        Stream::from_socket(Socket::Tcp(stream)).expect("a connected TCP stream has a peer")
+    }
+}
+
+impl From<UnixStream> for Stream {
+    /// Wraps a connected Unix-domain stream.
+    fn from(stream: UnixStream) -> Self {
+        Stream::from_socket(Socket::Unix(stream)).expect("a connected Unix stream has a peer")
+    }
+}
+
+/// The limits a server gives each of its streams.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StreamLimits {
+    pub(crate) max_line: usize,
+    pub(crate) max_frame: usize,
+    pub(crate) idle_timeout: Option<Duration>,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        StreamLimits {
+            max_line: DEFAULT_MAX_LINE,
+            max_frame: DEFAULT_MAX_FRAME,
+            idle_timeout: None,
+        }
+    }
+}
+
+/// A socket timeout shows as EAGAIN (`WouldBlock`) on Unix.
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+fn seconds(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.3} s", d.as_secs_f64())
+    }
+}
