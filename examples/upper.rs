@@ -1,7 +1,7 @@
 //! The tutorial's "phone" server (电话发送与接收): every message comes back
 //! in upper case.
 //!
-//! Run it:   cargo run --example upper
+//! Run it:   cargo run --example upper            (or: -- 127.0.0.1:0 for any free port)
 //! Poke it:  python3 ../shared/seed/clients/phone_client.py 127.0.0.1 9999 "hello"
 //!      or:  nc 127.0.0.1 9999
 //!

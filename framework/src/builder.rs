@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::lifecycle::{log_failure, Failure};
 use crate::listener::{BindOptions, Listener};
 use crate::server::{LoopHooks, ServerConfig};
-use crate::shared::{Shared, SharedConfig};
+use crate::shared::{ErrorHook, Shared, SharedConfig};
 use crate::stream::{StreamLimits, DEFAULT_MAX_FRAME, DEFAULT_MAX_LINE};
 use crate::{Address, Error, Model, RequestHandler, Server, Stream};
 
@@ -77,7 +77,7 @@ pub struct Builder<H: RequestHandler> {
     drain_timeout: Duration,
     request_timeout: Option<Duration>,
     service_interval: Duration,
-    handle_error: Option<Box<dyn Fn(&Address, &Failure) + Send + Sync>>,
+    handle_error: Option<ErrorHook>,
     hooks: LoopHooks,
 }
 

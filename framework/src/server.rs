@@ -31,13 +31,17 @@ const ACCEPT_BATCH: usize = 64;
 const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
+type VerifyHook = Box<dyn FnMut(&Address) -> bool + Send>;
+type RefuseHook = Box<dyn FnMut(&mut Stream) + Send>;
+type ActionHook = Box<dyn FnMut() + Send>;
+
 /// Hooks that run in the serving thread.
 #[derive(Default)]
 pub(crate) struct LoopHooks {
-    pub(crate) verify_request: Option<Box<dyn FnMut(&Address) -> bool + Send>>,
-    pub(crate) on_refused: Option<Box<dyn FnMut(&mut Stream) + Send>>,
-    pub(crate) service_actions: Option<Box<dyn FnMut() + Send>>,
-    pub(crate) handle_timeout: Option<Box<dyn FnMut() + Send>>,
+    pub(crate) verify_request: Option<VerifyHook>,
+    pub(crate) on_refused: Option<RefuseHook>,
+    pub(crate) service_actions: Option<ActionHook>,
+    pub(crate) handle_timeout: Option<ActionHook>,
 }
 
 pub(crate) struct ServerConfig {

@@ -1,0 +1,1 @@
+//! CPython's Lib/test/test_socketserver.py, in Rust.
