@@ -1,0 +1,145 @@
+//! `client`: talks to the handlers that `serve` runs.
+//!
+//! ```text
+//! client echo                     # the chat, against 127.0.0.1:9999
+//! printf 'hi\nq\n' | client echo  # piped: no prompt, one reply per line
+//! ```
+
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use socketserver::{describe, Stream};
+use socketserver_handlers::echo::incomplete_tail;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "client",
+    version,
+    about = "Talk to the servers that `serve` runs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+
+    /// Give up when the server sends nothing for this long
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 30.0)]
+    timeout: f64,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Chat with the echo handler (or the tutorial's Python chat server):
+    /// prints the greeting, sends each line you type, prints each answer;
+    /// "q" or end of input quits
+    Echo {
+        /// HOST:PORT, [IPV6]:PORT or unix:PATH
+        #[arg(default_value = "127.0.0.1:9999")]
+        addr: String,
+    },
+}
+
+/// A one-line error for standard error; the exit code is 1.
+struct Failure(String);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let timeout = Duration::try_from_secs_f64(cli.timeout)
+        .ok()
+        .filter(|t| !t.is_zero());
+    let result = match &cli.command {
+        Command::Echo { addr } => echo(addr, timeout),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message)) => {
+            eprintln!("client: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn connect(addr: &str, timeout: Option<Duration>) -> Result<Stream, Failure> {
+    let stream = match addr.strip_prefix("unix:") {
+        Some(path) => Stream::connect_unix(path),
+        None => Stream::connect(addr),
+    };
+    let mut stream =
+        stream.map_err(|e| Failure(format!("cannot connect to {addr}: {}", describe(&e))))?;
+    stream
+        .set_read_timeout(timeout)
+        .map_err(|e| Failure(format!("cannot set a timeout: {}", describe(&e))))?;
+    Ok(stream)
+}
+
+/// The tutorial's chat client, done right. Each message goes out without a
+/// newline, as the tutorial's client sends it, so the same client talks to
+/// the tutorial's Python server too; each answer is read whole before the
+/// next message is sent, so answers never mix.
+fn echo(addr: &str, timeout: Option<Duration>) -> Result<(), Failure> {
+    let mut stream = connect(addr, timeout)?;
+    let lost = |e: io::Error| Failure(format!("connection to {addr} lost: {}", describe(&e)));
+    let greeting = stream.read_chunk().map_err(lost)?.to_vec();
+    if greeting.is_empty() {
+        return Err(Failure(format!(
+            "{addr} closed the connection without a greeting"
+        )));
+    }
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{}", String::from_utf8_lossy(&greeting));
+    let _ = out.flush();
+
+    let stdin = io::stdin();
+    let interactive = stdin.is_terminal();
+    let mut input = stdin.lock();
+    let mut line = String::new();
+    loop {
+        if interactive {
+            let _ = write!(out, "> ");
+            let _ = out.flush();
+        }
+        line.clear();
+        match input.read_line(&mut line) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Failure(format!(
+                    "cannot read standard input: {}",
+                    describe(&e)
+                )))
+            }
+        }
+        let message = line.trim_end_matches(['\n', '\r']);
+        if message.is_empty() {
+            continue;
+        }
+        stream.write_all(message.as_bytes()).map_err(lost)?;
+        stream.flush().map_err(lost)?;
+        if message == "q" {
+            return Ok(());
+        }
+        let answer = read_answer(&mut stream, message.len()).map_err(lost)?;
+        if answer.is_empty() {
+            return Err(Failure(format!("{addr} closed the connection")));
+        }
+        let _ = writeln!(out, "{}", String::from_utf8_lossy(&answer));
+        let _ = out.flush();
+    }
+}
+
+/// Reads one answer: at least as many bytes as the message had (the answer
+/// is the message and a suffix), never stopping inside a UTF-8 character.
+fn read_answer(stream: &mut Stream, at_least: usize) -> io::Result<Vec<u8>> {
+    let mut answer = Vec::new();
+    loop {
+        let chunk = stream.read_chunk()?;
+        if chunk.is_empty() {
+            return Ok(answer);
+        }
+        answer.extend_from_slice(chunk);
+        if answer.len() >= at_least && incomplete_tail(&answer) == 0 {
+            return Ok(answer);
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! `serve`: runs one of the handlers on a socket.
+//!
+//! ```text
+//! serve --handler echo                      # 127.0.0.1:9999, threading
+//! serve --handler echo --bind [::]:9999 --mode pool --workers 8
+//! ```
+//!
+//! The first line on standard output is exactly
+//! `serving HANDLER on ADDRESS (MODE)`, with the real address, so scripts
+//! can bind port 0 and read the port. SIGINT and SIGTERM drain and exit 0;
+//! a second SIGINT exits at once.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, ValueEnum};
+use socketserver::{Model, RequestHandler, Server};
+use socketserver_handlers::echo::{self, Echo};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "serve",
+    version,
+    about = "Serve a socketserver handler: echo (the tutorial's chat bot)",
+    after_help = "Logs go to standard error; RUST_LOG (e.g. RUST_LOG=debug) overrides -v/-q.\n\
+                  SIGINT/SIGTERM stop accepting, let live connections finish within \
+                  --drain-timeout, and exit 0; a second SIGINT exits at once."
+)]
+struct Cli {
+    /// The handler to serve
+    #[arg(long, value_enum)]
+    handler: HandlerKind,
+
+    /// Where to listen: HOST:PORT, [IPV6]:PORT, HOST alone (the handler's
+    /// default port), or unix:PATH [default: 127.0.0.1 and the handler's
+    /// port, 9999 for echo]
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<String>,
+
+    /// Concurrency model
+    #[arg(long, value_enum, default_value_t = Mode::Threading)]
+    mode: Mode,
+
+    /// Worker threads of the pool model [default: 4 per CPU]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    workers: Option<u32>,
+
+    /// Most connections served at once; more wait in the kernel's backlog
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+
+    /// Close a connection silent (or not reading) for this long; 0 turns it off
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_seconds)]
+    idle_timeout: Duration,
+
+    /// On shutdown, how long live connections may take to finish before they are cut
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_seconds)]
+    drain_timeout: Duration,
+
+    /// More log output (-v debug, -vv trace)
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    /// Log errors only
+    #[arg(short, long, conflicts_with = "verbose")]
+    quiet: bool,
+
+    #[command(flatten)]
+    echo: EchoOptions,
+}
+
+/// Options of the echo handler.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Echo options")]
+struct EchoOptions {
+    /// Sent to each client on connect
+    #[arg(long, value_name = "TEXT", default_value = echo::DEFAULT_GREETING)]
+    greeting: String,
+
+    /// Appended to every answer
+    #[arg(long, value_name = "TEXT", default_value = echo::DEFAULT_SUFFIX)]
+    suffix: String,
+
+    /// Longest line accepted in line mode, in bytes; longer ones get an error and the connection closes
+    #[arg(long, value_name = "BYTES", default_value_t = echo::DEFAULT_MAX_LINE)]
+    max_line: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum HandlerKind {
+    /// The tutorial's chat bot: greets, answers each message + "好", "q" ends
+    Echo,
+}
+
+impl HandlerKind {
+    fn name(self) -> &'static str {
+        match self {
+            HandlerKind::Echo => "echo",
+        }
+    }
+
+    fn default_port(self) -> u16 {
+        match self {
+            HandlerKind::Echo => 9999,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// One connection at a time
+    Sync,
+    /// A thread per connection
+    Threading,
+    /// A fixed pool of worker threads (--workers)
+    Pool,
+    /// A process per connection (not built yet)
+    Forking,
+    /// A fixed set of worker processes (not built yet)
+    Prefork,
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{text:?} is not a duration"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let model = match model(&cli) {
+        Ok(model) => model,
+        Err(message) => {
+            eprintln!("serve: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.handler {
+        HandlerKind::Echo => {
+            let echo = Echo::default()
+                .greeting(&cli.echo.greeting)
+                .suffix(&cli.echo.suffix)
+                .max_line(cli.echo.max_line);
+            run(&cli, model, echo)
+        }
+    }
+}
+
+fn model(cli: &Cli) -> Result<Model, String> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match cli.mode {
+        Mode::Sync => Ok(Model::Sync),
+        Mode::Threading => Ok(Model::Threading),
+        Mode::Pool => {
+            let workers = cli.workers.map_or(4 * cpus, |n| n as usize);
+            Ok(Model::Pool {
+                workers,
+                queue: workers,
+            })
+        }
+        Mode::Forking | Mode::Prefork => Err(format!(
+            "the {} model is not available yet; use --mode sync, threading or pool",
+            cli.mode
+                .to_possible_value()
+                .expect("no skipped values")
+                .get_name()
+        )),
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+}
+
+fn run<H: RequestHandler>(cli: &Cli, model: Model, handler: H) -> ExitCode {
+    let name = cli.handler.name();
+    let bind = cli
+        .bind
+        .clone()
+        .unwrap_or_else(|| format!("127.0.0.1:{}", cli.handler.default_port()));
+    let builder = match bind.strip_prefix("unix:") {
+        Some(path) => Server::bind_unix(path, handler),
+        None => {
+            let addr = with_default_port(&bind, cli.handler.default_port());
+            match Server::bind(addr.as_str(), handler) {
+                Ok(builder) => builder,
+                Err(socketserver::Error::Resolve { source, .. }) => {
+                    eprintln!(
+                        "serve: cannot bind {bind}: {}",
+                        socketserver::describe(&source)
+                    );
+                    return ExitCode::from(1);
+                }
+                Err(e) => {
+                    eprintln!("serve: {e}");
+                    return ExitCode::from(1);
+                }
+            }
+        }
+    };
+    let idle = (!cli.idle_timeout.is_zero()).then_some(cli.idle_timeout);
+    let built = builder
+        .model(model)
+        .max_connections(cli.max_connections as usize)
+        .idle_timeout(idle)
+        .drain_timeout(cli.drain_timeout)
+        .build();
+    let mut server = match built {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("serve: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(e) = stop_on_signals(server.shutdown_handle()) {
+        eprintln!("serve: cannot install signal handlers: {e}");
+        return ExitCode::from(1);
+    }
+    println!(
+        "serving {name} on {} ({})",
+        server.local_addr(),
+        model.name()
+    );
+    match server.serve_forever() {
+        Ok(report) => {
+            log::info!(
+                "shut down: {} connections drained, {} cut",
+                report.drained,
+                report.cut
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("serve: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `localhost` -> `localhost:PORT`; `::1` -> `[::1]:PORT`; anything with a
+/// port stays as it is.
+fn with_default_port(addr: &str, port: u16) -> String {
+    if addr.parse::<std::net::SocketAddr>().is_ok() {
+        return addr.to_string();
+    }
+    if let Ok(ip) = addr.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+        return std::net::SocketAddr::new(ip, port).to_string();
+    }
+    if addr.contains(':') {
+        addr.to_string()
+    } else {
+        format!("{addr}:{port}")
+    }
+}
+
+/// The first SIGINT or SIGTERM starts a graceful shutdown; a second SIGINT
+/// (an impatient Ctrl-C) exits at once.
+fn stop_on_signals(stop: socketserver::ShutdownHandle) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if !stop.is_shutdown() {
+                    let name = if signal == SIGINT {
+                        "SIGINT"
+                    } else {
+                        "SIGTERM"
+                    };
+                    log::info!(
+                        "{name}: stopping; live connections may finish (Ctrl-C again to exit now)"
+                    );
+                    stop.shutdown();
+                } else if signal == SIGINT {
+                    eprintln!("serve: interrupted again; exiting without waiting");
+                    std::process::exit(130);
+                }
+            }
+        })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn default_ports() {
+        assert_eq!(with_default_port("127.0.0.1:80", 9), "127.0.0.1:80");
+        assert_eq!(with_default_port("127.0.0.1", 9), "127.0.0.1:9");
+        assert_eq!(with_default_port("::1", 9), "[::1]:9");
+        assert_eq!(with_default_port("[::1]", 9), "[::1]:9");
+        assert_eq!(with_default_port("[::1]:21", 9), "[::1]:21");
+        assert_eq!(with_default_port("localhost", 9), "localhost:9");
+        assert_eq!(with_default_port("localhost:8", 9), "localhost:8");
+    }
+}
