@@ -431,25 +431,21 @@ impl Stream {
         Ok(true)
     }
 
-    /// Receives into the read buffer, after flushing the write buffer so
+    /// Receives into the empty read buffer, after flushing the write buffer so
     /// the peer has every reply before we wait for it. `fresh` says that the
     /// caller has consumed nothing of a new message yet: the connection is
     /// idle while we wait, and a graceful shutdown may end it.
     fn fill(&mut self, fresh: bool) -> io::Result<usize> {
-        if self.rpos == self.rend {
-            self.rpos = 0;
-            self.rend = 0;
-        }
+        // Every caller has consumed the buffer first, so the whole of it
+        // is free: no compaction, no growth.
+        debug_assert_eq!(self.rpos, self.rend, "fill with unread bytes");
+        self.rpos = 0;
+        self.rend = 0;
         if self.rbuf.is_empty() {
             self.rbuf = vec![0; READ_BUFFER];
-        } else if self.rend == self.rbuf.len() {
-            self.rbuf.copy_within(self.rpos..self.rend, 0);
-            self.rend -= self.rpos;
-            self.rpos = 0;
         }
-        let end = self.rend;
-        let n = self.receive(fresh, |socket, rbuf| socket.recv(&mut rbuf[end..]))?;
-        self.rend += n;
+        let n = self.receive(fresh, |socket, rbuf| socket.recv(rbuf))?;
+        self.rend = n;
         Ok(n)
     }
 
