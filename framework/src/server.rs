@@ -446,7 +446,8 @@ impl<H: RequestHandler> Server<H> {
             return DrainReport::default();
         }
         let deadline = Instant::now() + self.shared.drain_timeout();
-        let report = self.shared.drain_until(deadline);
+        self.shared.drain_until(deadline);
+        let report = self.shared.drain_report();
         if report.cut > 0 && !self.shared.wait_empty(CUT_GRACE) {
             log::warn!(
                 "some handlers did not end after their connections were cut; leaving them behind"

@@ -55,6 +55,10 @@ struct Registry {
     /// The accept loop stopped polling the listener for want of a slot and
     /// must be woken when one frees.
     loop_waits_for_slot: bool,
+    /// Connections live when the shutdown began, or registered after it.
+    live_at_shutdown: usize,
+    /// Connections cut at the drain deadline.
+    cut: usize,
 }
 
 pub(crate) struct SharedConfig {
@@ -129,6 +133,9 @@ impl Shared {
         if registry.live.len() >= self.limit {
             return Err(socket);
         }
+        if self.shutdown_requested() {
+            registry.live_at_shutdown += 1;
+        }
         let conn = Arc::new(Connection::new(
             socket,
             peer,
@@ -175,34 +182,34 @@ impl Shared {
     /// Starts a shutdown: the accept loop stops at once, idle connections
     /// end at once, busy ones get until the drain deadline. Never blocks.
     pub(crate) fn request_shutdown(self: &Arc<Self>) {
-        if self.shutdown.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        self.draining.store(true, Ordering::SeqCst);
-        self.waker.wake();
         let busy = {
-            let registry = self.registry();
+            // The flag is set under the registry's lock, so that every
+            // connection is counted once: live now, or registered after.
+            let mut registry = self.registry();
+            if self.shutdown.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            registry.live_at_shutdown = registry.live.len();
+            self.draining.store(true, Ordering::SeqCst);
             registry
                 .live
                 .values()
                 .filter(|c| !c.close_if_idle())
                 .count()
         };
+        self.waker.wake();
         if busy > 0 && self.needs_watchdog {
             let shared = Arc::clone(self);
             let deadline = Instant::now() + self.drain_timeout;
             let _ = thread::Builder::new()
                 .name("drain watchdog".into())
-                .spawn(move || {
-                    shared.drain_until(deadline);
-                });
+                .spawn(move || shared.drain_until(deadline));
         }
     }
 
     /// Lets the live connections end until `deadline`, then cuts the rest.
-    pub(crate) fn drain_until(&self, deadline: Instant) -> DrainReport {
+    pub(crate) fn drain_until(&self, deadline: Instant) {
         let mut registry = self.registry();
-        let at_start = registry.live.len();
         while !registry.live.is_empty() {
             let now = Instant::now();
             if now >= deadline {
@@ -214,7 +221,6 @@ impl Shared {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        let cut = registry.live.len();
         for conn in registry.live.values() {
             log::warn!(
                 "{}: still busy at the drain deadline; cutting the connection",
@@ -222,9 +228,15 @@ impl Shared {
             );
             conn.cut();
         }
+        registry.cut += registry.live.len();
+    }
+
+    /// What became of the connections live at shutdown, once drained.
+    pub(crate) fn drain_report(&self) -> DrainReport {
+        let registry = self.registry();
         DrainReport {
-            drained: at_start.saturating_sub(cut),
-            cut,
+            drained: registry.live_at_shutdown.saturating_sub(registry.cut),
+            cut: registry.cut,
         }
     }
 

@@ -111,6 +111,9 @@ pub struct Stream {
     write_timeout: Option<Duration>,
     bytes_read: u64,
     bytes_written: u64,
+    /// Bytes have been received since the handler last wrote: a request is
+    /// in progress, so the connection is not idle.
+    unanswered: bool,
 }
 
 // Construction and the connection's facts.
@@ -128,6 +131,7 @@ impl Stream {
             write_timeout: limits.idle_timeout,
             bytes_read: 0,
             bytes_written: 0,
+            unanswered: false,
         }
     }
 
@@ -359,7 +363,7 @@ impl Stream {
             if done {
                 return Ok(taken);
             }
-            if self.fill(taken == 0)? == 0 {
+            if self.fill()? == 0 {
                 return Ok(taken);
             }
         }
@@ -377,7 +381,7 @@ impl Stream {
     /// the socket.
     pub fn read_chunk(&mut self) -> io::Result<&[u8]> {
         if self.rpos == self.rend {
-            self.fill(true)?;
+            self.fill()?;
         }
         let chunk = &self.rbuf[self.rpos..self.rend];
         self.rpos = self.rend;
@@ -413,7 +417,7 @@ impl Stream {
     /// As [`Stream::read_frame`].
     pub fn read_frame_into(&mut self, payload: &mut Vec<u8>) -> io::Result<bool> {
         payload.clear();
-        if self.rpos == self.rend && self.fill(true)? == 0 {
+        if self.rpos == self.rend && self.fill()? == 0 {
             return Ok(false);
         }
         let mut header = [0u8; 4];
@@ -431,11 +435,8 @@ impl Stream {
         Ok(true)
     }
 
-    /// Receives into the empty read buffer, after flushing the write buffer so
-    /// the peer has every reply before we wait for it. `fresh` says that the
-    /// caller has consumed nothing of a new message yet: the connection is
-    /// idle while we wait, and a graceful shutdown may end it.
-    fn fill(&mut self, fresh: bool) -> io::Result<usize> {
+    /// Receives into the empty read buffer.
+    fn fill(&mut self) -> io::Result<usize> {
         // Every caller has consumed the buffer first, so the whole of it
         // is free: no compaction, no growth.
         debug_assert_eq!(self.rpos, self.rend, "fill with unread bytes");
@@ -444,21 +445,28 @@ impl Stream {
         if self.rbuf.is_empty() {
             self.rbuf = vec![0; READ_BUFFER];
         }
-        let n = self.receive(fresh, |socket, rbuf| socket.recv(rbuf))?;
+        let n = self.receive(|socket, rbuf| socket.recv(rbuf))?;
         self.rend = n;
         Ok(n)
     }
 
     /// One receive, by `recv` into either the read buffer or the caller's
-    /// buffer, with the flush before it, the idle marking around it and the
-    /// timeout turned into a clear error.
+    /// buffer, with what every receive needs around it:
+    ///
+    /// * the write buffer is flushed first, so the peer has every reply
+    ///   before we wait for its next request;
+    /// * if everything received so far has been answered (written after),
+    ///   the connection is idle while we wait: between requests, where a
+    ///   graceful shutdown may end it as if the client had hung up. A
+    ///   request received in part is never idle, whatever method reads it;
+    /// * a timeout becomes a `TimedOut` error that says how long it was.
     fn receive(
         &mut self,
-        fresh: bool,
         mut recv: impl FnMut(&Socket, &mut Vec<u8>) -> io::Result<usize>,
     ) -> io::Result<usize> {
         self.flush_buffer()?;
-        if fresh && !self.conn.enter_idle() {
+        let idle = !self.unanswered;
+        if idle && !self.conn.enter_idle() {
             return Ok(0);
         }
         let result = loop {
@@ -467,12 +475,13 @@ impl Stream {
                 other => break other,
             }
         };
-        if fresh {
+        if idle {
             self.conn.leave_idle();
         }
         match result {
             Ok(n) => {
                 self.bytes_read += n as u64;
+                self.unanswered |= n > 0;
                 Ok(n)
             }
             Err(e) if is_timeout(&e) => Err(io::Error::new(
@@ -583,7 +592,7 @@ impl Read for Stream {
         // A large read with nothing buffered goes straight into the
         // caller's buffer: file transfers should not pay for a copy.
         if self.rpos == self.rend && buf.len() >= READ_BUFFER {
-            return self.receive(true, |socket, _| socket.recv(buf));
+            return self.receive(|socket, _| socket.recv(buf));
         }
         let available = self.fill_buf()?;
         let n = available.len().min(buf.len());
@@ -596,7 +605,7 @@ impl Read for Stream {
 impl BufRead for Stream {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if self.rpos == self.rend {
-            self.fill(true)?;
+            self.fill()?;
         }
         Ok(&self.rbuf[self.rpos..self.rend])
     }
@@ -608,6 +617,9 @@ impl BufRead for Stream {
 
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if !buf.is_empty() {
+            self.unanswered = false;
+        }
         if self.wbuf.len() + buf.len() <= WRITE_BUFFER {
             if self.wbuf.capacity() == 0 {
                 self.wbuf.reserve_exact(WRITE_BUFFER);

@@ -6,4 +6,9 @@
 
 mod util;
 
+mod isolation;
+mod limits;
 mod python;
+mod resources;
+mod shutdown;
+mod stream;

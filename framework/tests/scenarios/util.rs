@@ -214,14 +214,19 @@ impl Write for Client {
 pub fn wait_until(what: &str, within: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
     while !condition() {
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting until {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting until {what}"
+        );
         thread::sleep(Duration::from_millis(1));
     }
 }
 
 /// Open file descriptors of this process.
 pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").expect("read /proc/self/fd").count()
+    std::fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .count()
 }
 
 /// Python's `StreamRequestHandler` test handler: reads one line, writes it
@@ -250,4 +255,321 @@ impl RequestHandler for Echo {
         }
         Ok(())
     }
+}
+
+// ---------------------------------------------------------------------------
+// Added for the modules beyond CPython's suite (shutdown, limits, isolation,
+// stream, resources).
+
+/// Starts `serve_forever` in a thread on a server already built, for tests
+/// that need the server's handles before it runs.
+pub fn run<H: RequestHandler>(mut server: Server<H>) -> Running {
+    let addr = server.local_addr().clone();
+    let stop = server.shutdown_handle();
+    let stats = server.stats();
+    let thread = thread::Builder::new()
+        .name("serve_forever".into())
+        .spawn(move || server.serve_forever())
+        .expect("spawn the serving thread");
+    Running {
+        addr,
+        stop,
+        stats,
+        thread: Some(thread),
+    }
+}
+
+impl Running {
+    /// Waits (up to `within`) for `serve_forever` to return on its own, for
+    /// tests where something else than this handle stopped the server.
+    pub fn join_within(mut self, within: Duration) -> DrainReport {
+        let thread = self.thread.take().expect("not yet joined");
+        wait_until("serve_forever returns", within, || thread.is_finished());
+        thread
+            .join()
+            .expect("the serving thread did not panic")
+            .expect("serve_forever returned Ok")
+    }
+
+    /// True once `serve_forever` has returned.
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+}
+
+impl Client {
+    /// A second handle on the same socket, for writing from another thread
+    /// while this one reads.
+    pub fn writer(&self) -> Box<dyn Write + Send> {
+        match self {
+            Client::Tcp(s) => Box::new(s.get_ref().try_clone().expect("clone the socket")),
+            Client::Unix(s) => Box::new(s.get_ref().try_clone().expect("clone the socket")),
+        }
+    }
+
+    /// Sends `line` and reads one line back.
+    pub fn round_trip(&mut self, line: &str) -> String {
+        self.send(line.as_bytes());
+        self.line()
+    }
+
+    /// Reads until end of input, accepting a reset after the data as the end
+    /// too (a server that closes with unread input sends RST, not FIN).
+    pub fn rest_or_reset(&mut self) -> Vec<u8> {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.read(&mut buf) {
+                Ok(0) => return all,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return all,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => panic!("read to end of input: {e}"),
+            }
+        }
+    }
+
+    /// Waits for the server to close the connection: true if the next read
+    /// sees end of input (or a reset) before `within`.
+    pub fn closed_within(&mut self, within: Duration) -> bool {
+        self.set_read_timeout(Some(within));
+        let mut buf = [0u8; 1];
+        let closed = match self.read(&mut buf) {
+            Ok(0) => true,
+            Ok(_) => panic!("expected end of input, got data"),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => true,
+            Err(e) if is_timeout(&e) => false,
+            Err(e) => panic!("expected end of input: {e}"),
+        };
+        self.set_read_timeout(Some(TIMEOUT));
+        closed
+    }
+}
+
+/// A socket timeout shows as `WouldBlock` on Linux, `TimedOut` elsewhere.
+pub fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// The most connections `model` holds at once, as documented on
+/// [`Model`]: one for `Sync`, `workers + queue` for `Pool`.
+pub fn model_capacity(model: Model) -> usize {
+    match model {
+        Model::Sync => 1,
+        Model::Pool { workers, queue } => workers + queue,
+        _ => usize::MAX,
+    }
+}
+
+/// Runs `test` for every model and family; runs every case even when one
+/// fails, then fails naming each case that failed and why.
+pub fn each_model_and_family(mut test: impl FnMut(Model, Family)) {
+    let mut failed = Vec::new();
+    for model in MODELS {
+        for family in FAMILIES {
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(model, family)));
+            if let Err(payload) = result {
+                let message = payload
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                failed.push(format!("{model:?} over {family:?}: {message}"));
+            }
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failed.len(),
+        MODELS.len() * FAMILIES.len(),
+        failed.join("\n")
+    );
+}
+
+impl Client {
+    /// The client's own address, as the server sees it as its peer.
+    pub fn local_address(&self) -> Address {
+        match self {
+            Client::Tcp(s) => Address::Inet(s.get_ref().local_addr().unwrap()),
+            Client::Unix(s) => {
+                let a = s.get_ref().local_addr().unwrap();
+                Address::Unix(a.as_pathname().map(|p| p.to_path_buf()))
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Added for the `python` module (CPython's test_socketserver.py).
+
+/// Threads of this process now.
+pub fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("read /proc/self/task")
+        .count()
+}
+
+/// The environment variable that tells a child test process which test it
+/// runs alone (see [`isolated`]).
+const ISOLATED: &str = "SOCKETSERVER_SCENARIO_ISOLATED";
+
+/// Runs the test `name` (its path in this binary, e.g.
+/// `context_manager`) alone in a child process of this test binary, so
+/// that it can count the process's file descriptors and threads exactly
+/// while the other tests of this binary run in parallel here (a lock such
+/// as [`SERIAL`] only keeps out the tests that take it; libtest's own test
+/// threads come and go).
+///
+/// Use it only in a binary whose other tests do not mind: between `fork`
+/// and `exec` (about a millisecond) the child holds a copy of every
+/// descriptor of this process, so a listening socket closed in that
+/// moment still accepts connections until the `exec`. That is why the
+/// tests that use it live in a binary of their own (`python_alone`), not
+/// among the scenarios.
+///
+/// In the child, returns true: the caller runs its body. In the parent,
+/// runs the child (`NAME --exact --test-threads=1`), asserts that exactly
+/// that one test ran and passed, and returns false: the caller returns.
+///
+/// ```ignore
+/// #[test]
+/// fn counts_fds() {
+///     if !util::isolated("counts_fds") {
+///         return;
+///     }
+///     // ... exact counting here
+/// }
+/// ```
+pub fn isolated(name: &str) -> bool {
+    if std::env::var_os(ISOLATED).is_some_and(|v| v == name) {
+        return true;
+    }
+    let exe = std::env::current_exe().expect("path of the test binary");
+    let mut child = std::process::Command::new(exe)
+        .args([name, "--exact", "--test-threads=1", "--nocapture"])
+        .env(ISOLATED, name)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the test binary for an isolated test");
+    // Read both pipes in threads, so a chatty child never blocks on a full
+    // pipe while we wait for it.
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let limit = Duration::from_secs(120);
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the isolated test") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("isolated test {name} still running after {limit:?}; killed");
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    let out = out.join().expect("stdout reader");
+    let err = err.join().expect("stderr reader");
+    assert!(
+        status.success() && out.contains("test result: ok. 1 passed"),
+        "isolated test {name} failed ({status}):\n--- stdout\n{out}\n--- stderr\n{err}"
+    );
+    false
+}
+
+/// Python's `TEST_STR`, the line its stream scenarios send and expect back.
+pub const TEST_STR: &[u8] = b"hello world\n";
+
+/// Python's `pickaddr`: a builder on a free loopback port or a fresh Unix
+/// path, with that path, so a test can check that the server listens there
+/// and removes the file when it closes.
+pub fn bind_with_path<H: RequestHandler>(
+    family: Family,
+    handler: H,
+) -> (Builder<H>, Option<PathBuf>) {
+    match family {
+        Family::Tcp => (bind(Family::Tcp, handler), None),
+        Family::Unix => {
+            let path = socket_path("py");
+            (Server::bind_unix(&path, handler), Some(path))
+        }
+    }
+}
+
+/// Python's `server.server_address == server.socket.getsockname()`: the
+/// server reports where it really listens (the real port of port 0 on
+/// 127.0.0.1, or the path it was given, where a socket file now is).
+pub fn assert_listens_where_asked(addr: &Address, path: Option<&PathBuf>) {
+    use std::os::unix::fs::FileTypeExt;
+    match (addr, path) {
+        (Address::Inet(a), None) => {
+            assert_eq!(a.ip(), std::net::Ipv4Addr::LOCALHOST);
+            assert_ne!(a.port(), 0, "the real port, not 0");
+        }
+        (Address::Unix(Some(p)), Some(asked)) => {
+            assert_eq!(p, asked);
+            let meta = std::fs::symlink_metadata(p).expect("the socket file exists");
+            assert!(meta.file_type().is_socket(), "{} is a socket", p.display());
+        }
+        (addr, path) => panic!("server on {addr}, asked for {path:?}"),
+    }
+}
+
+/// Python's `self.assertEqual(-1, server.socket.fileno())`, seen from
+/// outside: nothing listens at `addr` any more (a TCP connect is refused),
+/// and a Unix server's socket file is gone.
+pub fn assert_closed(addr: &Address) {
+    match addr {
+        Address::Inet(a) => {
+            let e = TcpStream::connect_timeout(a, TIMEOUT)
+                .expect_err(&format!("the listening socket {a} should be closed"));
+            assert_eq!(
+                e.kind(),
+                io::ErrorKind::ConnectionRefused,
+                "connect to {a}: {e}"
+            );
+        }
+        Address::Unix(Some(path)) => {
+            assert!(
+                !path.exists(),
+                "{} should have been removed",
+                path.display()
+            );
+            let e = UnixStream::connect(path)
+                .expect_err(&format!("{} should be closed", path.display()));
+            assert_eq!(
+                e.kind(),
+                io::ErrorKind::NotFound,
+                "connect to {}: {e}",
+                path.display()
+            );
+        }
+        other => panic!("a server never listens on {other}"),
+    }
+}
+
+/// Python's `stream_examine`: one client sends [`TEST_STR`] and gets it
+/// back exactly; then the server hangs up (the [`LineEcho`] handler).
+pub fn stream_examine(addr: &Address) {
+    let mut client = connect(addr);
+    client.send(TEST_STR);
+    assert_eq!(client.line().as_bytes(), TEST_STR);
+    assert_eq!(client.rest(), b"", "the server hangs up after one line");
 }
