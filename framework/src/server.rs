@@ -354,6 +354,7 @@ impl<H: RequestHandler> Server<H> {
                 true
             }
             _ => {
+                self.shared.stats.accept_error();
                 let pause = self.next_backoff();
                 let resources = matches!(
                     errno,

@@ -30,6 +30,7 @@ struct Inner {
     bytes_read: AtomicU64,
     bytes_written: AtomicU64,
     active: AtomicU64,
+    accept_errors: AtomicU64,
 }
 
 /// The counters at one moment.
@@ -53,6 +54,9 @@ pub struct Counters {
     pub bytes_read: u64,
     /// Bytes sent on all connections that have ended.
     pub bytes_written: u64,
+    /// Accept errors that paused accepting (out of descriptors or memory,
+    /// or unknown); the ones retried at once are not counted.
+    pub accept_errors: u64,
 }
 
 impl Stats {
@@ -68,11 +72,16 @@ impl Stats {
             failed: i.failed.load(Ordering::Relaxed),
             bytes_read: i.bytes_read.load(Ordering::Relaxed),
             bytes_written: i.bytes_written.load(Ordering::Relaxed),
+            accept_errors: i.accept_errors.load(Ordering::Relaxed),
         }
     }
 
     pub(crate) fn accepted(&self) {
         self.inner.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn accept_error(&self) {
+        self.inner.accept_errors.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn refused(&self) {

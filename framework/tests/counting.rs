@@ -346,3 +346,72 @@ fn no_descriptor_or_thread_leak_after_1000_connections() {
         assert_eq!(threads(), threads_before, "{case}: threads once shut down");
     });
 }
+
+/// Out of descriptors, `accept` fails with EMFILE while the client's
+/// connection waits in the backlog. The loop must neither spin nor die: it
+/// pauses, 5 ms doubling to 1 s (counted in `accept_errors`), and serves
+/// the waiting client as soon as descriptors are free again. For each
+/// model. Isolated, since it lowers the process's descriptor limit.
+#[test]
+fn accept_backs_off_when_out_of_descriptors() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    use socket2::{Domain, Socket, Type};
+    use std::io::{BufRead, BufReader, Write};
+    use std::time::Instant;
+
+    if !util::isolated("accept_backs_off_when_out_of_descriptors") {
+        return;
+    }
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    for model in MODELS {
+        let running = serve(Server::bind("127.0.0.1:0", LineEcho).unwrap().model(model));
+        let addr = running.addr.as_inet().expect("a TCP server");
+        // Made before the limit drops: connecting needs no new descriptor.
+        let client = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a client socket");
+
+        // Fill every free descriptor number below a limit just above the
+        // highest in use, so that `accept` has none left.
+        let highest = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+            .max()
+            .unwrap();
+        setrlimit(Resource::RLIMIT_NOFILE, highest + 2, hard).expect("lower the limit");
+        let mut fillers = Vec::new();
+        while let Ok(file) = std::fs::File::open("/dev/null") {
+            fillers.push(file);
+        }
+
+        client
+            .connect(&addr.into())
+            .expect("connect (the kernel completes it)");
+        let mut client: std::net::TcpStream = client.into();
+        client.set_read_timeout(Some(TIMEOUT)).unwrap();
+        client.set_write_timeout(Some(TIMEOUT)).unwrap();
+        client.write_all(TEST_STR).unwrap();
+
+        let errors = || running.stats.snapshot().accept_errors;
+        wait_until("a first accept error", TIMEOUT, || errors() >= 1);
+        let first = Instant::now();
+        wait_until("a fourth accept error", TIMEOUT, || errors() >= 4);
+        let paused = first.elapsed();
+        // Pauses of 5, 10 and 20 ms come between the first and the fourth
+        // error; a loop that spun would get there in microseconds.
+        assert!(
+            paused >= std::time::Duration::from_millis(30),
+            "{model:?}: 4 accept errors within {paused:?}: the loop does not pause"
+        );
+        assert_eq!(running.stats.snapshot().accepted, 0, "{model:?}");
+
+        drop(fillers);
+        setrlimit(Resource::RLIMIT_NOFILE, soft, hard).expect("restore the limit");
+        let mut reply = String::new();
+        BufReader::new(&client)
+            .read_line(&mut reply)
+            .expect("the reply, once descriptors are back");
+        assert_eq!(reply.as_bytes(), TEST_STR, "{model:?}");
+        stream_examine(&running.addr);
+        let report = running.shutdown();
+        assert_eq!((report.drained, report.cut), (0, 0), "{model:?}");
+    }
+}
