@@ -41,9 +41,20 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = Mode::Threading)]
     mode: Mode,
 
-    /// Worker threads of the pool model [default: 4 per CPU]
+    /// Worker threads of the pool model [default: 4 per CPU], or worker
+    /// processes of the prefork model [default: 1 per CPU]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     workers: Option<u32>,
+
+    /// Most child processes alive at once in the forking model; more
+    /// clients wait in the kernel's backlog
+    #[arg(long, value_name = "N", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
+    max_children: u32,
+
+    /// Prefork: a worker ends after this many connections and a fresh one
+    /// replaces it [default: never]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_requests: Option<u64>,
 
     /// Most connections served at once; more wait in the kernel's backlog
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
@@ -114,9 +125,9 @@ enum Mode {
     Threading,
     /// A fixed pool of worker threads (--workers)
     Pool,
-    /// A process per connection (not built yet)
+    /// A process per connection (--max-children)
     Forking,
-    /// A fixed set of worker processes (not built yet)
+    /// A fixed set of worker processes (--workers, --max-requests)
     Prefork,
 }
 
@@ -160,13 +171,13 @@ fn model(cli: &Cli) -> Result<Model, String> {
                 queue: workers,
             })
         }
-        Mode::Forking | Mode::Prefork => Err(format!(
-            "the {} model is not available yet; use --mode sync, threading or pool",
-            cli.mode
-                .to_possible_value()
-                .expect("no skipped values")
-                .get_name()
-        )),
+        Mode::Forking => Ok(Model::Forking {
+            max_children: cli.max_children as usize,
+        }),
+        Mode::Prefork => Ok(Model::Prefork {
+            workers: cli.workers.map_or(cpus, |n| n as usize),
+            max_requests: cli.max_requests,
+        }),
     }
 }
 
@@ -207,7 +218,15 @@ fn run<H: RequestHandler>(cli: &Cli, model: Model, handler: H) -> ExitCode {
         }
     };
     let idle = (!cli.idle_timeout.is_zero()).then_some(cli.idle_timeout);
+    let signals = match stop_on_signals() {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("serve: cannot install signal handlers: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let built = builder
+        .stop_when_readable(signals)
         .model(model)
         .max_connections(cli.max_connections as usize)
         .idle_timeout(idle)
@@ -220,10 +239,6 @@ fn run<H: RequestHandler>(cli: &Cli, model: Model, handler: H) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Err(e) = stop_on_signals(server.shutdown_handle()) {
-        eprintln!("serve: cannot install signal handlers: {e}");
-        return ExitCode::from(1);
-    }
     println!(
         "serving {name} on {} ({})",
         server.local_addr(),
@@ -262,31 +277,26 @@ fn with_default_port(addr: &str, port: u16) -> String {
 }
 
 /// The first SIGINT or SIGTERM starts a graceful shutdown; a second SIGINT
-/// (an impatient Ctrl-C) exits at once.
-fn stop_on_signals(stop: socketserver::ShutdownHandle) -> std::io::Result<()> {
+/// (an impatient Ctrl-C) exits at once, with status 130.
+///
+/// No thread waits for signals: the handlers write to a socket pair whose
+/// other end the server polls, so the process stays single-threaded, as the
+/// forking models want. Returns that other end.
+fn stop_on_signals() -> std::io::Result<std::os::unix::net::UnixStream> {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for signal in signals.forever() {
-                if !stop.is_shutdown() {
-                    let name = if signal == SIGINT {
-                        "SIGINT"
-                    } else {
-                        "SIGTERM"
-                    };
-                    log::info!(
-                        "{name}: stopping; live connections may finish (Ctrl-C again to exit now)"
-                    );
-                    stop.shutdown();
-                } else if signal == SIGINT {
-                    eprintln!("serve: interrupted again; exiting without waiting");
-                    std::process::exit(130);
-                }
-            }
-        })?;
-    Ok(())
+    use signal_hook::{flag, low_level::pipe};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    let (stop, signalled) = std::os::unix::net::UnixStream::pair()?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    // Order matters: on a second SIGINT the flag is already set, and the
+    // process exits before anything else runs.
+    flag::register_conditional_shutdown(SIGINT, 130, Arc::clone(&interrupted))?;
+    flag::register(SIGINT, interrupted)?;
+    pipe::register(SIGINT, signalled.try_clone()?)?;
+    pipe::register(SIGTERM, signalled)?;
+    Ok(stop)
 }
 
 #[cfg(test)]

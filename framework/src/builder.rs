@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,8 @@ use crate::shared::{ErrorHook, Shared, SharedConfig};
 use crate::stream::{StreamLimits, DEFAULT_MAX_FRAME, DEFAULT_MAX_LINE};
 use crate::{Address, Error, Model, RequestHandler, Server, Stream};
 
+/// Default most children of the forking model, as in Python.
+pub const DEFAULT_MAX_CHILDREN: usize = 40;
 /// Default limit of simultaneous connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Default time a connection may stay silent (reading) or stalled
@@ -79,6 +82,7 @@ pub struct Builder<H: RequestHandler> {
     service_interval: Duration,
     handle_error: Option<ErrorHook>,
     hooks: LoopHooks,
+    stop_fd: Option<OwnedFd>,
 }
 
 impl<H: RequestHandler> Builder<H> {
@@ -126,6 +130,7 @@ impl<H: RequestHandler> Builder<H> {
             service_interval: DEFAULT_SERVICE_INTERVAL,
             handle_error: None,
             hooks: LoopHooks::default(),
+            stop_fd: None,
         }
     }
 }
@@ -155,6 +160,23 @@ impl<H: RequestHandler> Builder<H> {
         self.model(Model::Pool {
             workers,
             queue: workers,
+        })
+    }
+
+    /// A process per connection, at most 40 at once: [`Model::Forking`],
+    /// Python's `ForkingMixIn`.
+    pub fn forking(self) -> Self {
+        self.model(Model::Forking {
+            max_children: DEFAULT_MAX_CHILDREN,
+        })
+    }
+
+    /// `workers` processes accepting on the shared socket, never recycled:
+    /// [`Model::Prefork`].
+    pub fn prefork(self, workers: usize) -> Self {
+        self.model(Model::Prefork {
+            workers,
+            max_requests: None,
         })
     }
 }
@@ -268,7 +290,7 @@ impl<H: RequestHandler> Builder<H> {
         mut self,
         report: impl Fn(&Address, &Failure) + Send + Sync + 'static,
     ) -> Self {
-        self.handle_error = Some(Box::new(report));
+        self.handle_error = Some(Arc::new(report));
         self
     }
 
@@ -293,6 +315,18 @@ impl<H: RequestHandler> Builder<H> {
     /// again (Python's `poll_interval`; the loop never polls otherwise).
     pub fn service_interval(mut self, interval: Duration) -> Self {
         self.service_interval = interval;
+        self
+    }
+
+    /// Shuts the server down (gracefully, as
+    /// [`ShutdownHandle::shutdown`](crate::ShutdownHandle::shutdown)) when
+    /// `fd` becomes readable or is closed: typically one end of a socket
+    /// pair whose other end a signal handler writes to
+    /// (`signal_hook::low_level::pipe::register`). Unlike a thread that
+    /// waits for signals, this keeps the process single-threaded, which
+    /// the forking models want.
+    pub fn stop_when_readable(mut self, fd: impl Into<OwnedFd>) -> Self {
+        self.stop_fd = Some(fd.into());
         self
     }
 
@@ -336,7 +370,7 @@ impl<H: RequestHandler> Builder<H> {
             limits: self.limits,
             drain_timeout: self.drain_timeout,
             needs_watchdog: self.model == Model::Sync,
-            handle_error: self.handle_error.unwrap_or_else(|| Box::new(log_failure)),
+            handle_error: self.handle_error.unwrap_or_else(|| Arc::new(log_failure)),
         })
         .map_err(Error::Io)?;
         Server::start(
@@ -346,9 +380,11 @@ impl<H: RequestHandler> Builder<H> {
             self.handler,
             ServerConfig {
                 model: self.model,
+                limit,
                 nodelay: self.nodelay,
                 request_timeout: self.request_timeout,
                 service_interval: self.service_interval,
+                stop_fd: self.stop_fd,
             },
             self.hooks,
         )
@@ -356,8 +392,27 @@ impl<H: RequestHandler> Builder<H> {
 
     fn check(&self) -> Result<(), Error> {
         let zero = Duration::ZERO;
-        if let Model::Pool { workers: 0, .. } = self.model {
-            return Err(Error::Config("a pool needs at least one worker".into()));
+        match self.model {
+            Model::Pool { workers: 0, .. } => {
+                return Err(Error::Config("a pool needs at least one worker".into()))
+            }
+            Model::Forking { max_children: 0 } => {
+                return Err(Error::Config(
+                    "forking needs max_children of at least 1".into(),
+                ))
+            }
+            Model::Prefork { workers: 0, .. } => {
+                return Err(Error::Config("prefork needs at least one worker".into()))
+            }
+            Model::Prefork {
+                max_requests: Some(0),
+                ..
+            } => {
+                return Err(Error::Config(
+                    "max_requests of 0 would recycle workers before they serve".into(),
+                ))
+            }
+            _ => {}
         }
         if self.max_connections == 0 {
             return Err(Error::Config("max_connections must be at least 1".into()));

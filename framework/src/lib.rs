@@ -136,10 +136,12 @@
 mod address;
 mod builder;
 mod error;
+mod fork;
 mod handler;
 mod lifecycle;
 mod listener;
 mod model;
+mod report;
 mod server;
 mod shared;
 mod socket;
@@ -149,8 +151,8 @@ mod waker;
 
 pub use address::Address;
 pub use builder::{
-    Builder, WhenFull, DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_SERVICE_INTERVAL,
+    Builder, WhenFull, DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CHILDREN,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_SERVICE_INTERVAL,
 };
 pub use error::{describe, Error};
 pub use handler::RequestHandler;

@@ -113,9 +113,35 @@ pub fn log_failure(peer: &Address, failure: &Failure) {
     }
 }
 
-/// Serves one connection from start to end, then releases its slot.
-pub(crate) fn serve<H: RequestHandler>(shared: &Arc<Shared>, mut handler: H, job: Job) {
+/// How a conversation ended, for the counters (and, from a forked child,
+/// for the report to its parent).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Ended {
+    pub(crate) outcome: Outcome,
+    pub(crate) bytes_read: u64,
+    pub(crate) bytes_written: u64,
+}
+
+/// Serves one registered connection from start to end, counts it, then
+/// releases its slot.
+pub(crate) fn serve<H: RequestHandler>(shared: &Arc<Shared>, handler: H, job: Job) -> Ended {
     let Job { id, conn } = job;
+    let ended = converse(shared, handler, conn);
+    shared
+        .stats
+        .ended(ended.outcome, ended.bytes_read, ended.bytes_written);
+    shared.release(id);
+    ended
+}
+
+/// The conversation itself: setup, handle, finish, flush, each failure
+/// reported to `handle_error`. The socket closes when it returns (unless
+/// the registry still holds the connection).
+pub(crate) fn converse<H: RequestHandler>(
+    shared: &Shared,
+    mut handler: H,
+    conn: Arc<Connection>,
+) -> Ended {
     let peer = conn.peer.clone();
     let mut stream = Stream::from_connection(conn, shared.limits());
     log::debug!("{peer}: connected");
@@ -152,16 +178,16 @@ pub(crate) fn serve<H: RequestHandler>(shared: &Arc<Shared>, mut handler: H, job
     for failure in &failures {
         shared.report(&peer, failure);
     }
-    shared
-        .stats
-        .ended(outcome, stream.bytes_read(), stream.bytes_written());
     log::debug!(
         "{peer}: closed ({} bytes in, {} out)",
         stream.bytes_read(),
         stream.bytes_written()
     );
-    drop(stream);
-    shared.release(id);
+    Ended {
+        outcome,
+        bytes_read: stream.bytes_read(),
+        bytes_written: stream.bytes_written(),
+    }
 }
 
 fn record(

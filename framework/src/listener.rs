@@ -157,6 +157,19 @@ impl Listener {
         }
     }
 
+    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.fd().as_raw_fd()
+    }
+
+    /// Forgets the socket file, so that closing this copy of the listener
+    /// (in a prefork worker) leaves it to the parent to remove.
+    pub(crate) fn disown_file(&mut self) {
+        if let Kind::Unix { owned_file, .. } = &mut self.kind {
+            *owned_file = None;
+        }
+    }
+
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         match &self.kind {
             Kind::Tcp(l) => l.as_fd(),

@@ -4,12 +4,13 @@
 use std::fmt;
 use std::io;
 use std::net::ToSocketAddrs;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::{poll, PollFd, PollFlags};
 
 use crate::lifecycle::Job;
 use crate::listener::Listener;
@@ -46,9 +47,13 @@ pub(crate) struct LoopHooks {
 
 pub(crate) struct ServerConfig {
     pub(crate) model: Model,
+    /// The connection limit: `max_connections`, capped by the model.
+    pub(crate) limit: usize,
     pub(crate) nodelay: bool,
     pub(crate) request_timeout: Option<Duration>,
     pub(crate) service_interval: Duration,
+    /// Readable means "shut down" (a signal's self-pipe).
+    pub(crate) stop_fd: Option<std::os::fd::OwnedFd>,
 }
 
 /// A server: a listening socket, a concurrency [`Model`], and a
@@ -137,7 +142,8 @@ impl<H: RequestHandler> Server<H> {
         config: ServerConfig,
         hooks: LoopHooks,
     ) -> Result<Server<H>, Error> {
-        let dispatcher = Dispatcher::start(config.model, &shared, &handler).map_err(Error::Io)?;
+        let dispatcher =
+            Dispatcher::start(config.model, config.limit, &shared, &handler).map_err(Error::Io)?;
         Ok(Server {
             listener: Some(listener),
             local_addr,
@@ -172,7 +178,17 @@ impl<H: RequestHandler> Server<H> {
         if self.listener.is_none() {
             return Err(Error::Closed);
         }
-        log::info!("serving on {} ({})", self.local_addr, self.config.model);
+        if let Dispatcher::Prefork(_) = self.dispatcher {
+            return Ok(self.supervise());
+        }
+        if let Dispatcher::Worker(_) = self.dispatcher {
+            log::debug!("prefork worker {} accepting", std::process::id());
+        } else {
+            if let Dispatcher::Forking(_) = self.dispatcher {
+                warn_if_threaded("forking");
+            }
+            log::info!("serving on {} ({})", self.local_addr, self.config.model);
+        }
         while !self.shared.shutdown_requested() {
             let wait = self
                 .hooks
@@ -205,6 +221,11 @@ impl<H: RequestHandler> Server<H> {
     pub fn handle_request(&mut self) -> Result<bool, Error> {
         if self.listener.is_none() {
             return Err(Error::Closed);
+        }
+        if let Dispatcher::Prefork(_) = self.dispatcher {
+            return Err(Error::Config(
+                "a prefork server's workers accept; serve it with serve_forever".into(),
+            ));
         }
         let deadline = self.config.request_timeout.map(|t| Instant::now() + t);
         loop {
@@ -266,51 +287,62 @@ impl<H: RequestHandler> Server<H> {
     /// Waits until a connection may be accepted, the waker fires, or
     /// `timeout` passes. Returns true if the listener is readable.
     fn wait_for_connection(&mut self, timeout: Option<Duration>) -> Result<bool, Error> {
-        let Some(listener) = &self.listener else {
+        if self.listener.is_none() {
             return Ok(false);
-        };
+        }
         if let Some(pause) = self.pause.take() {
             // Out of descriptors or memory: wait before accepting again,
             // still waking at once for a shutdown.
-            self.poll(None, Some(timeout.map_or(pause, |t| t.min(pause))))?;
+            self.poll(false, Some(timeout.map_or(pause, |t| t.min(pause))))?;
             return Ok(false);
         }
-        let listen = self.shared.may_accept().then(|| listener.fd());
-        let readable = self.poll(listen, timeout)?;
-        Ok(readable)
+        let listen = self.shared.may_accept() && self.dispatcher.may_accept();
+        self.poll(listen, timeout)
     }
 
-    fn poll(
-        &self,
-        listener: Option<std::os::fd::BorrowedFd<'_>>,
-        timeout: Option<Duration>,
-    ) -> Result<bool, Error> {
+    fn poll(&mut self, listen: bool, timeout: Option<Duration>) -> Result<bool, Error> {
         let mut fds = vec![PollFd::new(self.shared.waker.fd(), PollFlags::POLLIN)];
-        if let Some(fd) = listener {
-            fds.push(PollFd::new(fd, PollFlags::POLLIN));
+        if let (true, Some(listener)) = (listen, &self.listener) {
+            fds.push(PollFd::new(listener.fd(), PollFlags::POLLIN));
         }
-        let timeout = match timeout {
-            // Rounded up, so that a wait of 0.4 ms does not spin.
-            Some(t) => {
-                let ms = t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
-                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
-            }
-            None => PollTimeout::NONE,
-        };
-        match poll(&mut fds, timeout) {
+        let listening = fds.len() == 2;
+        if let Some(stop) = &self.config.stop_fd {
+            fds.push(PollFd::new(stop.as_fd(), PollFlags::POLLIN));
+        }
+        let first_watched = fds.len();
+        fds.extend(
+            self.dispatcher
+                .watched()
+                .into_iter()
+                .map(|fd| PollFd::new(fd, PollFlags::POLLIN)),
+        );
+        match poll(&mut fds, crate::waker::poll_timeout(timeout)) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(Error::Io(e.into())),
         }
-        if fds[0].any().unwrap_or(false) {
+        let ready = |fd: &PollFd<'_>| fd.any().unwrap_or(false);
+        let woken = ready(&fds[0]);
+        let readable = listening && ready(&fds[1]);
+        let stop = self.config.stop_fd.is_some() && ready(&fds[first_watched - 1]);
+        let model_ready = fds[first_watched..].iter().any(ready);
+        drop(fds);
+        if woken {
             self.shared.waker.reset();
         }
-        Ok(fds.get(1).and_then(PollFd::any).unwrap_or(false))
+        if model_ready {
+            self.dispatcher.collect(&self.shared);
+        }
+        if stop && !self.shared.shutdown_requested() {
+            log::info!("stop requested (a signal?); draining");
+            self.shared.request_shutdown();
+        }
+        Ok(readable)
     }
 
     /// Accepts one connection and hands it on. Returns false when there was
     /// none to accept (or accepting must pause).
     fn accept_one(&mut self) -> bool {
-        if !self.shared.may_accept() {
+        if !self.shared.may_accept() || !self.dispatcher.may_accept() {
             return false;
         }
         let Some(listener) = &self.listener else {
@@ -391,12 +423,23 @@ impl<H: RequestHandler> Server<H> {
             if !verify(&peer) {
                 log::info!("{peer}: refused by verify_request");
                 self.shared.stats.refused();
+                self.dispatcher.refused();
                 return;
             }
         }
         if let Err(e) = self.configure(&socket) {
             log::warn!("{peer}: cannot set socket options: {}", crate::describe(&e));
             self.shared.stats.refused();
+            self.dispatcher.refused();
+            return;
+        }
+        if let Dispatcher::Forking(forking) = &mut self.dispatcher {
+            // The child must not keep the listener (it would hold the port
+            // after the server closes) nor the parent's waker.
+            let mut close = self.shared.waker.raw_fds().to_vec();
+            close.extend(self.listener.as_ref().map(Listener::raw_fd));
+            close.extend(self.config.stop_fd.as_ref().map(AsRawFd::as_raw_fd));
+            forking.fork_for(&self.shared, &self.handler, socket, peer, &close);
             return;
         }
         match self.shared.register(socket, peer) {
@@ -447,8 +490,13 @@ impl<H: RequestHandler> Server<H> {
             return DrainReport::default();
         }
         let deadline = Instant::now() + self.shared.drain_timeout();
-        self.shared.drain_until(deadline);
-        let report = self.shared.drain_report();
+        let report = match &mut self.dispatcher {
+            Dispatcher::Forking(forking) => forking.drain(&self.shared, deadline),
+            _ => {
+                self.shared.drain_until(deadline);
+                self.shared.drain_report()
+            }
+        };
         if report.cut > 0 && !self.shared.wait_empty(CUT_GRACE) {
             log::warn!(
                 "some handlers did not end after their connections were cut; leaving them behind"
@@ -458,6 +506,62 @@ impl<H: RequestHandler> Server<H> {
         if left > 0 {
             log::warn!("{left} handler threads still running after the drain; leaving them behind");
         }
+        if let Dispatcher::Worker(_) = self.dispatcher {
+            log::debug!("prefork worker {} stopped", std::process::id());
+        } else {
+            log::info!(
+                "stopped serving on {}: {} connections drained, {} cut",
+                self.local_addr,
+                report.drained,
+                report.cut
+            );
+        }
+        report
+    }
+}
+
+// The prefork model: the parent supervises, the workers serve.
+impl<H: RequestHandler> Server<H> {
+    /// The prefork parent's loop: keeps `workers` processes alive, counts
+    /// what they report, and on shutdown stops them and drains.
+    fn supervise(&mut self) -> DrainReport {
+        warn_if_threaded("prefork");
+        log::info!("serving on {} ({})", self.local_addr, self.config.model);
+        while !self.shared.shutdown_requested() {
+            let due = match &mut self.dispatcher {
+                Dispatcher::Prefork(prefork) => prefork.due(),
+                _ => 0,
+            };
+            for _ in 0..due {
+                if let Err(e) = self.spawn_worker() {
+                    log::error!("cannot start a prefork worker: {}", crate::describe(&e));
+                    if let Dispatcher::Prefork(prefork) = &mut self.dispatcher {
+                        prefork.spawn_failed();
+                    }
+                    break;
+                }
+            }
+            let wake = match &self.dispatcher {
+                Dispatcher::Prefork(prefork) => prefork.next_wake(),
+                _ => None,
+            };
+            if let Err(e) = self.poll(false, wake) {
+                log::error!("{e}");
+            }
+        }
+        // Closing our copy of the listener removes a Unix socket's file;
+        // the workers' copies close as they end.
+        self.listener = None;
+        // The workers enforce the drain timeout themselves; the parent
+        // steps in (SIGTERM, then SIGKILL) only if one overstays it.
+        let deadline = Instant::now() + self.shared.drain_timeout() + CUT_GRACE;
+        let report = match &mut self.dispatcher {
+            Dispatcher::Prefork(prefork) => {
+                prefork.stop_workers();
+                prefork.drain(&self.shared, deadline)
+            }
+            _ => DrainReport::default(),
+        };
         log::info!(
             "stopped serving on {}: {} connections drained, {} cut",
             self.local_addr,
@@ -466,13 +570,89 @@ impl<H: RequestHandler> Server<H> {
         );
         report
     }
+
+    fn spawn_worker(&mut self) -> io::Result<()> {
+        let (reports, reporter) = crate::report::pair()?;
+        let (control, worker_control) = std::os::unix::net::UnixStream::pair()?;
+        // Closed by number in the worker: their owners live on in frames
+        // the worker never returns to, so nothing closes them twice.
+        let mut close = self.shared.waker.raw_fds().to_vec();
+        close.extend(self.config.stop_fd.as_ref().map(AsRawFd::as_raw_fd));
+        close.push(reports.raw_fd());
+        close.push(control.as_raw_fd());
+        let max_requests = match &self.dispatcher {
+            Dispatcher::Prefork(prefork) => prefork.max_requests,
+            _ => None,
+        };
+        let pid = crate::fork::spawn(&close, || {
+            self.run_worker(worker_control, reporter, max_requests)
+        })?;
+        if let Dispatcher::Prefork(prefork) = &mut self.dispatcher {
+            log::debug!("prefork worker {pid} started");
+            prefork.add(pid, reports, control);
+        }
+        Ok(())
+    }
+
+    /// The life of a prefork worker, in the child: this server's copy
+    /// becomes a one-at-a-time server on the inherited listener, with its
+    /// own state, that stops when the parent closes `control`.
+    fn run_worker(
+        &mut self,
+        control: std::os::unix::net::UnixStream,
+        reporter: crate::report::Reporter,
+        max_requests: Option<u64>,
+    ) -> i32 {
+        if let Some(listener) = &mut self.listener {
+            listener.disown_file();
+        }
+        let Ok(fresh) = self.shared.fresh_for_worker() else {
+            return 1;
+        };
+        // The parent's state and stop descriptor are never dropped here:
+        // their descriptors were closed by number when the worker was
+        // forked.
+        std::mem::forget(std::mem::replace(&mut self.shared, Arc::new(fresh)));
+        std::mem::forget(self.config.stop_fd.take());
+        // Dropping the parent's bookkeeping closes its ends of the other
+        // workers' sockets, which this worker must not hold.
+        self.dispatcher = Dispatcher::Worker(crate::model::Worker::new(reporter, max_requests));
+        let stop = self.shutdown_handle();
+        let watcher = std::thread::Builder::new()
+            .name("prefork control".into())
+            .spawn(move || {
+                // Returns when the parent closes its end, or dies.
+                let mut byte = [0u8; 1];
+                let _ = io::Read::read(&mut &control, &mut byte);
+                stop.shutdown();
+            });
+        if watcher.is_err() {
+            return 1;
+        }
+        match self.serve_forever() {
+            Ok(_) => 0,
+            Err(_) => 1,
+        }
+    }
+}
+
+/// fork() in a process with other threads is the classic trap: whatever
+/// lock another thread holds at that instant stays held in the child.
+fn warn_if_threaded(model: &str) {
+    let threads = std::fs::read_dir("/proc/self/task").map_or(1, |d| d.count());
+    if threads > 1 {
+        log::warn!(
+            "the {model} model forks from a process with {threads} threads; \
+             a child may deadlock on a lock another thread held (see docs/architecture.md)"
+        );
+    }
 }
 
 impl<H: RequestHandler> Drop for Server<H> {
     fn drop(&mut self) {
         if self.listener.take().is_some() {
             self.shared.cut_all();
-            self.dispatcher.detach();
+            self.dispatcher.detach(&self.shared);
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::waker::Waker;
 use crate::{Address, Stats};
 
 /// The hook that reports a failed connection.
-pub(crate) type ErrorHook = Box<dyn Fn(&Address, &Failure) + Send + Sync>;
+pub(crate) type ErrorHook = Arc<dyn Fn(&Address, &Failure) + Send + Sync>;
 
 /// What happened to the connections that were live when a server shut down.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -85,6 +85,20 @@ impl Shared {
             drain_timeout: config.drain_timeout,
             needs_watchdog: config.needs_watchdog,
             handle_error: config.handle_error,
+        })
+    }
+
+    /// A new, empty state with the same settings, for a prefork worker
+    /// process: its own waker, registry and counters; one connection at a
+    /// time, with a watchdog for the drain deadline.
+    pub(crate) fn fresh_for_worker(&self) -> std::io::Result<Shared> {
+        Shared::new(SharedConfig {
+            limit: 1,
+            wait_when_full: true,
+            limits: self.limits,
+            drain_timeout: self.drain_timeout,
+            needs_watchdog: true,
+            handle_error: Arc::clone(&self.handle_error),
         })
     }
 

@@ -43,4 +43,39 @@ impl Waker {
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.reader.as_fd()
     }
+
+    /// Both descriptors, for a forked child to close.
+    pub(crate) fn raw_fds(&self) -> [std::os::fd::RawFd; 2] {
+        use std::os::fd::AsRawFd;
+        [self.reader.as_raw_fd(), self.writer.as_raw_fd()]
+    }
+}
+
+/// Waits until one of `fds` is readable (or closed), or `timeout` passes.
+pub(crate) fn poll_any(
+    fds: &[BorrowedFd<'_>],
+    timeout: Option<std::time::Duration>,
+) -> io::Result<()> {
+    use nix::poll::{poll, PollFd, PollFlags};
+    let mut set: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+        .collect();
+    match poll(&mut set, poll_timeout(timeout)) {
+        Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A `poll` timeout from a duration, rounded up to whole milliseconds so
+/// that a wait of 0.4 ms does not spin; `None` waits for ever.
+pub(crate) fn poll_timeout(timeout: Option<std::time::Duration>) -> nix::poll::PollTimeout {
+    use nix::poll::PollTimeout;
+    match timeout {
+        Some(t) => {
+            let ms = t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+        }
+        None => PollTimeout::NONE,
+    }
 }

@@ -4,10 +4,13 @@
 //! The accept loop is the same for every model; a model only decides where
 //! [`lifecycle::serve`](crate::lifecycle::serve) runs. `Sync` runs it in the
 //! loop's own thread, `Threading` in a new thread, `Pool` in one of a fixed
-//! set of workers. Forking and prefork models join here, behind the same
-//! [`Dispatcher`].
+//! set of workers, `Forking` in a child process. `Prefork` turns the loop
+//! inside out: the parent supervises worker processes, each a `Sync`
+//! server of its own on the shared listener.
 
+mod forking;
 mod pool;
+mod prefork;
 mod threading;
 
 use std::fmt;
@@ -18,7 +21,9 @@ use crate::lifecycle::{self, Job};
 use crate::shared::Shared;
 use crate::RequestHandler;
 
+pub(crate) use forking::Forking;
 pub(crate) use pool::Pool;
+pub(crate) use prefork::{Prefork, Worker};
 pub(crate) use threading::Threading;
 
 /// How a server runs its handlers: the axis Python varies with mix-ins.
@@ -28,9 +33,13 @@ pub(crate) use threading::Threading;
 /// | [`Sync`](Model::Sync) | `TCPServer` | in the serving thread, one at a time | short requests, teaching, tests |
 /// | [`Threading`](Model::Threading) | `ThreadingMixIn` | in a thread of its own | conversations that wait on clients (chat, shells, FTP) |
 /// | [`Pool`](Model::Pool) | (none) | in one of `workers` threads | bounded resources under load |
+/// | [`Forking`](Model::Forking) | `ForkingMixIn` | in a child process | handlers that must not share memory, or may crash |
+/// | [`Prefork`](Model::Prefork) | (none; Perl's PreFork) | in one of `workers` processes | process isolation at thread-pool cost |
 ///
 /// Every model keeps the connection limit, drains on shutdown and isolates
-/// panics the same way.
+/// panics the same way. The process models exist on Unix only, and fork:
+/// build and serve them from a process with no other busy threads (see the
+/// architecture notes on forking).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Model {
@@ -47,6 +56,22 @@ pub enum Model {
         /// Accepted connections that may wait for a free worker.
         queue: usize,
     },
+    /// A child process for each connection, at most `max_children` at
+    /// once (then new clients wait in the kernel's backlog). A child that
+    /// crashes takes only its own connection down.
+    Forking {
+        /// Most children alive at once (Python's default: 40).
+        max_children: usize,
+    },
+    /// `workers` processes that all accept on the listening socket, each
+    /// serving one connection at a time; the parent respawns any that ends.
+    Prefork {
+        /// Worker processes, at least 1.
+        workers: usize,
+        /// A worker ends after this many connections and a fresh one takes
+        /// its place (recycling, against slow leaks); `None`: never.
+        max_requests: Option<u64>,
+    },
 }
 
 impl Model {
@@ -56,6 +81,8 @@ impl Model {
             Model::Sync => "sync",
             Model::Threading => "threading",
             Model::Pool { .. } => "pool",
+            Model::Forking { .. } => "forking",
+            Model::Prefork { .. } => "prefork",
         }
     }
 
@@ -65,6 +92,8 @@ impl Model {
             Model::Sync => 1,
             Model::Threading => usize::MAX,
             Model::Pool { workers, queue } => workers.saturating_add(*queue),
+            Model::Forking { max_children } => *max_children,
+            Model::Prefork { .. } => 1,
         }
     }
 }
@@ -75,16 +104,23 @@ impl fmt::Display for Model {
     }
 }
 
-/// A model at work: owns what the model needs (threads, queues).
+/// A model at work: owns what the model needs (threads, queues, child
+/// processes).
 pub(crate) enum Dispatcher {
     Sync,
     Threading(Threading),
     Pool(Pool),
+    Forking(Forking),
+    /// The parent of prefork workers.
+    Prefork(Prefork),
+    /// Inside a prefork worker.
+    Worker(Worker),
 }
 
 impl Dispatcher {
     pub(crate) fn start<H: RequestHandler>(
         model: Model,
+        limit: usize,
         shared: &Arc<Shared>,
         handler: &H,
     ) -> std::io::Result<Self> {
@@ -94,6 +130,11 @@ impl Dispatcher {
             Model::Pool { workers, queue } => {
                 Dispatcher::Pool(Pool::start(workers, queue, shared, handler)?)
             }
+            Model::Forking { .. } => Dispatcher::Forking(Forking::new(limit)),
+            Model::Prefork {
+                workers,
+                max_requests,
+            } => Dispatcher::Prefork(Prefork::new(workers, max_requests)),
         })
     }
 
@@ -105,9 +146,50 @@ impl Dispatcher {
         job: Job,
     ) {
         match self {
-            Dispatcher::Sync => lifecycle::serve(shared, handler.clone(), job),
+            Dispatcher::Sync => {
+                lifecycle::serve(shared, handler.clone(), job);
+            }
             Dispatcher::Threading(t) => t.dispatch(shared, handler, job),
             Dispatcher::Pool(p) => p.dispatch(shared, job),
+            Dispatcher::Worker(w) => w.dispatch(shared, handler, job),
+            // Connections reach these models without being registered.
+            Dispatcher::Forking(_) | Dispatcher::Prefork(_) => {
+                unreachable!("process models take connections before registration")
+            }
+        }
+    }
+
+    /// False while the model cannot take another connection.
+    pub(crate) fn may_accept(&self) -> bool {
+        match self {
+            Dispatcher::Forking(f) => f.may_accept(),
+            Dispatcher::Prefork(_) => false,
+            _ => true,
+        }
+    }
+
+    /// Descriptors the accept loop should wait on for the model.
+    pub(crate) fn watched(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
+        match self {
+            Dispatcher::Forking(f) => f.watched().collect(),
+            Dispatcher::Prefork(p) => p.watched().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Called when one of the watched descriptors is ready.
+    pub(crate) fn collect(&mut self, shared: &Shared) {
+        match self {
+            Dispatcher::Forking(f) => f.collect(shared),
+            Dispatcher::Prefork(p) => p.collect(shared, shared.shutdown_requested()),
+            _ => {}
+        }
+    }
+
+    /// A connection was refused before reaching the model.
+    pub(crate) fn refused(&mut self) {
+        if let Dispatcher::Worker(w) = self {
+            w.refused();
         }
     }
 
@@ -115,16 +197,22 @@ impl Dispatcher {
     /// to end; returns how many were still running and were left behind.
     pub(crate) fn stop(&mut self, grace: Duration) -> usize {
         match self {
-            Dispatcher::Sync => 0,
             Dispatcher::Threading(t) => t.join(grace),
             Dispatcher::Pool(p) => p.stop(grace),
+            _ => 0,
         }
     }
 
-    /// Stops taking work without waiting for anything.
-    pub(crate) fn detach(&mut self) {
-        if let Dispatcher::Pool(p) = self {
-            p.close_queue();
+    /// Stops at once, waiting for nothing (dropping the server): queued
+    /// work is abandoned, child processes are killed and reaped.
+    pub(crate) fn detach(&mut self, shared: &Shared) {
+        match self {
+            Dispatcher::Pool(p) => p.close_queue(),
+            Dispatcher::Forking(f) => f.kill_all(shared),
+            Dispatcher::Prefork(p) => {
+                p.kill_all(shared);
+            }
+            _ => {}
         }
     }
 }

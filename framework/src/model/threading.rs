@@ -33,7 +33,9 @@ impl Threading {
         let peer = job.conn.peer.clone();
         let spawned = thread::Builder::new()
             .name(format!("conn {peer}"))
-            .spawn(move || lifecycle::serve(&shared_for_thread, handler, job));
+            .spawn(move || {
+                lifecycle::serve(&shared_for_thread, handler, job);
+            });
         match spawned {
             Ok(handle) => self.threads.push(handle),
             Err(e) => {

@@ -1,0 +1,221 @@
+//! `Model::Forking`: a process per connection, Python's `ForkingMixIn`.
+//!
+//! The accept loop forks a child for each connection; the child converses,
+//! reports how it went on a socket pair, and `_exit`s. The parent keeps one
+//! end of each pair: its end-of-file says that the child is gone, which
+//! wakes the accept loop (no SIGCHLD handler, no polling), and the parent
+//! then reaps that child by its pid. Only the children the server spawned
+//! are ever waited for, never `waitpid(-1)`.
+
+use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::fork;
+use crate::lifecycle::{self, Ended};
+use crate::report::{self, Event, Reports};
+use crate::shared::Shared;
+use crate::socket::{Connection, Socket};
+use crate::stats::Outcome;
+use crate::{Address, DrainReport, RequestHandler};
+
+/// How long children get to end after SIGTERM before SIGKILL.
+pub(crate) const TERM_GRACE: Duration = Duration::from_secs(1);
+
+pub(crate) struct Forking {
+    limit: usize,
+    children: Vec<Child>,
+}
+
+struct Child {
+    pid: Pid,
+    peer: Address,
+    reports: Reports,
+    /// The child has reported the end of its conversation.
+    reported: bool,
+}
+
+impl Forking {
+    pub(crate) fn new(limit: usize) -> Forking {
+        Forking {
+            limit,
+            children: Vec::new(),
+        }
+    }
+
+    pub(crate) fn may_accept(&self) -> bool {
+        self.children.len() < self.limit
+    }
+
+    /// The parent's ends of the children's report pairs, to poll.
+    pub(crate) fn watched(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
+        self.children.iter().map(|c| c.reports.fd())
+    }
+
+    /// Forks a child to serve `socket`. The parent's copy of the socket is
+    /// closed before this returns.
+    pub(crate) fn fork_for<H: RequestHandler>(
+        &mut self,
+        shared: &Shared,
+        handler: &H,
+        socket: Socket,
+        peer: Address,
+        close_in_child: &[RawFd],
+    ) {
+        let (reports, mut reporter) = match report::pair() {
+            Ok(pair) => pair,
+            Err(e) => {
+                log::error!(
+                    "{peer}: cannot make a report pair for a child: {}",
+                    crate::describe(&e)
+                );
+                shared.stats.ended(Outcome::Failed, 0, 0);
+                return;
+            }
+        };
+        let mut close: Vec<RawFd> = close_in_child.to_vec();
+        close.extend(self.children.iter().map(|c| c.reports.raw_fd()));
+        close.push(reports.raw_fd());
+        let conn = Arc::new(Connection::new(socket, peer.clone(), None));
+        let handler = handler.clone();
+        let spawned = fork::spawn(&close, move || {
+            let ended = lifecycle::converse(shared, handler, conn);
+            reporter.send(Event::Ended(ended));
+            0
+        });
+        // Here, in the parent, the closure is gone: the parent's copies of
+        // the connection and of the child's end of the pair are closed.
+        match spawned {
+            Ok(pid) => {
+                log::debug!("{peer}: served by child {pid}");
+                self.children.push(Child {
+                    pid,
+                    peer,
+                    reports,
+                    reported: false,
+                });
+                shared.stats.set_active(self.children.len());
+            }
+            Err(e) => {
+                log::error!("{peer}: cannot fork: {}", crate::describe(&e));
+                shared.stats.ended(Outcome::Failed, 0, 0);
+            }
+        }
+    }
+
+    /// Reads the children's reports and reaps the children that are gone.
+    pub(crate) fn collect(&mut self, shared: &Shared) {
+        let mut i = 0;
+        while i < self.children.len() {
+            let child = &mut self.children[i];
+            let gone = child.reports.drain(|event| {
+                if let Event::Ended(Ended {
+                    outcome,
+                    bytes_read,
+                    bytes_written,
+                }) = event
+                {
+                    shared.stats.ended(outcome, bytes_read, bytes_written);
+                    child.reported = true;
+                }
+            });
+            // A child that reported may still be held open by a
+            // grandchild it forked; look for its exit anyway, without
+            // waiting, so that no zombie outlives a turn of the loop.
+            let status = if gone {
+                waitpid(child.pid, None).ok()
+            } else if child.reported {
+                waitpid(child.pid, Some(WaitPidFlag::WNOHANG))
+                    .ok()
+                    .filter(|s| *s != WaitStatus::StillAlive)
+            } else {
+                None
+            };
+            match status {
+                Some(status) => {
+                    let child = self.children.swap_remove(i);
+                    log_exit(&child, status, shared);
+                }
+                None => i += 1,
+            }
+        }
+        shared.stats.set_active(self.children.len());
+    }
+
+    /// Waits for the children until `deadline`, then SIGTERM, then SIGKILL.
+    pub(crate) fn drain(&mut self, shared: &Shared, deadline: Instant) -> DrainReport {
+        let at_start = self.children.len();
+        self.wait_until(shared, deadline);
+        let cut = self.children.len();
+        if cut > 0 {
+            for child in &self.children {
+                log::warn!(
+                    "{}: child {} still busy at the drain deadline; SIGTERM",
+                    child.peer,
+                    child.pid
+                );
+                let _ = kill(child.pid, Signal::SIGTERM);
+            }
+            self.wait_until(shared, Instant::now() + TERM_GRACE);
+            self.kill_all(shared);
+        }
+        DrainReport {
+            drained: at_start - cut,
+            cut,
+        }
+    }
+
+    fn wait_until(&mut self, shared: &Shared, deadline: Instant) {
+        while !self.children.is_empty() {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            let fds: Vec<BorrowedFd<'_>> = self.watched().collect();
+            let _ = crate::waker::poll_any(&fds, Some(deadline - now));
+            self.collect(shared);
+        }
+    }
+
+    /// Kills and reaps every child, at once (dropping the server).
+    pub(crate) fn kill_all(&mut self, shared: &Shared) {
+        for child in &self.children {
+            log::warn!("{}: killing child {}", child.peer, child.pid);
+            let _ = kill(child.pid, Signal::SIGKILL);
+        }
+        for child in std::mem::take(&mut self.children) {
+            if let Ok(status) = waitpid(child.pid, None) {
+                log_exit(&child, status, shared);
+            }
+        }
+        shared.stats.set_active(0);
+    }
+}
+
+fn log_exit(child: &Child, status: WaitStatus, shared: &Shared) {
+    let lost = !child.reported;
+    match status {
+        WaitStatus::Exited(_, 0) if !lost => return,
+        WaitStatus::Exited(_, code) => {
+            log::error!(
+                "{}: child {} exited with status {code}",
+                child.peer,
+                child.pid
+            )
+        }
+        WaitStatus::Signaled(_, signal, core) => log::error!(
+            "{}: child {} killed by {signal}{}",
+            child.peer,
+            child.pid,
+            if core { " (core dumped)" } else { "" }
+        ),
+        other => log::error!("{}: child {} ended: {other:?}", child.peer, child.pid),
+    }
+    if lost {
+        shared.stats.ended(Outcome::Failed, 0, 0);
+    }
+}
