@@ -43,13 +43,15 @@
 //!   bound yourself ([`Server::from_listener`]);
 //! * **the concurrency [`Model`]**: one connection at a time
 //!   ([`Model::Sync`], Python's `TCPServer`), a thread per connection
-//!   ([`Model::Threading`], `ThreadingMixIn`, the default), or a fixed
-//!   pool of threads ([`Model::Pool`]).
+//!   ([`Model::Threading`], `ThreadingMixIn`, the default), a fixed
+//!   pool of threads ([`Model::Pool`]), a process per connection
+//!   ([`Model::Forking`], `ForkingMixIn`), or a fixed set of processes
+//!   ([`Model::Prefork`]).
 //!
 //! ```text
 //!             Builder ──build()──▶ Server<H> ──serve_forever()──▶ accept loop
 //!                                     │                               │
-//!              ShutdownHandle ◀───────┤                 Model: Sync | Threading | Pool
+//!              ShutdownHandle ◀───────┤      Model: Sync | Threading | Pool | Forking | Prefork
 //!              Stats          ◀───────┘                               │
 //!                                                  H::clone() ─▶ setup ▶ handle ▶ finish
 //!                                                                      on a Stream
@@ -57,8 +59,10 @@
 //!
 //! Choosing: `Threading` suits conversations that spend their time waiting
 //! on a person (chat, shell, FTP); `Pool` bounds threads and memory under
-//! heavy load of short requests; `Sync` is for tests, teaching and
-//! strictly sequential work.
+//! heavy load of short requests; `Forking` isolates each conversation in
+//! its own process (a crash or a leak dies with it); `Prefork` gets that
+//! isolation per worker at the cost of a thread pool; `Sync` is for tests,
+//! teaching and strictly sequential work.
 //!
 //! # The life of a connection
 //!
