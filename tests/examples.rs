@@ -19,9 +19,15 @@ fn upper_serves_the_tutorials_phone_client() {
     let (host, port) = server.host_port();
     for message in ["Hello World", "abc xyz 123", "hello wörld"] {
         let mut client = Command::new("python3");
-        client.arg(seed_client("phone_client.py")).args([&host, &port, message]);
+        client
+            .arg(seed_client("phone_client.py"))
+            .args([&host, &port, message]);
         let out = run_with_input(client, b"");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let expected = format!("recv: {}\n", python_bytes(&message.to_ascii_uppercase()));
         assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
     }
@@ -32,10 +38,17 @@ fn upper_serves_the_tutorials_phone_client() {
 fn echo_example_answers_lines_in_every_model() {
     for model in [&["sync"][..], &["threading"], &["pool", "2"]] {
         let mut command = Command::new(example("echo"));
-        command.arg("127.0.0.1:0").args(model).env("RUST_LOG", "warn");
+        command
+            .arg("127.0.0.1:0")
+            .args(model)
+            .env("RUST_LOG", "warn");
         let server = ServerProcess::start(command);
         let expected_mode = format!("({})", model[0]);
-        assert!(server.first_line.ends_with(&expected_mode), "{}", server.first_line);
+        assert!(
+            server.first_line.ends_with(&expected_mode),
+            "{}",
+            server.first_line
+        );
         let script = "import socket,sys\n\
             s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)\n\
             s.sendall(b'one\\ntwo\\n')\n\
@@ -45,7 +58,11 @@ fn echo_example_answers_lines_in_every_model() {
         let mut client = Command::new("python3");
         client.args(["-c", script, &host, &port]);
         let out = run_with_input(client, b"");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\n");
     }
 }

@@ -3,4 +3,6 @@
 
 mod util;
 
+mod echo;
 mod examples;
+mod serve;

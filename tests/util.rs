@@ -18,14 +18,21 @@ pub fn seed_client(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/seed/clients")
         .join(name);
-    assert!(path.exists(), "the tutorial's client {} is missing", path.display());
+    assert!(
+        path.exists(),
+        "the tutorial's client {} is missing",
+        path.display()
+    );
     path
 }
 
 /// A built example program (cargo test builds the examples).
 pub fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary's path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     let path = dir.join("examples").join(name);
     assert!(path.exists(), "example {} is not built", path.display());
     path
@@ -145,5 +152,227 @@ pub fn run_with_input(mut command: Command, input: &[u8]) -> Output {
         status,
         stdout: out.join().expect("stdout reader"),
         stderr: err.join().expect("stderr reader"),
+    }
+}
+
+/// The `serve` binary, quiet unless something goes wrong (its errors on
+/// standard error are printed whatever the log level).
+pub fn serve_command() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_serve"));
+    command.env("RUST_LOG", "error");
+    command
+}
+
+/// The `client` binary.
+pub fn client_command() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_client"))
+}
+
+/// `serve --handler echo --bind 127.0.0.1:0 ARGS...`, started and serving.
+pub fn serve(args: &[&str]) -> ServerProcess {
+    serve_on("127.0.0.1:0", args)
+}
+
+/// `serve --handler echo --bind BIND ARGS...`, started and serving.
+pub fn serve_on(bind: &str, args: &[&str]) -> ServerProcess {
+    let mut command = serve_command();
+    command
+        .args(["--handler", "echo", "--bind", bind])
+        .args(args);
+    ServerProcess::start(command)
+}
+
+impl ServerProcess {
+    /// Sends `signal` (a name such as "INT" or "TERM") to this child only,
+    /// by its PID.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(
+            status.success(),
+            "kill -{signal} {} failed",
+            self.child.id()
+        );
+    }
+
+    /// Waits for the exit; kills the process and panics after `within`.
+    pub fn wait(&mut self, within: Duration) -> std::process::ExitStatus {
+        wait_exit(&mut self.child, within)
+    }
+
+    /// Connects a raw TCP client to the address the server printed.
+    pub fn connect(&self) -> Peer {
+        Peer::connect(&self.addr)
+    }
+}
+
+/// How long a raw client waits for any one read or write.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The greeting of the echo handler, as bytes.
+pub const GREETING: &str = "欢迎致电babyshen";
+
+/// A raw client: a TCP or Unix stream with read and write timeouts, and
+/// exact expectations on what it reads.
+pub struct Peer {
+    stream: PeerStream,
+}
+
+enum PeerStream {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl Peer {
+    /// Connects over TCP, with Nagle off (each write is its own segment).
+    pub fn connect(addr: &str) -> Peer {
+        let stream =
+            std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Peer {
+            stream: PeerStream::Tcp(stream),
+        }
+    }
+
+    /// Connects to a Unix socket.
+    pub fn connect_unix(path: &Path) -> Peer {
+        let stream = std::os::unix::net::UnixStream::connect(path)
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", path.display()));
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        Peer {
+            stream: PeerStream::Unix(stream),
+        }
+    }
+
+    /// Connects and reads the default greeting.
+    pub fn greeted(addr: &str) -> Peer {
+        let mut peer = Peer::connect(addr);
+        peer.expect(GREETING.as_bytes());
+        peer
+    }
+
+    fn set_read_timeout(&self, timeout: Duration) {
+        match &self.stream {
+            PeerStream::Tcp(s) => s.set_read_timeout(Some(timeout)),
+            PeerStream::Unix(s) => s.set_read_timeout(Some(timeout)),
+        }
+        .expect("set the read timeout");
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match &mut self.stream {
+            PeerStream::Tcp(s) => s.read(buf),
+            PeerStream::Unix(s) => s.read(buf),
+        }
+    }
+
+    /// Writes all of `bytes` (one `write` call on a fresh socket buffer,
+    /// so with Nagle off it leaves as its own segment).
+    pub fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        match &mut self.stream {
+            PeerStream::Tcp(s) => s.write_all(bytes),
+            PeerStream::Unix(s) => s.write_all(bytes),
+        }
+        .unwrap_or_else(|e| panic!("send {:?}: {e}", String::from_utf8_lossy(bytes)));
+    }
+
+    /// Closes the writing half: the server reads end of input.
+    pub fn shutdown_write(&self) {
+        match &self.stream {
+            PeerStream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+            PeerStream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+        }
+        .expect("shutdown(Write)");
+    }
+
+    /// Reads exactly `expected.len()` bytes and checks they are `expected`.
+    pub fn expect(&mut self, expected: &[u8]) {
+        let mut got = Vec::with_capacity(expected.len());
+        let mut buf = vec![0; expected.len().max(1)];
+        while got.len() < expected.len() {
+            let want = expected.len() - got.len();
+            match self.read(&mut buf[..want]) {
+                Ok(0) => panic!(
+                    "end of input after {:?}, expected {:?}",
+                    String::from_utf8_lossy(&got),
+                    String::from_utf8_lossy(expected)
+                ),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => panic!(
+                    "read failed ({e}) after {:?}, expected {:?}",
+                    String::from_utf8_lossy(&got),
+                    String::from_utf8_lossy(expected)
+                ),
+            }
+        }
+        assert_eq!(
+            got,
+            expected,
+            "got {:?}, expected {:?}",
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(expected)
+        );
+    }
+
+    /// The next read is an orderly end of input (not data, not an error
+    /// such as a connection reset, not a timeout).
+    pub fn expect_eof(&mut self) {
+        let mut buf = [0; 256];
+        match self.read(&mut buf) {
+            Ok(0) => {}
+            Ok(n) => panic!(
+                "expected end of input, got {:?}",
+                String::from_utf8_lossy(&buf[..n])
+            ),
+            Err(e) => panic!("expected end of input, got an error: {e} ({:?})", e.kind()),
+        }
+    }
+
+    /// Nothing arrives for `quiet`: the read times out (this timeout is
+    /// expected to expire).
+    pub fn expect_silence(&mut self, quiet: Duration) {
+        self.set_read_timeout(quiet);
+        let mut buf = [0; 256];
+        let result = self.read(&mut buf);
+        self.set_read_timeout(IO_TIMEOUT);
+        match result {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Ok(0) => panic!("expected silence, got end of input"),
+            Ok(n) => panic!(
+                "expected silence, got {:?}",
+                String::from_utf8_lossy(&buf[..n])
+            ),
+            Err(e) => panic!("expected silence, got an error: {e}"),
+        }
+    }
+}
+
+/// A port on 127.0.0.1 that nothing listens on (bound, then let go).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Calls `check` every few milliseconds until it returns true; panics with
+/// `what` after `within`.
+pub fn wait_until(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    loop {
+        if check() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        thread::sleep(Duration::from_millis(5));
     }
 }

@@ -181,6 +181,12 @@ impl<H: RequestHandler> Server<H> {
         if let Dispatcher::Prefork(_) = self.dispatcher {
             return Ok(self.supervise());
         }
+        // In the Sync model the loop is inside a handler most of the time
+        // and cannot watch the stop descriptor: a thread does.
+        let _watcher = match (&self.dispatcher, &self.config.stop_fd) {
+            (Dispatcher::Sync, Some(fd)) => Some(StopWatcher::start(fd, self.shutdown_handle())),
+            _ => None,
+        };
         if let Dispatcher::Worker(_) = self.dispatcher {
             log::debug!("prefork worker {} accepting", std::process::id());
         } else {
@@ -632,6 +638,54 @@ impl<H: RequestHandler> Server<H> {
         match self.serve_forever() {
             Ok(_) => 0,
             Err(_) => 1,
+        }
+    }
+}
+
+/// Watches a stop descriptor from a thread of its own, for the `Sync`
+/// model; ends (and is joined) when dropped.
+struct StopWatcher {
+    quit: Option<std::os::unix::net::UnixStream>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StopWatcher {
+    fn start(stop: &std::os::fd::OwnedFd, handle: ShutdownHandle) -> Option<StopWatcher> {
+        let stop = stop.try_clone().ok()?;
+        let (quit, quit_seen) = std::os::unix::net::UnixStream::pair().ok()?;
+        let thread = std::thread::Builder::new()
+            .name("stop watcher".into())
+            .spawn(move || {
+                let mut fds = [
+                    PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(quit_seen.as_fd(), PollFlags::POLLIN),
+                ];
+                loop {
+                    match poll(&mut fds, crate::waker::poll_timeout(None)) {
+                        Err(Errno::EINTR) => continue,
+                        Err(_) => return,
+                        Ok(_) => break,
+                    }
+                }
+                if fds[0].any().unwrap_or(false) {
+                    log::info!("stop requested (a signal?); draining");
+                    handle.shutdown();
+                }
+            })
+            .ok()?;
+        Some(StopWatcher {
+            quit: Some(quit),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for StopWatcher {
+    fn drop(&mut self) {
+        // Closing our end wakes the thread, which then ends at once.
+        self.quit = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }

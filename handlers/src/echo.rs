@@ -35,6 +35,9 @@ pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
 /// How long a message-mode read that ends inside a UTF-8 character waits
 /// for the rest of the character.
 const CHARACTER_WAIT: Duration = Duration::from_millis(500);
+/// How long the server goes on discarding the rest of an over-long line
+/// after its error reply, so that the close is orderly.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// The chat bot. Cheap to clone: the server clones it per connection.
 ///
@@ -96,7 +99,11 @@ impl Echo {
                 Err(e) if LimitExceeded::is(&e) => {
                     log::warn!("{}: {}; closing", stream.peer_addr(), e);
                     let reply = format!("error: line longer than {} bytes\n", self.max_line);
-                    return stream.write_all(reply.as_bytes());
+                    stream.write_all(reply.as_bytes())?;
+                    // The rest of the line may still be arriving: a plain
+                    // close would reset the connection and could destroy
+                    // the error line before the client reads it.
+                    return stream.lingering_close(LINGER);
                 }
                 Err(e) => return Err(e),
             }

@@ -1,0 +1,395 @@
+//! The `serve` binary: its first line, its models, its sockets (TCP, IPv6,
+//! Unix), its signals and drain, its timeouts and its errors.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::util::{
+    client_command, run_with_input, seed_client, serve, serve_command, serve_on, wait_until, Peer,
+    GREETING,
+};
+
+/// The first line on standard output is exactly
+/// `serving echo on 127.0.0.1:PORT (threading)` with the real port, and
+/// that port answers.
+#[test]
+fn first_line_names_handler_address_and_mode() {
+    let server = serve(&[]);
+    let port = server
+        .first_line
+        .strip_prefix("serving echo on 127.0.0.1:")
+        .and_then(|rest| rest.strip_suffix(" (threading)"))
+        .unwrap_or_else(|| panic!("first line {:?}", server.first_line));
+    let port: u16 = port.parse().expect("a port number");
+    assert_ne!(port, 0);
+    assert_eq!(
+        server.first_line,
+        format!("serving echo on 127.0.0.1:{port} (threading)")
+    );
+    let mut peer = Peer::greeted(&format!("127.0.0.1:{port}"));
+    peer.send(b"ping\n");
+    peer.expect("ping好\n".as_bytes());
+}
+
+/// The same conversation under every model that exists: the tutorial's
+/// chat client and a line client get the same answers.
+#[test]
+fn every_model_serves_the_same_conversation() {
+    for (args, mode) in [
+        (&["--mode", "sync"][..], "sync"),
+        (&["--mode", "threading"], "threading"),
+        (&["--mode", "pool", "--workers", "2"], "pool"),
+        (&["--mode", "forking", "--max-children", "4"], "forking"),
+        (&["--mode", "prefork", "--workers", "2"], "prefork"),
+        (
+            &["--mode", "prefork", "--workers", "1", "--max-requests", "1"],
+            "prefork",
+        ),
+    ] {
+        let server = serve(args);
+        assert_eq!(
+            server.first_line,
+            format!("serving echo on {} ({mode})", server.addr)
+        );
+        let (host, port) = server.host_port();
+        let mut chat = Command::new("python3");
+        chat.arg(seed_client("chat_client.py"))
+            .args([&host, &port])
+            .env("PYTHONIOENCODING", "utf-8");
+        let out = run_with_input(chat, "我\n你\n他\n".as_bytes());
+        assert!(out.status.success(), "{mode}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "欢迎致电babyshen\n\
+             请输入要发送的内容>>>：我好\n\
+             请输入要发送的内容>>>：你好\n\
+             请输入要发送的内容>>>：他好\n\
+             请输入要发送的内容>>>：",
+            "{mode}"
+        );
+
+        let mut peer = Peer::greeted(&server.addr);
+        peer.send(b"a\nb\r\nc\n");
+        peer.expect("a好\nb好\nc好\n".as_bytes());
+        peer.send(b"q\n");
+        peer.expect_eof();
+
+        // Two clients one after the other (sync serves one at a time).
+        let mut client = client_command();
+        client.args(["echo", &server.addr]);
+        let out = run_with_input(client, b"hello\nq\n");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "欢迎致电babyshen\nhello好\n",
+            "{mode}"
+        );
+        assert_eq!(out.status.code(), Some(0), "{mode}");
+    }
+}
+
+/// SIGTERM with ten idle clients connected (each did one round trip):
+/// every client reads end of input, and the server exits 0 at once, well
+/// within the drain timeout.
+#[test]
+fn sigterm_drains_idle_clients_and_exits_0() {
+    let mut server = serve(&["--drain-timeout", "5"]);
+    let mut peers: Vec<Peer> = (0..10)
+        .map(|i| {
+            let mut peer = Peer::greeted(&server.addr);
+            peer.send(format!("client {i}\n").as_bytes());
+            peer.expect(format!("client {i}好\n").as_bytes());
+            peer
+        })
+        .collect();
+    let started = Instant::now();
+    server.signal("TERM");
+    let status = server.wait(Duration::from_secs(5));
+    let took = started.elapsed();
+    assert_eq!(status.code(), Some(0), "{status}");
+    assert!(took < Duration::from_secs(2), "exit took {took:?}");
+    for peer in &mut peers {
+        peer.expect_eof();
+    }
+}
+
+/// Every model drains on SIGTERM: the idle client (one round trip done)
+/// reads end of input and the server exits 0 at once.
+#[test]
+fn sigterm_drains_in_every_model() {
+    for (args, mode) in [
+        (&["--mode", "sync"][..], "sync"),
+        (&["--mode", "pool", "--workers", "2"], "pool"),
+        (&["--mode", "prefork", "--workers", "2"], "prefork"),
+    ] {
+        let mut server = serve(&[args, &["--drain-timeout", "5"]].concat());
+        let mut peer = Peer::greeted(&server.addr);
+        peer.send(b"hi\n");
+        peer.expect("hi好\n".as_bytes());
+        let started = Instant::now();
+        server.signal("TERM");
+        let status = server.wait(Duration::from_secs(5));
+        assert_eq!(status.code(), Some(0), "{mode}: {status}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{mode}");
+        peer.expect_eof();
+    }
+}
+
+/// A forked child cannot be told that it is idle: SIGTERM lets it finish
+/// within the drain timeout, then ends it; the server exits 0 and the
+/// client reads end of input.
+#[test]
+fn sigterm_ends_idle_forked_children_at_the_drain_deadline() {
+    let mut server = serve(&["--mode", "forking", "--drain-timeout", "0.5"]);
+    let mut peer = Peer::greeted(&server.addr);
+    peer.send(b"hi\n");
+    peer.expect("hi好\n".as_bytes());
+    let started = Instant::now();
+    server.signal("TERM");
+    let status = server.wait(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{status}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    peer.expect_eof();
+}
+
+/// SIGINT (Ctrl-C) drains the same way: the idle client reads end of
+/// input, the server exits 0.
+#[test]
+fn sigint_exits_0() {
+    let mut server = serve(&["--drain-timeout", "5"]);
+    let mut peer = Peer::greeted(&server.addr);
+    peer.send(b"hi\n");
+    peer.expect("hi好\n".as_bytes());
+    let started = Instant::now();
+    server.signal("INT");
+    let status = server.wait(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{status}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    peer.expect_eof();
+}
+
+/// Waits until `addr` refuses connections: the server has closed its
+/// listener, so it is draining.
+fn wait_until_refused(addr: &str) {
+    wait_until(Duration::from_secs(5), "the listener closes", || {
+        std::net::TcpStream::connect(addr).is_err()
+    });
+}
+
+/// A busy connection (in the middle of a line) is let finish during the
+/// drain: it gets its answer, then end of input, and the server exits 0.
+#[test]
+fn drain_lets_a_busy_connection_finish() {
+    let mut server = serve(&["--drain-timeout", "5"]);
+    let mut peer = Peer::greeted(&server.addr);
+    peer.send(b"x\n");
+    peer.expect("x好\n".as_bytes());
+    peer.send(b"par");
+    peer.expect_silence(Duration::from_millis(300)); // the server holds "par"
+    server.signal("TERM");
+    wait_until_refused(&server.addr);
+    peer.send(b"tial\n");
+    peer.expect("partial好\n".as_bytes());
+    peer.expect_eof();
+    let status = server.wait(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{status}");
+}
+
+/// While a busy connection keeps the drain waiting, a second SIGINT exits
+/// at once (130, like a shell's Ctrl-C).
+#[test]
+fn second_sigint_exits_at_once() {
+    let mut server = serve(&["--drain-timeout", "20"]);
+    let mut peer = Peer::greeted(&server.addr);
+    peer.send(b"x\n");
+    peer.expect("x好\n".as_bytes());
+    peer.send(b"par");
+    peer.expect_silence(Duration::from_millis(300));
+    server.signal("INT");
+    wait_until_refused(&server.addr);
+    let started = Instant::now();
+    server.signal("INT");
+    let status = server.wait(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(130), "{status}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+/// A port in use: exactly one line on standard error, exit 1.
+#[test]
+fn bind_in_use_is_one_line_exit_1() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().unwrap().port();
+    let mut command = serve_command();
+    command.args(["--handler", "echo", "--bind", &format!("127.0.0.1:{port}")]);
+    let out = run_with_input(command, b"");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("serve: cannot bind 127.0.0.1:{port}: address already in use\n")
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    assert_eq!(out.status.code(), Some(1));
+    drop(taken);
+}
+
+/// Usage errors exit 2 with clap's usage: an unknown flag, a bad value, a
+/// missing --handler.
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["--handler", "echo", "--no-such-flag"][..],
+        &["--handler", "echo", "--mode", "bogus"],
+        &["--handler", "echo", "--idle-timeout", "soon"],
+        &["--handler", "echo", "--workers", "0"],
+        &["--handler", "nope"],
+        &[],
+    ] {
+        let mut command = serve_command();
+        command.args(args);
+        let out = run_with_input(command, b"");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(stderr.contains("try '--help'"), "{args:?}: {stderr}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{args:?}");
+    }
+}
+
+/// `serve --help` names every flag, each with its default.
+#[test]
+fn help_names_every_flag_with_its_default() {
+    let mut command = serve_command();
+    command.arg("--help");
+    let out = run_with_input(command, b"");
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8(out.stdout).expect("UTF-8 help");
+    for (flag, default) in [
+        ("--bind <ADDR>", "9999 for echo]"),
+        ("--mode <MODE>", "[default: threading]"),
+        ("--workers <N>", "[default: 4 per CPU]"),
+        ("--max-connections <N>", "[default: 1024]"),
+        ("--idle-timeout <SECS>", "[default: 300]"),
+        ("--drain-timeout <SECS>", "[default: 10]"),
+        ("--greeting <TEXT>", "[default: 欢迎致电babyshen]"),
+        ("--suffix <TEXT>", "[default: 好]"),
+        ("--max-line <BYTES>", "[default: 65536]"),
+    ] {
+        let entry = help_entry(&help, flag);
+        assert!(
+            entry.contains(default),
+            "{flag} does not say {default:?}:\n{entry}"
+        );
+    }
+    for mode in ["sync", "threading", "pool"] {
+        assert!(help_entry(&help, "--mode <MODE>").contains(mode), "{mode}");
+    }
+}
+
+/// The lines of `help` from the one naming `flag` to the next flag.
+fn help_entry(help: &str, flag: &str) -> String {
+    let mut lines = help.lines().skip_while(|line| !line.contains(flag));
+    let first = lines
+        .next()
+        .unwrap_or_else(|| panic!("--help does not mention {flag}:\n{help}"));
+    // An entry starts "  -x, --flag" or "      --flag"; deeper lines
+    // ("          - sync: ...") belong to the entry above.
+    let rest = lines.take_while(|line| !(line.starts_with("  -") || line.starts_with("      -")));
+    std::iter::once(first)
+        .chain(rest)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A socket file path unique to this test run.
+fn socket_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("serve-e2e-{}-{name}.sock", std::process::id()))
+}
+
+/// `--bind unix:PATH` serves over a Unix socket, with the first line naming
+/// it; `client echo unix:PATH` talks to it; SIGTERM removes the file.
+#[test]
+fn unix_socket_serves_and_is_removed_after_sigterm() {
+    let path = socket_path("echo");
+    let _ = std::fs::remove_file(&path);
+    let bind = format!("unix:{}", path.display());
+    let mut server = serve_on(&bind, &[]);
+    assert_eq!(
+        server.first_line,
+        format!("serving echo on {bind} (threading)")
+    );
+    assert!(path.exists());
+
+    let mut peer = Peer::connect_unix(&path);
+    peer.expect(GREETING.as_bytes());
+    peer.send("我".as_bytes());
+    peer.expect("我好".as_bytes());
+    peer.send(b"\nline\n");
+    peer.expect("好\nline好\n".as_bytes());
+
+    let mut client = client_command();
+    client.args(["echo", &bind]);
+    let out = run_with_input(client, b"hello\nq\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "欢迎致电babyshen\nhello好\n"
+    );
+    assert_eq!(out.status.code(), Some(0));
+
+    server.signal("TERM");
+    let status = server.wait(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{status}");
+    peer.expect_eof();
+    assert!(!path.exists(), "{} is still there", path.display());
+}
+
+/// `--bind [::1]:0` serves over IPv6 loopback, when the machine has one.
+#[test]
+fn ipv6_loopback() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback on this machine: skipping the IPv6 check");
+        return;
+    }
+    let server = serve_on("[::1]:0", &[]);
+    let port = server
+        .first_line
+        .strip_prefix("serving echo on [::1]:")
+        .and_then(|rest| rest.strip_suffix(" (threading)"))
+        .unwrap_or_else(|| panic!("first line {:?}", server.first_line));
+    let port: u16 = port.parse().expect("a port number");
+    let mut peer = Peer::greeted(&format!("[::1]:{port}"));
+    peer.send(b"v6\n");
+    peer.expect("v6好\n".as_bytes());
+
+    let mut client = client_command();
+    client.args(["echo", &server.addr]);
+    let out = run_with_input(client, b"hello\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "欢迎致电babyshen\nhello好\n"
+    );
+}
+
+/// --idle-timeout 0.3: a silent client is disconnected (orderly end of
+/// input) after about 0.3 s; a client that keeps talking is not.
+#[test]
+fn idle_timeout_disconnects_a_silent_client() {
+    let server = serve(&["--idle-timeout", "0.3"]);
+    let started = Instant::now();
+    let mut silent = Peer::greeted(&server.addr);
+    silent.expect_eof();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(290) && took < Duration::from_secs(3),
+        "disconnected after {took:?}"
+    );
+
+    let mut talker = Peer::greeted(&server.addr);
+    for i in 0..6 {
+        std::thread::sleep(Duration::from_millis(100)); // pace: 0.6 s in all
+        talker.send(format!("{i}\n").as_bytes());
+        talker.expect(format!("{i}好\n").as_bytes());
+    }
+}
