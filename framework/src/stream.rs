@@ -708,6 +708,18 @@ impl fmt::Debug for Stream {
     }
 }
 
+impl std::os::fd::AsFd for Stream {
+    /// The socket's descriptor, to `poll` it beside others (say, a data
+    /// connection). Data already in the read buffer does not show there:
+    /// look at [`Stream::buffered`] first.
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match &self.conn.socket {
+            Socket::Tcp(s) => s.as_fd(),
+            Socket::Unix(s) => s.as_fd(),
+        }
+    }
+}
+
 impl From<TcpStream> for Stream {
     /// Wraps a connected TCP stream; panics only if the socket has no peer,
     /// which a connected stream always has.
