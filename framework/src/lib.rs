@@ -39,8 +39,10 @@
 //! As in Python, a server varies along two axes, chosen independently:
 //!
 //! * **the socket family**: TCP over IPv4 or IPv6 ([`Server::bind`]),
-//!   Unix-domain stream sockets ([`Server::bind_unix`]), or a socket you
-//!   bound yourself ([`Server::from_listener`]);
+//!   Unix-domain stream sockets ([`Server::bind_unix`]), a socket you
+//!   bound yourself ([`Server::from_listener`]), or datagrams: UDP
+//!   ([`Server::bind_udp`]) and Unix datagram sockets
+//!   ([`Server::bind_unix_datagram`]), served by a [`DatagramHandler`];
 //! * **the concurrency [`Model`]**: one connection at a time
 //!   ([`Model::Sync`], Python's `TCPServer`), a thread per connection
 //!   ([`Model::Threading`], `ThreadingMixIn`, the default), a fixed
@@ -139,6 +141,7 @@
 
 mod address;
 mod builder;
+mod datagram;
 mod error;
 mod fork;
 mod handler;
@@ -147,6 +150,7 @@ mod listener;
 mod model;
 mod report;
 mod server;
+mod service;
 mod shared;
 mod socket;
 mod stats;
@@ -158,6 +162,7 @@ pub use builder::{
     Builder, WhenFull, DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CHILDREN,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_SERVICE_INTERVAL,
 };
+pub use datagram::{Datagram, DatagramHandler, DEFAULT_MAX_DATAGRAM};
 pub use error::{describe, Error};
 pub use handler::RequestHandler;
 pub use lifecycle::{log_failure, Failure, Step};

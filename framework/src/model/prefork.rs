@@ -20,9 +20,10 @@ use nix::unistd::Pid;
 
 use crate::lifecycle::{self, Ended, Job};
 use crate::report::{Event, Reporter, Reports};
+use crate::service::Service;
 use crate::shared::Shared;
 use crate::stats::Outcome;
-use crate::{DrainReport, RequestHandler};
+use crate::DrainReport;
 
 use super::forking::TERM_GRACE;
 
@@ -187,7 +188,10 @@ impl Prefork {
 
     /// Tells every worker to stop: idle connections end at once, busy ones
     /// get the drain timeout inside the worker.
-    pub(crate) fn stop_workers(&mut self) {
+    pub(crate) fn stop_workers(&mut self, shared: &Shared) {
+        // Take in the reports already sent, so that a connection that
+        // started just now is counted as busy.
+        self.collect(shared, true);
         self.busy_at_shutdown = self.workers.iter().filter(|w| w.busy).count();
         for worker in &mut self.workers {
             worker.control = None;
@@ -257,14 +261,9 @@ impl Worker {
         }
     }
 
-    pub(crate) fn dispatch<H: RequestHandler>(
-        &mut self,
-        shared: &Arc<Shared>,
-        handler: &H,
-        job: Job,
-    ) {
+    pub(crate) fn dispatch(&mut self, shared: &Arc<Shared>, service: &Arc<dyn Service>, job: Job) {
         self.reporter.send(Event::Started);
-        let ended = lifecycle::serve(shared, handler.clone(), job);
+        let ended = lifecycle::serve(shared, service.as_ref(), job);
         self.reporter.send(Event::Ended(ended));
         if let Some(remaining) = &mut self.remaining {
             *remaining = remaining.saturating_sub(1);

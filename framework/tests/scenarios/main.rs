@@ -6,6 +6,7 @@
 
 mod util;
 
+mod datagram;
 mod isolation;
 mod limits;
 mod python;
