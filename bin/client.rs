@@ -3,6 +3,8 @@
 //! ```text
 //! client echo                     # the chat, against 127.0.0.1:9999
 //! printf 'hi\nq\n' | client echo  # piped: no prompt, one reply per line
+//! client shell                    # a remote shell, against 127.0.0.1:9998
+//! client ftp --user alice:secret put big.bin   # FTP, against 127.0.0.1:2121
 //! ```
 
 use std::io::{self, BufRead, IsTerminal, Write};
@@ -12,6 +14,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use socketserver::{describe, Stream};
 use socketserver_handlers::echo::incomplete_tail;
+use socketserver_handlers::shell::{self, client::TOKEN_ENV};
+
+#[path = "client/ftp.rs"]
+mod ftp;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -38,6 +44,25 @@ enum Command {
         #[arg(default_value = "127.0.0.1:9999")]
         addr: String,
     },
+    /// A remote shell on the shell handler: sends each line you type as a
+    /// command, prints its output, then its exit status on standard error;
+    /// "exit" or end of input quits. A reply is waited for as long as the
+    /// server lets the command run (--timeout covers the rest). Also speaks
+    /// to the tutorial's server
+    Shell {
+        /// HOST:PORT, [IPV6]:PORT or unix:PATH
+        #[arg(default_value = "127.0.0.1:9998")]
+        addr: String,
+
+        /// The server's token, sent first as "auth TOKEN" [default: the
+        /// SOCKETSERVER_SHELL_TOKEN environment variable]
+        #[arg(long, value_name = "TOKEN")]
+        token: Option<String>,
+    },
+    /// An FTP client for the ftp handler (or any FTP server): ls, get,
+    /// put, mkdir, rm, with resume and a progress bar; every transfer's
+    /// MD5 is checked against the server's ("md5 ok <hex>")
+    Ftp(ftp::FtpArgs),
 }
 
 /// A one-line error for standard error; the exit code is 1.
@@ -50,6 +75,8 @@ fn main() -> ExitCode {
         .filter(|t| !t.is_zero());
     let result = match &cli.command {
         Command::Echo { addr } => echo(addr, timeout),
+        Command::Shell { addr, token } => remote_shell(addr, token.clone(), timeout),
+        Command::Ftp(args) => ftp::run(args, timeout),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -141,5 +168,101 @@ fn read_answer(stream: &mut Stream, at_least: usize) -> io::Result<Vec<u8>> {
         if answer.len() >= at_least && incomplete_tail(&answer) == 0 {
             return Ok(answer);
         }
+    }
+}
+
+/// The remote shell: the command's output goes to standard output as it
+/// came (bytes, not text), its status to standard error, so that
+/// `client shell > file` keeps the output exact.
+fn remote_shell(
+    addr: &str,
+    token: Option<String>,
+    timeout: Option<Duration>,
+) -> Result<(), Failure> {
+    use shell::client::Client;
+    use shell::Status;
+
+    let lost = |e: io::Error| Failure(format!("connection to {addr} lost: {}", describe(&e)));
+    let mut client = Client::start(connect(addr, timeout)?).map_err(lost)?;
+    if client.is_tutorial() {
+        eprintln!("client: {addr} speaks the tutorial's protocol: no exit statuses");
+    }
+    match token.or_else(|| std::env::var(TOKEN_ENV).ok()) {
+        Some(token) => {
+            let reply = client.auth(&token).map_err(lost)?;
+            if matches!(reply.status, Some(Status::Error)) {
+                let why = String::from_utf8_lossy(&reply.output);
+                return Err(Failure(format!(
+                    "{addr} refused the token: {}",
+                    why.trim_end()
+                )));
+            }
+        }
+        None if client.auth_required() => {
+            return Err(Failure(format!(
+                "{addr} requires a token: give --token TOKEN or set {TOKEN_ENV}"
+            )))
+        }
+        None => {}
+    }
+
+    let stdin = io::stdin();
+    let interactive = stdin.is_terminal();
+    let stdout_is_terminal = io::stdout().is_terminal();
+    let mut input = stdin.lock();
+    let mut line = String::new();
+    loop {
+        if interactive {
+            eprint!("{addr}$ ");
+        }
+        line.clear();
+        match input.read_line(&mut line) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Failure(format!(
+                    "cannot read standard input: {}",
+                    describe(&e)
+                )))
+            }
+        }
+        let command = line.trim_end_matches(['\n', '\r']);
+        if command.trim().is_empty() {
+            continue;
+        }
+        if command.trim() == "exit" {
+            return Ok(());
+        }
+        let reply = client.run(command).map_err(lost)?;
+        if reply.status == Some(Status::Error) {
+            // Not the command's output: the server's reason for not running it.
+            eprint!("{}", String::from_utf8_lossy(&reply.output));
+            continue;
+        }
+        let mut out = io::stdout().lock();
+        let _ = out.write_all(&reply.output);
+        if stdout_is_terminal && !reply.output.is_empty() && !reply.output.ends_with(b"\n") {
+            let _ = out.write_all(b"\n");
+        }
+        let _ = out.flush();
+        if let Some(status) = reply.status {
+            eprintln!("[{}]", describe_status(status, reply.time));
+        }
+    }
+}
+
+/// `exit 0, 0.002 s`, `timed out after 30 s: the command was killed`...
+fn describe_status(status: socketserver_handlers::shell::Status, time: Option<Duration>) -> String {
+    use socketserver_handlers::shell::Status;
+    let took = time.map_or(String::new(), |t| format!(", {:.3} s", t.as_secs_f64()));
+    match status {
+        Status::Exit(code) => format!("exit {code}{took}"),
+        Status::Signal(signal) => format!("killed by signal {signal}{took}"),
+        Status::Timeout(limit) => format!(
+            "timed out after {} s: the command was killed",
+            limit.as_secs_f64()
+        ),
+        Status::Cut(limit) => format!("output cut at {limit} bytes: the command was stopped"),
+        Status::Error => "error".to_string(),
     }
 }

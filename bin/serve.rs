@@ -16,12 +16,14 @@ use std::time::Duration;
 use clap::{Args, Parser, ValueEnum};
 use socketserver::{Model, RequestHandler, Server};
 use socketserver_handlers::echo::{self, Echo};
+use socketserver_handlers::ftp::{self, Ftp};
+use socketserver_handlers::shell::{self, Shell};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "serve",
     version,
-    about = "Serve a socketserver handler: echo (the tutorial's chat bot)",
+    about = "Serve a socketserver handler: echo (the tutorial's chat bot), shell (its remote shell), ftp (its file transfer, a real FTP server)",
     after_help = "Logs go to standard error; RUST_LOG (e.g. RUST_LOG=debug) overrides -v/-q.\n\
                   SIGINT/SIGTERM stop accepting, let live connections finish within \
                   --drain-timeout, and exit 0; a second SIGINT exits at once."
@@ -33,7 +35,7 @@ struct Cli {
 
     /// Where to listen: HOST:PORT, [IPV6]:PORT, HOST alone (the handler's
     /// default port), or unix:PATH [default: 127.0.0.1 and the handler's
-    /// port, 9999 for echo]
+    /// port, 9999 for echo, 9998 for shell, 2121 for ftp]
     #[arg(long, value_name = "ADDR")]
     bind: Option<String>,
 
@@ -78,6 +80,12 @@ struct Cli {
 
     #[command(flatten)]
     echo: EchoOptions,
+
+    #[command(flatten)]
+    shell: ShellOptions,
+
+    #[command(flatten)]
+    ftp: FtpOptions,
 }
 
 /// Options of the echo handler.
@@ -97,22 +105,119 @@ struct EchoOptions {
     max_line: usize,
 }
 
+/// Options of the shell handler.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Shell options")]
+struct ShellOptions {
+    /// Kill a command, with every process it started, when it has run this
+    /// long; 0 turns the limit off
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
+    command_timeout: Duration,
+
+    /// Keep at most this many bytes of a command's output; past it the rest
+    /// is discarded and the command killed
+    #[arg(long, value_name = "BYTES", default_value_t = shell::DEFAULT_MAX_OUTPUT)]
+    max_output: usize,
+
+    /// Require "auth TOKEN" before any command. Other local users can read
+    /// it in `ps`: prefer --token-file. Needed to bind a non-loopback address
+    #[arg(long, value_name = "TOKEN", conflicts_with = "token_file")]
+    token: Option<String>,
+
+    /// Read the token from the first line of FILE
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<std::path::PathBuf>,
+}
+
+/// Options of the ftp handler.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Ftp options")]
+struct FtpOptions {
+    /// The folder served as / (clients cannot leave it)
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    root: std::path::PathBuf,
+
+    /// A user with read-write access, as NAME:PASSWORD (repeatable). Other
+    /// local users can read it in `ps`: prefer --users FILE
+    #[arg(long = "user", value_name = "NAME:PASSWORD", value_parser = ftp::parse_user)]
+    users: Vec<(String, String)>,
+
+    /// Read users from FILE: one NAME:PASSWORD a line, # for comments
+    #[arg(long = "users", value_name = "FILE")]
+    users_file: Option<std::path::PathBuf>,
+
+    /// Let "anonymous" (or "ftp") log in with any password, read-only.
+    /// [default: on when no user is given and the address is loopback]
+    #[arg(long)]
+    anonymous: bool,
+
+    /// Make every user read-only
+    #[arg(long)]
+    read_only: bool,
+
+    /// Passive data ports, as MIN-MAX [default: any free port]
+    #[arg(long, value_name = "MIN-MAX", value_parser = ftp::parse_port_range)]
+    passive_ports: Option<std::ops::RangeInclusive<u16>>,
+
+    /// Refuse active mode (PORT, EPRT); passive mode only
+    #[arg(long)]
+    no_active: bool,
+
+    /// Most connections at once from one IP address (threading, pool, sync)
+    #[arg(long, value_name = "N", default_value_t = ftp::DEFAULT_MAX_PER_IP)]
+    max_per_ip: usize,
+
+    /// Close a connection that has not logged in within this time
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_seconds)]
+    login_timeout: Duration,
+
+    /// Most entries in one listing
+    #[arg(long, value_name = "N", default_value_t = ftp::DEFAULT_MAX_LIST_ENTRIES)]
+    max_list_entries: usize,
+
+    /// Which transfers are hashed while they stream, for the MD5=<hex> of
+    /// their 226 reply: always; auto (every STOR, a RETR unless its MD5 is
+    /// cached); off. XMD5, XSHA1, XSHA256 and HASH answer in every mode
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    hash_transfers: ftp::HashTransfers,
+
+    /// Largest file hashed on demand (XMD5, HASH...), e.g. 4G, or
+    /// "unlimited"; larger files are refused with 550 unless cached
+    #[arg(long, value_name = "SIZE", default_value = "16G", value_parser = ftp::parse_size)]
+    hash_max_size: ::std::option::Option<u64>,
+
+    /// Most hash computations on demand at once; more are answered 450
+    /// [default: one per CPU]
+    #[arg(long, value_name = "N")]
+    max_hashes: Option<usize>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum HandlerKind {
     /// The tutorial's chat bot: greets, answers each message + "好", "q" ends
     Echo,
+    /// The tutorial's remote shell: runs each command, replies with the
+    /// output's length, then the output (loopback only unless a token is set)
+    Shell,
+    /// The tutorial's file transfer as a real FTP server (curl, ftplib,
+    /// lftp, FileZilla); port 2121, the current folder, read-only
+    Ftp,
 }
 
 impl HandlerKind {
     fn name(self) -> &'static str {
         match self {
             HandlerKind::Echo => "echo",
+            HandlerKind::Shell => "shell",
+            HandlerKind::Ftp => "ftp",
         }
     }
 
     fn default_port(self) -> u16 {
         match self {
             HandlerKind::Echo => 9999,
+            HandlerKind::Shell => shell::DEFAULT_PORT,
+            HandlerKind::Ftp => ftp::DEFAULT_PORT,
         }
     }
 }
@@ -156,7 +261,142 @@ fn main() -> ExitCode {
                 .max_line(cli.echo.max_line);
             run(&cli, model, echo)
         }
+        HandlerKind::Shell => match shell_handler(&cli) {
+            Ok(shell) => run(&cli, model, shell),
+            Err((code, message)) => {
+                eprintln!("serve: {message}");
+                ExitCode::from(code)
+            }
+        },
+        HandlerKind::Ftp => match ftp_handler(&cli) {
+            Ok(ftp) => run(&cli, model, ftp),
+            Err((code, message)) => {
+                eprintln!("serve: {message}");
+                ExitCode::from(code)
+            }
+        },
     }
+}
+
+/// The Shell handler from the flags, after the safety check: it runs
+/// whatever it is sent, so it refuses to listen beyond loopback without a
+/// token. Errors carry the exit code.
+fn shell_handler(cli: &Cli) -> Result<Shell, (u8, String)> {
+    let options = &cli.shell;
+    let token = match (&options.token, &options.token_file) {
+        (Some(token), _) => Some(token.clone()),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                let why = socketserver::describe(&e);
+                (
+                    1,
+                    format!("cannot read the token file {}: {why}", path.display()),
+                )
+            })?;
+            Some(text.lines().next().unwrap_or("").trim().to_string())
+        }
+        (None, None) => None,
+    };
+    if token.as_deref() == Some("") {
+        return Err((2, "the token is empty".to_string()));
+    }
+    if token.is_none() {
+        if let Some(exposed) = cli.bind.as_deref().and_then(non_loopback) {
+            return Err((
+                2,
+                format!(
+                    "refusing to serve shell on {exposed} without a token: anyone who can \
+                     reach it could run commands as this user; bind 127.0.0.1, or set \
+                     --token-file FILE (clients then send \"auth TOKEN\" first)"
+                ),
+            ));
+        }
+    }
+    let limit = (!options.command_timeout.is_zero()).then_some(options.command_timeout);
+    let shell = Shell::default()
+        .command_timeout(limit)
+        .max_output(options.max_output);
+    Ok(match token {
+        Some(token) => shell.token(token),
+        None => shell,
+    })
+}
+
+/// The Ftp handler from the flags. With no user and no --anonymous,
+/// anonymous read-only access is turned on for a loopback address (so the
+/// quick start works) and refused elsewhere. Errors carry the exit code.
+fn ftp_handler(cli: &Cli) -> Result<Ftp, (u8, String)> {
+    let options = &cli.ftp;
+    if cli.bind.as_deref().is_some_and(|b| b.starts_with("unix:")) {
+        return Err((
+            2,
+            "ftp needs a TCP address: its data connections are TCP".into(),
+        ));
+    }
+    let mut ftp = Ftp::new(&options.root).map_err(|e| {
+        let why = socketserver::describe(&e);
+        (1, format!("cannot serve {}: {why}", options.root.display()))
+    })?;
+    let mut users = options.users.clone();
+    if let Some(path) = &options.users_file {
+        let listed = ftp::read_users_file(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidData => (2, e.to_string()),
+            _ => {
+                let why = socketserver::describe(&e);
+                (1, format!("cannot read {}: {why}", path.display()))
+            }
+        })?;
+        users.extend(listed);
+    }
+    for (name, password) in &users {
+        ftp = ftp.user(name, password);
+    }
+    let mut anonymous = options.anonymous;
+    if users.is_empty() && !anonymous {
+        if let Some(exposed) = cli.bind.as_deref().and_then(non_loopback) {
+            return Err((
+                2,
+                format!(
+                    "no one could log in to ftp on {exposed}: give --user NAME:PASSWORD, \
+                     --users FILE or --anonymous (anonymous read-only access is on by \
+                     default only on loopback)"
+                ),
+            ));
+        }
+        anonymous = true;
+    }
+    if anonymous {
+        log::info!("ftp: anonymous read-only access is on");
+    }
+    log::info!("ftp: serving {}", ftp.root().display());
+    ftp = ftp
+        .anonymous(anonymous)
+        .read_only(options.read_only)
+        .active(!options.no_active)
+        .max_per_ip(options.max_per_ip)
+        .login_timeout(options.login_timeout)
+        .max_list_entries(options.max_list_entries)
+        .hash_transfers(options.hash_transfers)
+        .hash_max_size(options.hash_max_size)
+        .max_hashes(options.max_hashes.unwrap_or_else(ftp::default_max_hashes));
+    if let Some(ports) = &options.passive_ports {
+        ftp = ftp.passive_ports(ports.clone());
+    }
+    Ok(ftp)
+}
+
+/// The first address `bind` resolves to that is not loopback, if any.
+/// Unix sockets are local; an address that does not resolve is left for
+/// the bind to report.
+fn non_loopback(bind: &str) -> Option<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    if bind.starts_with("unix:") {
+        return None;
+    }
+    let addr = with_default_port(bind, shell::DEFAULT_PORT);
+    addr.to_socket_addrs()
+        .ok()?
+        .find(|a| !a.ip().to_canonical().is_loopback())
 }
 
 fn model(cli: &Cli) -> Result<Model, String> {
@@ -318,5 +558,23 @@ mod tests {
         assert_eq!(with_default_port("[::1]:21", 9), "[::1]:21");
         assert_eq!(with_default_port("localhost", 9), "localhost:9");
         assert_eq!(with_default_port("localhost:8", 9), "localhost:8");
+    }
+
+    #[test]
+    fn only_loopback_is_safe_for_the_shell() {
+        assert_eq!(non_loopback("127.0.0.1:0"), None);
+        assert_eq!(non_loopback("[::1]:0"), None);
+        assert_eq!(non_loopback("localhost"), None);
+        assert_eq!(non_loopback("unix:/tmp/x.sock"), None);
+        assert_eq!(non_loopback("[::ffff:127.0.0.1]:1"), None);
+        assert_eq!(
+            non_loopback("0.0.0.0"),
+            Some("0.0.0.0:9998".parse().unwrap())
+        );
+        assert_eq!(non_loopback("[::]:22"), Some("[::]:22".parse().unwrap()));
+        assert_eq!(
+            non_loopback("10.1.2.3:80"),
+            Some("10.1.2.3:80".parse().unwrap())
+        );
     }
 }

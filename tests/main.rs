@@ -5,4 +5,12 @@ mod util;
 
 mod echo;
 mod examples;
+mod ftp_curl;
+mod ftp_lftp;
+mod ftp_protocol;
+mod ftp_python;
+mod ftp_rust_client;
+mod ftp_security;
+mod ftp_util;
 mod serve;
+mod shell;

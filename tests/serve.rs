@@ -267,7 +267,8 @@ fn help_names_every_flag_with_its_default() {
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8(out.stdout).expect("UTF-8 help");
     for (flag, default) in [
-        ("--bind <ADDR>", "9999 for echo]"),
+        ("--bind <ADDR>", "9999 for echo,"),
+        ("--bind <ADDR>", "2121 for ftp]"),
         ("--mode <MODE>", "[default: threading]"),
         ("--workers <N>", "[default: 4 per CPU]"),
         ("--max-connections <N>", "[default: 1024]"),
@@ -276,6 +277,10 @@ fn help_names_every_flag_with_its_default() {
         ("--greeting <TEXT>", "[default: 欢迎致电babyshen]"),
         ("--suffix <TEXT>", "[default: 好]"),
         ("--max-line <BYTES>", "[default: 65536]"),
+        ("--root <DIR>", "[default: .]"),
+        ("--max-per-ip <N>", "[default: 16]"),
+        ("--login-timeout <SECS>", "[default: 60]"),
+        ("--max-list-entries <N>", "[default: 100000]"),
     ] {
         let entry = help_entry(&help, flag);
         assert!(

@@ -3,6 +3,12 @@
 //!
 //! * [`Echo`]: the tutorial's chat bot. Greets, answers every message with
 //!   the message and a suffix ("好"), ends on "q".
+//! * [`Ftp`]: the tutorial's file transfer made a real FTP server, for
+//!   curl, ftplib, lftp, FileZilla; confined to its root, atomic uploads.
+//! * [`Shell`]: the tutorial's remote shell. Runs each command it is sent
+//!   (`sh -c`) and replies with the output's length, then the output; time
+//!   and output limits, the process group killed on timeout or hang-up,
+//!   an optional token.
 //!
 //! Each handler is a plain [`socketserver::RequestHandler`]: serve it with
 //! any model, on any socket the framework offers.
@@ -18,5 +24,9 @@
 #![deny(missing_docs)]
 
 pub mod echo;
+pub mod ftp;
+pub mod shell;
 
 pub use echo::Echo;
+pub use ftp::Ftp;
+pub use shell::Shell;

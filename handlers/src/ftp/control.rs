@@ -1,0 +1,231 @@
+//! The control connection: command lines in, replies out.
+//!
+//! Lines end with LF; one CR before it is dropped; a line (CRLF included)
+//! is at most [`MAX_COMMAND_LINE`] bytes. Telnet commands (`IAC` and what
+//! follows it, RFC 854) are removed, as RFC 959 asks of a server: clients
+//! send `IAC IP IAC DM` before `ABOR`; `IAC IAC` stands for one 0xFF byte.
+//!
+//! During a transfer the control connection is still read: `ABOR`, `STAT`
+//! and `QUIT` act at once, other commands wait until the transfer ends.
+//!
+//! Replies never hold a CR or LF from the client (a file name, say): each
+//! control character in a reply's text is replaced by `?`, so nothing the
+//! client names can forge a reply line.
+
+use std::collections::VecDeque;
+use std::io;
+
+use socketserver::Stream;
+
+use super::config::MAX_COMMAND_LINE;
+
+/// What the next command line read was.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Line {
+    /// A command line, without its line end and Telnet commands.
+    Command(Vec<u8>),
+    /// The client closed the connection.
+    End,
+    /// The line is longer than [`MAX_COMMAND_LINE`].
+    TooLong,
+}
+
+/// What the client asked for during a transfer.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Interrupts {
+    pub(crate) abort: bool,
+    pub(crate) stat: usize,
+    pub(crate) quit: bool,
+}
+
+/// The reading side of the control connection: the bytes of a line not yet
+/// complete, and the commands set aside during a transfer.
+#[derive(Debug, Default)]
+pub(crate) struct Control {
+    pending: Vec<u8>,
+    queued: VecDeque<Vec<u8>>,
+}
+
+/// Most commands set aside during one transfer; past that the control
+/// connection is not read until the transfer ends.
+const MAX_QUEUED: usize = 64;
+
+impl Control {
+    /// The next command line: one set aside during a transfer, else one
+    /// read from `stream`.
+    ///
+    /// # Errors
+    /// As [`Stream::read_chunk`] (`TimedOut` after the read timeout).
+    pub(crate) fn next(&mut self, stream: &mut Stream) -> io::Result<Line> {
+        if let Some(line) = self.queued.pop_front() {
+            return Ok(Line::Command(line));
+        }
+        loop {
+            match self.take_line() {
+                Some(Ok(line)) => return Ok(Line::Command(line)),
+                Some(Err(())) => return Ok(Line::TooLong),
+                None if self.pending.len() >= MAX_COMMAND_LINE => return Ok(Line::TooLong),
+                None => {}
+            }
+            let chunk = stream.read_chunk()?;
+            if chunk.is_empty() {
+                return Ok(Line::End);
+            }
+            self.pending.extend_from_slice(chunk);
+        }
+    }
+
+    /// True while reading more during a transfer is useful (the queue of
+    /// set-aside commands is not full).
+    pub(crate) fn wants_input(&self) -> bool {
+        self.queued.len() < MAX_QUEUED && self.pending.len() < MAX_COMMAND_LINE
+    }
+
+    /// During a transfer, with the control connection readable: reads what
+    /// came and picks out `ABOR`, `STAT` (without argument) and `QUIT`;
+    /// other commands are set aside, in order, for after the transfer.
+    ///
+    /// # Errors
+    /// `UnexpectedEof` if the client closed the control connection; any
+    /// error reading it.
+    pub(crate) fn during_transfer(&mut self, stream: &mut Stream) -> io::Result<Interrupts> {
+        let chunk = stream.read_chunk()?;
+        if chunk.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the client closed the control connection",
+            ));
+        }
+        self.pending.extend_from_slice(chunk);
+        let mut interrupts = Interrupts::default();
+        while let Some(Ok(line)) = self.take_line() {
+            let (verb, arg) = split_command(&line);
+            match (verb.as_str(), arg.is_empty()) {
+                ("ABOR", _) => interrupts.abort = true,
+                ("STAT", true) => interrupts.stat += 1,
+                ("QUIT", _) => interrupts.quit = true,
+                _ => self.queued.push_back(line),
+            }
+            if self.queued.len() >= MAX_QUEUED {
+                break;
+            }
+        }
+        Ok(interrupts)
+    }
+
+    /// A complete line from `pending`, cleaned; `Err` if it is too long.
+    fn take_line(&mut self) -> Option<Result<Vec<u8>, ()>> {
+        let end = self.pending.iter().position(|&b| b == b'\n')?;
+        if end + 1 > MAX_COMMAND_LINE {
+            return Some(Err(()));
+        }
+        let raw: Vec<u8> = self.pending.drain(..=end).collect();
+        Some(Ok(clean(&raw)))
+    }
+}
+
+/// A raw line without its LF, one CR before it, and Telnet commands.
+pub(crate) fn clean(raw: &[u8]) -> Vec<u8> {
+    let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] != 0xff {
+            out.push(raw[i]);
+            i += 1;
+            continue;
+        }
+        match raw.get(i + 1) {
+            Some(0xff) => {
+                out.push(0xff);
+                i += 2;
+            }
+            // WILL, WONT, DO, DONT take an option byte.
+            Some(251..=254) => i += 3,
+            Some(_) => i += 2,
+            None => i += 1,
+        }
+    }
+    out
+}
+
+/// The verb (upper case) and the argument (everything after the first
+/// space, as sent).
+pub(crate) fn split_command(line: &[u8]) -> (String, &[u8]) {
+    let (verb, arg) = match line.iter().position(|&b| b == b' ') {
+        Some(i) => (&line[..i], &line[i + 1..]),
+        None => (line, &line[line.len()..]),
+    };
+    (String::from_utf8_lossy(verb).to_ascii_uppercase(), arg)
+}
+
+/// Text safe to put in a reply: control characters become `?`, invalid
+/// UTF-8 its replacement character.
+pub(crate) fn printable(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// Writes the one-line reply `CODE TEXT\r\n` (buffered; it goes out before
+/// the next read, or on flush).
+pub(crate) fn reply(stream: &mut Stream, code: u16, text: &str) -> io::Result<()> {
+    let text: String = text
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    stream.write_all(format!("{code} {text}\r\n").as_bytes())
+}
+
+/// Writes a multi-line reply: `CODE-FIRST`, the lines (each with one
+/// leading space, so that none can look like a reply's end), `CODE LAST`.
+pub(crate) fn reply_lines(
+    stream: &mut Stream,
+    code: u16,
+    first: &str,
+    lines: &[String],
+    last: &str,
+) -> io::Result<()> {
+    let mut out = format!("{code}-{}\r\n", printable(first.as_bytes()));
+    for line in lines {
+        out.push(' ');
+        out.push_str(&printable(line.as_bytes()));
+        out.push_str("\r\n");
+    }
+    out.push_str(&format!("{code} {}\r\n", printable(last.as_bytes())));
+    stream.write_all(out.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_cleaned() {
+        assert_eq!(clean(b"NOOP\r\n"), b"NOOP");
+        assert_eq!(clean(b"NOOP\n"), b"NOOP");
+        assert_eq!(clean(b"NOOP\r\r\n"), b"NOOP\r");
+        assert_eq!(clean(b"\xff\xf4\xff\xf2ABOR\r\n"), b"ABOR");
+        assert_eq!(clean(b"\xff\xfb\x01USER a\r\n"), b"USER a");
+        assert_eq!(clean(b"STOR a\xff\xffb\r\n"), b"STOR a\xffb");
+        assert_eq!(clean(b"X\xff"), b"X");
+    }
+
+    #[test]
+    fn commands_split_at_the_first_space() {
+        assert_eq!(
+            split_command(b"stor a  b"),
+            ("STOR".to_string(), &b"a  b"[..])
+        );
+        assert_eq!(split_command(b"PWD"), ("PWD".to_string(), &b""[..]));
+        assert_eq!(split_command(b"CWD "), ("CWD".to_string(), &b""[..]));
+    }
+
+    #[test]
+    fn replies_cannot_be_forged() {
+        assert_eq!(printable(b"a\r\n200 ok"), "a??200 ok");
+        assert_eq!(printable(b"\xff"), "\u{fffd}");
+    }
+}

@@ -1,0 +1,253 @@
+//! Data connections: passive (`PASV`, `EPSV`: the server listens, the
+//! client connects) and active (`PORT`, `EPRT`: the server connects to the
+//! client).
+//!
+//! Both are tied to the control connection's peer, so that no third party
+//! can steal or receive a transfer: a passive listener accepts only
+//! connections from the control peer's IP (others are closed at once and
+//! the wait goes on), and an active connection goes only to the control
+//! peer's IP, on a port of 1024 or more (no "FTP bounce" to other hosts or
+//! to privileged services).
+
+use std::hash::{BuildHasher, Hasher};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::ops::RangeInclusive;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+/// What the next transfer will use, set by `PASV`/`EPSV`/`PORT`/`EPRT`.
+#[derive(Debug, Default)]
+pub(crate) enum DataPlan {
+    /// Not set: a transfer command is answered `425`.
+    #[default]
+    None,
+    /// A listener waiting for the client (one per session: a new `PASV`
+    /// replaces it).
+    Passive(TcpListener),
+    /// Connect to this address of the client.
+    Active(SocketAddr),
+}
+
+/// An IP as compared and shown: IPv4-mapped IPv6 addresses (a dual-stack
+/// listener's view of IPv4 clients) become plain IPv4.
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
+}
+
+/// A random 64-bit number from std's per-process random hash keys (no
+/// extra crate: good enough for port numbers and temp file names, not for
+/// secrets).
+pub(crate) fn random_u64() -> u64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
+}
+
+/// A listener on `ip` (the control connection's local address), on a
+/// random port of `ports`, or any port the kernel gives.
+pub(crate) fn passive_listener(
+    ip: IpAddr,
+    ports: Option<&RangeInclusive<u16>>,
+) -> io::Result<TcpListener> {
+    let Some(ports) = ports else {
+        return TcpListener::bind(SocketAddr::new(ip, 0));
+    };
+    let (low, high) = (*ports.start(), *ports.end());
+    let span = u64::from(high - low) + 1;
+    let start = random_u64() % span;
+    // Random start, then every port in turn: finds a free one whenever
+    // there is one, in at most `span` tries.
+    let mut last = None;
+    for i in 0..span {
+        let port = low + ((start + i) % span) as u16;
+        match TcpListener::bind(SocketAddr::new(ip, port)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no passive port")))
+}
+
+/// The text of a `227` reply for a listener on `ip:port`.
+pub(crate) fn pasv_text(ip: Ipv4Addr, port: u16) -> String {
+    let [a, b, c, d] = ip.octets();
+    format!(
+        "Entering Passive Mode ({a},{b},{c},{d},{},{}).",
+        port >> 8,
+        port & 0xff
+    )
+}
+
+/// Parses `PORT h1,h2,h3,h4,p1,p2`.
+pub(crate) fn parse_port(arg: &str) -> Option<SocketAddr> {
+    let numbers: Vec<u8> = arg
+        .trim()
+        .split(',')
+        .map(|n| n.trim().parse::<u8>())
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let [a, b, c, d, p1, p2] = numbers[..] else {
+        return None;
+    };
+    let port = u16::from(p1) << 8 | u16::from(p2);
+    Some(SocketAddr::new(Ipv4Addr::new(a, b, c, d).into(), port))
+}
+
+/// Parses `EPRT |1|132.235.1.2|6275|` or `EPRT |2|::1|5282|` (any
+/// delimiter, RFC 2428).
+pub(crate) fn parse_eprt(arg: &str) -> Option<SocketAddr> {
+    let arg = arg.trim();
+    let delimiter = arg.chars().next()?;
+    let parts: Vec<&str> = arg.split(delimiter).collect();
+    let ["", family, host, port, ""] = parts[..] else {
+        return None;
+    };
+    let ip: IpAddr = match family {
+        "1" => IpAddr::V4(host.parse().ok()?),
+        "2" => IpAddr::V6(host.parse().ok()?),
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port.parse().ok()?))
+}
+
+/// Why an active-mode address was refused, or `None` if it is allowed.
+pub(crate) fn refuse_active(addr: SocketAddr, control_peer: IpAddr) -> Option<&'static str> {
+    if canonical(addr.ip()) != canonical(control_peer) {
+        Some("Data connections go only to the address of the control connection.")
+    } else if addr.port() < 1024 {
+        Some("Data connections go only to ports 1024 and above.")
+    } else {
+        None
+    }
+}
+
+/// Waits until `deadline` for a connection from `peer_ip` on `listener`;
+/// connections from other addresses are closed at once (and logged) and
+/// the wait goes on.
+pub(crate) fn accept_from(
+    listener: &TcpListener,
+    peer_ip: IpAddr,
+    deadline: Instant,
+) -> io::Result<TcpStream> {
+    listener.set_nonblocking(true)?;
+    loop {
+        match listener.accept() {
+            Ok((stream, from)) => {
+                if canonical(from.ip()) == canonical(peer_ip) {
+                    stream.set_nonblocking(false)?;
+                    return Ok(stream);
+                }
+                log::warn!(
+                    "refused a data connection from {from}: the control connection is from {peer_ip}"
+                );
+                drop(stream);
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+            Err(e) => return Err(e),
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no data connection in time",
+            ));
+        }
+        wait_readable(listener, left)?;
+    }
+}
+
+/// Connects to the client's `addr` for an active-mode transfer.
+pub(crate) fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    TcpStream::connect_timeout(&addr, timeout)
+}
+
+/// Waits up to `timeout` for `fd` to be readable (or closed, or failed).
+fn wait_readable(fd: &impl AsFd, timeout: Duration) -> io::Result<()> {
+    let millis = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    match poll(
+        &mut fds,
+        PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX),
+    ) {
+        Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_and_eprt_arguments() {
+        assert_eq!(
+            parse_port("127,0,0,1,200,10"),
+            Some("127.0.0.1:51210".parse().unwrap())
+        );
+        assert_eq!(parse_port("127,0,0,1,200"), None);
+        assert_eq!(parse_port("127,0,0,1,256,1"), None);
+        assert_eq!(parse_port("a,b,c,d,e,f"), None);
+        assert_eq!(
+            parse_eprt("|1|132.235.1.2|6275|"),
+            Some("132.235.1.2:6275".parse().unwrap())
+        );
+        assert_eq!(
+            parse_eprt("|2|::1|5282|"),
+            Some("[::1]:5282".parse().unwrap())
+        );
+        assert_eq!(
+            parse_eprt("!2!::1!5282!"),
+            Some("[::1]:5282".parse().unwrap())
+        );
+        assert_eq!(parse_eprt("|3|x|1|"), None);
+        assert_eq!(parse_eprt("|1|::1|1|"), None);
+        assert_eq!(parse_eprt("|1|1.2.3.4|1"), None);
+        assert_eq!(parse_eprt(""), None);
+    }
+
+    #[test]
+    fn pasv_reply_text() {
+        assert_eq!(
+            pasv_text(Ipv4Addr::new(127, 0, 0, 1), 51210),
+            "Entering Passive Mode (127,0,0,1,200,10)."
+        );
+    }
+
+    #[test]
+    fn active_mode_goes_only_to_the_control_peer() {
+        let peer: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(refuse_active("127.0.0.1:2000".parse().unwrap(), peer), None);
+        assert!(refuse_active("127.0.0.2:2000".parse().unwrap(), peer).is_some());
+        assert!(refuse_active("127.0.0.1:25".parse().unwrap(), peer).is_some());
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert_eq!(
+            refuse_active("127.0.0.1:2000".parse().unwrap(), mapped),
+            None
+        );
+    }
+
+    #[test]
+    fn passive_ports_come_from_the_range() {
+        let a = passive_listener("127.0.0.1".parse().unwrap(), None).unwrap();
+        let port = a.local_addr().unwrap().port();
+        // The only port of a one-port range is busy: an error, not a hang.
+        assert!(passive_listener("127.0.0.1".parse().unwrap(), Some(&(port..=port))).is_err());
+        let b = passive_listener(
+            "127.0.0.1".parse().unwrap(),
+            Some(&(port..=port.saturating_add(50))),
+        )
+        .unwrap();
+        let got = b.local_addr().unwrap().port();
+        assert!(got > port && got <= port.saturating_add(50), "{got}");
+    }
+}

@@ -1,0 +1,678 @@
+//! Moving a file's bytes over a data connection, while the control
+//! connection is still listened to.
+//!
+//! The data socket is non-blocking and `poll(2)` waits on it and on the
+//! control socket together, so `ABOR`, `STAT` and `QUIT` are answered
+//! during a transfer, a silent client is cut after the idle timeout, and a
+//! client that vanishes (its control connection closes) is noticed. The
+//! same watch runs while a file is hashed on demand (`XMD5`, `HASH`).
+//!
+//! Copies go through [`CHUNK`]-byte buffers taken from a small ring, never
+//! allocated per chunk. When the bytes must be seen (hashed), each buffer,
+//! once its bytes have been written, is handed to an [`Observer`] running
+//! in a thread of its own, off the copy path: the copy runs on one core
+//! and the hash on another, so a hashed transfer goes as fast as the
+//! slower of the two. A download that needs no hash and no conversion
+//! goes by `sendfile(2)` instead: no copy through user space at all.
+//!
+//! `TYPE A` converts line ends on the way (LF to CRLF when sending, CRLF to
+//! LF when receiving); the observer always sees the file's bytes.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::AsFd;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use socketserver::Stream;
+
+use super::control::{reply, Control};
+
+/// The size of each copy buffer.
+pub(crate) const CHUNK: usize = 256 * 1024;
+/// How many buffers circulate between the copy and the observer.
+const RING: usize = 4;
+/// The most one `sendfile(2)` call is asked to move.
+const SENDFILE_CHUNK: usize = 16 * 1024 * 1024;
+/// While hashing on demand, how many chunks between two looks at the
+/// control connection (16 MiB: some 25 ms of MD5).
+const HASH_CHECK_EVERY: u32 = 64;
+
+/// Sees every byte of a transfer's file side, in order, in a thread of its
+/// own: the hashing hook.
+pub trait Observer: Send + 'static {
+    /// The next bytes.
+    fn update(&mut self, bytes: &[u8]);
+}
+
+/// The buffers of one transfer, and the observer's thread if there is one.
+pub(crate) struct Pipeline<O: Observer> {
+    spare: Option<Vec<u8>>,
+    free: Option<Receiver<Vec<u8>>>,
+    full: Option<SyncSender<(Vec<u8>, usize, usize)>>,
+    thread: Option<JoinHandle<Option<O>>>,
+    /// The observer, when no thread could be started: it then sees each
+    /// buffer in the copy's thread (slower, never skipped).
+    inline: Option<O>,
+}
+
+impl<O: Observer> Pipeline<O> {
+    /// A pipeline whose buffers `observer` sees (none: plain buffers).
+    pub(crate) fn new(observer: Option<O>) -> Self {
+        let Some(observer) = observer else {
+            return Pipeline::plain(None);
+        };
+        let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(RING);
+        let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize, usize)>(RING);
+        for _ in 0..RING {
+            let _ = free_tx.send(vec![0; CHUNK]);
+        }
+        // The observer goes to the thread once it runs: if it cannot
+        // start, the observer stays here and sees the bytes inline.
+        let (start_tx, start_rx) = mpsc::channel::<O>();
+        let thread = std::thread::Builder::new()
+            .name("ftp-observer".into())
+            .spawn(move || {
+                let mut observer = start_rx.recv().ok()?;
+                for (buf, start, end) in full_rx {
+                    observer.update(&buf[start..end]);
+                    if free_tx.send(buf).is_err() {
+                        break;
+                    }
+                }
+                Some(observer)
+            });
+        match thread {
+            Ok(thread) => {
+                let _ = start_tx.send(observer);
+                Pipeline {
+                    spare: None,
+                    free: Some(free_rx),
+                    full: Some(full_tx),
+                    thread: Some(thread),
+                    inline: None,
+                }
+            }
+            Err(e) => {
+                log::warn!("no observer thread ({e}); hashing in the copy's thread");
+                Pipeline::plain(Some(observer))
+            }
+        }
+    }
+
+    fn plain(inline: Option<O>) -> Self {
+        Pipeline {
+            spare: Some(vec![0; CHUNK]),
+            free: None,
+            full: None,
+            thread: None,
+            inline,
+        }
+    }
+
+    /// A buffer of [`CHUNK`] bytes (waits while the observer is behind).
+    pub(crate) fn take(&mut self) -> Vec<u8> {
+        if let Some(buf) = self.spare.take() {
+            return buf;
+        }
+        self.free
+            .as_ref()
+            .and_then(|free| free.recv().ok())
+            .unwrap_or_else(|| vec![0; CHUNK])
+    }
+
+    /// Gives back a buffer whose bytes `start..end` went through.
+    pub(crate) fn give(&mut self, buf: Vec<u8>, start: usize, end: usize) {
+        if let Some(inline) = &mut self.inline {
+            inline.update(&buf[start..end]);
+        }
+        match &self.full {
+            Some(full) => {
+                if let Err(mpsc::SendError((buf, _, _))) = full.send((buf, start, end)) {
+                    self.spare = Some(buf);
+                }
+            }
+            None => self.spare = Some(buf),
+        }
+    }
+
+    /// True if an observer sees the bytes.
+    #[cfg(test)]
+    fn observed(&self) -> bool {
+        self.thread.is_some() || self.inline.is_some()
+    }
+
+    /// Waits for the observer to see everything and returns it.
+    pub(crate) fn finish(mut self) -> Option<O> {
+        drop(self.full.take());
+        if let Some(inline) = self.inline.take() {
+            return Some(inline);
+        }
+        self.thread.take().and_then(|t| t.join().ok().flatten())
+    }
+}
+
+/// How a transfer (or an on-demand hash) ended.
+#[derive(Debug)]
+pub(crate) enum End {
+    /// Every byte went through.
+    Complete,
+    /// The client sent `ABOR`.
+    Aborted,
+    /// The client closed the control connection.
+    ControlClosed,
+    /// Nothing moved on the data connection for the idle timeout.
+    TimedOut,
+    /// The data connection failed.
+    Data(io::Error),
+    /// Reading or writing the file failed.
+    File(io::Error),
+    /// Every byte of an upload went through, but its MD5 is not the one
+    /// `SITE CHKHASH` announced (this one): the upload is discarded.
+    Mismatch(String),
+}
+
+/// What happened in a transfer, for its reply and its log line.
+#[derive(Debug)]
+pub(crate) struct Report<O> {
+    pub(crate) end: End,
+    /// Bytes over the data connection (or hashed, for a hash).
+    pub(crate) bytes: u64,
+    pub(crate) elapsed: Duration,
+    /// The observer, once it has seen every byte that went through.
+    pub(crate) observer: Option<O>,
+    /// The client sent `QUIT` meanwhile.
+    pub(crate) quit: bool,
+}
+
+/// The control connection while the session is busy: `ABOR`, `STAT` and
+/// `QUIT` are acted on, other commands set aside for later.
+pub(crate) struct Watch<'a> {
+    pub(crate) stream: &'a mut Stream,
+    pub(crate) control: &'a mut Control,
+    /// What `STAT` says is in progress ("Transfer", "Hashing").
+    pub(crate) busy_with: &'static str,
+}
+
+impl Watch<'_> {
+    /// Answers what came on the control connection (it is readable).
+    fn on_control(&mut self, bytes: u64, quit: &mut bool) -> Result<(), End> {
+        let interrupts = match self.control.during_transfer(self.stream) {
+            Ok(i) => i,
+            Err(_) => return Err(End::ControlClosed),
+        };
+        for _ in 0..interrupts.stat {
+            let text = format!("{} in progress: {bytes} bytes so far.", self.busy_with);
+            if reply(self.stream, 213, &text)
+                .and_then(|()| self.stream.flush())
+                .is_err()
+            {
+                return Err(End::ControlClosed);
+            }
+        }
+        *quit |= interrupts.quit;
+        if interrupts.abort {
+            return Err(End::Aborted);
+        }
+        Ok(())
+    }
+
+    /// Answers the control connection if it has input, without waiting.
+    pub(crate) fn check(&mut self, bytes: u64, quit: &mut bool) -> Result<(), End> {
+        if !self.control.wants_input() {
+            return Ok(());
+        }
+        let ready = !self.stream.buffered().is_empty() || {
+            let mut fds = [PollFd::new(self.stream.as_fd(), PollFlags::POLLIN)];
+            matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+        };
+        if ready {
+            self.on_control(bytes, quit)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads all of `file` through `pipe` (whose observer hashes it), with
+/// the control connection watched every [`HASH_CHECK_EVERY`] chunks: the
+/// work of `XMD5` and `HASH`.
+pub(crate) fn observe_file<O: Observer>(
+    mut watch: Watch<'_>,
+    file: &mut File,
+    mut pipe: Pipeline<O>,
+) -> Report<O> {
+    let started = Instant::now();
+    let mut bytes = 0u64;
+    let mut quit = false;
+    let mut chunks = 0u32;
+    let end = loop {
+        let buf = pipe.take();
+        let mut buf = buf;
+        let n = match read_full(file, &mut buf) {
+            Ok(n) => n,
+            Err(e) => {
+                pipe.give(buf, 0, 0);
+                break End::File(e);
+            }
+        };
+        pipe.give(buf, 0, n);
+        bytes += n as u64;
+        if n < CHUNK {
+            break End::Complete;
+        }
+        chunks += 1;
+        if chunks % HASH_CHECK_EVERY == 0 {
+            if let Err(end) = watch.check(bytes, &mut quit) {
+                break end;
+            }
+        }
+    };
+    Report {
+        end,
+        bytes,
+        elapsed: started.elapsed(),
+        observer: pipe.finish(),
+        quit,
+    }
+}
+
+/// One transfer over `data`, with the control connection watched.
+pub(crate) struct Transfer<'a> {
+    pub(crate) watch: Watch<'a>,
+    pub(crate) data: TcpStream,
+    /// Cut the transfer after this long with no progress.
+    pub(crate) idle: Option<Duration>,
+    pub(crate) ascii: bool,
+}
+
+impl Transfer<'_> {
+    /// Sends everything `source` holds, each chunk seen by `pipe`'s
+    /// observer after it is written.
+    pub(crate) fn send<O: Observer>(
+        mut self,
+        source: &mut dyn Read,
+        mut pipe: Pipeline<O>,
+    ) -> Report<O> {
+        let started = Instant::now();
+        let mut converted = Vec::with_capacity(if self.ascii { 2 * CHUNK } else { 0 });
+        let mut after_cr = false;
+        let mut bytes = 0u64;
+        let mut quit = false;
+        let end = match self.data.set_nonblocking(true) {
+            Err(e) => End::Data(e),
+            Ok(()) => loop {
+                let mut buf = pipe.take();
+                let n = match read_full(source, &mut buf) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        pipe.give(buf, 0, 0);
+                        break End::File(e);
+                    }
+                };
+                if n == 0 {
+                    pipe.give(buf, 0, 0);
+                    break End::Complete;
+                }
+                let out: &[u8] = if self.ascii {
+                    to_crlf(&buf[..n], &mut converted, &mut after_cr);
+                    &converted
+                } else {
+                    &buf[..n]
+                };
+                let sent = self.write_all(out, &mut bytes, &mut quit);
+                pipe.give(buf, 0, n);
+                if let Err(end) = sent {
+                    break end;
+                }
+            },
+        };
+        self.report(end, bytes, started, quit, pipe.finish())
+    }
+
+    /// Sends the rest of `file` (from its current position) with
+    /// `sendfile(2)`: the kernel moves the bytes from the page cache to the
+    /// socket, with no copy through this process. Binary mode only, and
+    /// nothing observes the bytes.
+    pub(crate) fn send_file(mut self, file: &mut File) -> Report<()> {
+        use nix::sys::sendfile::sendfile;
+        let started = Instant::now();
+        let mut bytes = 0u64;
+        let mut quit = false;
+        let end = match self.data.set_nonblocking(true) {
+            Err(e) => End::Data(e),
+            Ok(()) => loop {
+                match sendfile(&self.data, &*file, None, SENDFILE_CHUNK) {
+                    Ok(0) => break End::Complete,
+                    Ok(n) => {
+                        bytes += n as u64;
+                        if let Err(end) = self.watch.check(bytes, &mut quit) {
+                            break end;
+                        }
+                        continue;
+                    }
+                    Err(Errno::EAGAIN) => {}
+                    Err(Errno::EINTR) => continue,
+                    // A file sendfile cannot read: copy it the usual way.
+                    Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) if bytes == 0 => {
+                        let report = self.send(file, Pipeline::<NoObserver>::new(None));
+                        return Report {
+                            end: report.end,
+                            bytes: report.bytes,
+                            elapsed: report.elapsed,
+                            observer: None,
+                            quit: report.quit,
+                        };
+                    }
+                    Err(e @ (Errno::EIO | Errno::ENOMEM)) => break End::File(e.into()),
+                    Err(e) => break End::Data(e.into()),
+                }
+                match self.wait(PollFlags::POLLOUT) {
+                    Ok((_, true)) => {
+                        if let Err(end) = self.watch.on_control(bytes, &mut quit) {
+                            break end;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(end) => break end,
+                }
+            },
+        };
+        self.report(end, bytes, started, quit, None)
+    }
+
+    /// Receives until the client closes the data connection, into `sink`;
+    /// each chunk is seen by `pipe`'s observer after it is written.
+    pub(crate) fn receive<O: Observer>(
+        mut self,
+        sink: &mut File,
+        mut pipe: Pipeline<O>,
+    ) -> Report<O> {
+        let started = Instant::now();
+        let mut held_cr = false;
+        let mut bytes = 0u64;
+        let mut quit = false;
+        let end = match self.data.set_nonblocking(true) {
+            Err(e) => End::Data(e),
+            Ok(()) => loop {
+                let mut buf = pipe.take();
+                // Byte 0 is kept free for a CR held back from the last
+                // chunk in ASCII mode.
+                let (n, eof) = match self.read_some(&mut buf[1..], &mut bytes, &mut quit) {
+                    Ok(got) => got,
+                    Err(end) => {
+                        pipe.give(buf, 0, 0);
+                        break end;
+                    }
+                };
+                let (start, end) = if self.ascii {
+                    from_crlf(&mut buf, n, &mut held_cr, eof)
+                } else {
+                    (1, 1 + n)
+                };
+                if let Err(e) = sink.write_all(&buf[start..end]) {
+                    pipe.give(buf, 0, 0);
+                    break End::File(e);
+                }
+                pipe.give(buf, start, end);
+                if eof {
+                    // A client killed mid-upload closes both connections:
+                    // look at the control connection before calling the
+                    // end of the data an end of file.
+                    break match self.watch.check(bytes, &mut quit) {
+                        Ok(()) => End::Complete,
+                        Err(end) => end,
+                    };
+                }
+            },
+        };
+        self.report(end, bytes, started, quit, pipe.finish())
+    }
+
+    fn report<O>(
+        self,
+        end: End,
+        bytes: u64,
+        started: Instant,
+        quit: bool,
+        observer: Option<O>,
+    ) -> Report<O> {
+        drop(self.data);
+        Report {
+            end,
+            bytes,
+            elapsed: started.elapsed(),
+            observer,
+            quit,
+        }
+    }
+
+    /// Writes all of `out` to the data socket, answering the control
+    /// connection meanwhile.
+    fn write_all(&mut self, out: &[u8], bytes: &mut u64, quit: &mut bool) -> Result<(), End> {
+        let mut pos = 0;
+        while pos < out.len() {
+            match (&self.data).write(&out[pos..]) {
+                Ok(0) => return Err(End::Data(io::ErrorKind::WriteZero.into())),
+                Ok(n) => {
+                    pos += n;
+                    *bytes += n as u64;
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(End::Data(e)),
+            }
+            let (_, control) = self.wait(PollFlags::POLLOUT)?;
+            if control {
+                self.watch.on_control(*bytes, quit)?;
+            }
+        }
+        // Between chunks, a look at the control connection without waiting.
+        self.watch.check(*bytes, quit)
+    }
+
+    /// Reads what the data socket has (waiting for something) into `buf`,
+    /// as much as is there without waiting again. Returns the count and
+    /// whether the client closed the data connection.
+    fn read_some(
+        &mut self,
+        buf: &mut [u8],
+        bytes: &mut u64,
+        quit: &mut bool,
+    ) -> Result<(usize, bool), End> {
+        let mut n = 0;
+        loop {
+            match (&self.data).read(&mut buf[n..]) {
+                Ok(0) => return Ok((n, true)),
+                Ok(k) => {
+                    n += k;
+                    *bytes += k as u64;
+                    if n == buf.len() {
+                        return Ok((n, false));
+                    }
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if n > 0 {
+                        return Ok((n, false));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(End::Data(e)),
+            }
+            let (_, control) = self.wait(PollFlags::POLLIN)?;
+            if control {
+                self.watch.on_control(*bytes, quit)?;
+            }
+        }
+    }
+
+    /// Waits for the data socket to be ready for `events`, or the control
+    /// connection to have input. Returns (data ready, control ready).
+    fn wait(&mut self, events: PollFlags) -> Result<(bool, bool), End> {
+        let watch = self.watch.control.wants_input();
+        if watch && !self.watch.stream.buffered().is_empty() {
+            return Ok((false, true));
+        }
+        let timeout = match self.idle {
+            Some(t) => PollTimeout::try_from(t).unwrap_or(PollTimeout::MAX),
+            None => PollTimeout::NONE,
+        };
+        let mut fds = [
+            PollFd::new(self.data.as_fd(), events),
+            PollFd::new(self.watch.stream.as_fd(), PollFlags::POLLIN),
+        ];
+        let count = if watch { 2 } else { 1 };
+        match poll(&mut fds[..count], timeout) {
+            Ok(0) => Err(End::TimedOut),
+            Ok(_) => Ok((
+                fds[0].revents().is_some_and(|r| !r.is_empty()),
+                watch && fds[1].revents().is_some_and(|r| !r.is_empty()),
+            )),
+            Err(Errno::EINTR) => Ok((false, false)),
+            Err(e) => Err(End::Data(e.into())),
+        }
+    }
+}
+
+/// The observer of a pipeline that has none.
+pub(crate) struct NoObserver;
+
+impl Observer for NoObserver {
+    fn update(&mut self, _: &[u8]) {}
+}
+
+/// Reads until `buf` is full or the source ends.
+fn read_full(source: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match source.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// ASCII mode, sending: each LF not already after a CR becomes CRLF.
+fn to_crlf(input: &[u8], out: &mut Vec<u8>, after_cr: &mut bool) {
+    out.clear();
+    for &b in input {
+        if b == b'\n' && !*after_cr {
+            out.push(b'\r');
+        }
+        out.push(b);
+        *after_cr = b == b'\r';
+    }
+}
+
+/// ASCII mode, receiving, in place: CRLF becomes LF. The chunk is in
+/// `buf[1..1 + n]`; `buf[0]` is free for a CR held back from the last
+/// chunk (a CR at a chunk's end waits to see what follows it). Returns the
+/// range of the converted bytes.
+fn from_crlf(buf: &mut [u8], n: usize, held_cr: &mut bool, eof: bool) -> (usize, usize) {
+    let mut start = 1;
+    if *held_cr {
+        *held_cr = false;
+        if n == 0 || buf[1] != b'\n' {
+            buf[0] = b'\r';
+            start = 0;
+        }
+    }
+    let mut write = start;
+    let end = 1 + n;
+    let mut read = start;
+    while read < end {
+        let b = buf[read];
+        if b == b'\r' {
+            if read + 1 == end {
+                if !eof {
+                    *held_cr = true;
+                    break;
+                }
+            } else if buf[read + 1] == b'\n' {
+                read += 1;
+                continue;
+            }
+        }
+        buf[write] = b;
+        write += 1;
+        read += 1;
+    }
+    (start, write)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::hash::Algorithm;
+    use super::*;
+
+    #[test]
+    fn ascii_sending() {
+        let mut out = Vec::new();
+        let mut after_cr = false;
+        to_crlf(b"a\nb\r\nc\r", &mut out, &mut after_cr);
+        assert_eq!(out, b"a\r\nb\r\nc\r");
+        to_crlf(b"\nd\n", &mut out, &mut after_cr);
+        assert_eq!(out, b"\nd\r\n");
+    }
+
+    fn receive_ascii(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut held = false;
+        let mut file = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let mut buf = vec![0u8; 1 + chunk.len()];
+            buf[1..].copy_from_slice(chunk);
+            let eof = i + 1 == chunks.len();
+            let (s, e) = from_crlf(&mut buf, chunk.len(), &mut held, eof);
+            file.extend_from_slice(&buf[s..e]);
+        }
+        assert!(!held);
+        file
+    }
+
+    #[test]
+    fn ascii_receiving() {
+        assert_eq!(receive_ascii(&[b"a\r\nb\r\n"]), b"a\nb\n");
+        assert_eq!(receive_ascii(&[b"a\r", b"\nb"]), b"a\nb");
+        assert_eq!(receive_ascii(&[b"a\r", b"b"]), b"a\rb");
+        assert_eq!(receive_ascii(&[b"a\r", b""]), b"a\r");
+        assert_eq!(receive_ascii(&[b"a\r\r\n"]), b"a\r\n");
+        assert_eq!(receive_ascii(&[b"\r", b"\r", b"\n"]), b"\r\n");
+        assert_eq!(receive_ascii(&[b"x\r"]), b"x\r");
+    }
+
+    #[test]
+    fn the_pipeline_observes_in_order() {
+        let mut pipe = Pipeline::new(Some(Algorithm::Md5.hasher()));
+        assert!(pipe.observed());
+        for part in [&b"wan"[..], b"gz", b"y"] {
+            let mut buf = pipe.take();
+            assert_eq!(buf.len(), CHUNK);
+            buf[5..5 + part.len()].copy_from_slice(part);
+            pipe.give(buf, 5, 5 + part.len());
+        }
+        // The tutorial's own example.
+        assert_eq!(
+            pipe.finish().unwrap().hex(),
+            "2ea763badcd027b0087306a3ef3ef95f"
+        );
+    }
+
+    #[test]
+    fn a_pipeline_without_observer_recycles_one_buffer() {
+        let mut pipe = Pipeline::<NoObserver>::new(None);
+        assert!(!pipe.observed());
+        let buf = pipe.take();
+        let ptr = buf.as_ptr();
+        pipe.give(buf, 0, 10);
+        assert_eq!(pipe.take().as_ptr(), ptr);
+        assert!(pipe.finish().is_none());
+    }
+}

@@ -1,0 +1,459 @@
+//! Running one command: `sh -c COMMAND` in a process group of its own,
+//! with a time limit, an output limit, and an eye on the client.
+//!
+//! The life of a command:
+//!
+//! 1. **Spawn.** One pipe (close-on-exec, so that no other thread's child
+//!    inherits it) is the command's standard output *and* standard error:
+//!    the two streams arrive interleaved in the order they were written.
+//!    Standard input is `/dev/null`. `process_group(0)` makes the shell the
+//!    leader of a new group, whose id is its pid; everything it starts
+//!    stays in that group unless it leaves on purpose (`setsid`).
+//!    A watcher joins the group: a tiny `sh` that kills the group if this
+//!    process dies without cleaning up (see [`spawn_watcher`]).
+//! 2. **Collect.** `poll` on the pipe and on the client's socket until the
+//!    pipe's end of file (every process holding it closed it), the time
+//!    limit, the output limit, or the client hanging up (`POLLRDHUP`: its
+//!    FIN, or `POLLHUP`/`POLLERR`: a reset).
+//! 3. **Wait for the leader.** After end of file the shell may still run
+//!    (`exec >&-; sleep 5`): its exit is watched, without reaping it, within
+//!    the same deadline and with the same eye on the client.
+//! 4. **Kill and reap.** `killpg(SIGKILL)` always, while the leader is
+//!    still unreaped (so its pid, the group's id, cannot be reused), which
+//!    ends whatever the command left running in the background. Then the
+//!    whole group is reaped: the leader, and the grandchildren that the
+//!    kernel hands to this process because it is a child subreaper
+//!    (`PR_SET_CHILD_SUBREAPER`; without it they would go to PID 1, which in
+//!    a container may never reap them). `waitid(P_PGID)` reaps only this
+//!    process's own children of this one group, so no other command's exit
+//!    status, and no other child of the application, is ever stolen.
+//!
+//! No zombie and no orphan is left, whatever the outcome, in every
+//! concurrency model: the reaping happens in the process that spawned the
+//! command (the server's, a forked child's, or a prefork worker's).
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{killpg, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+/// How much is read from the pipe at once.
+const CHUNK: usize = 64 * 1024;
+/// The longest pause between two looks at a shell that closed its output
+/// but has not exited yet.
+const MAX_EXIT_POLL: Duration = Duration::from_millis(50);
+
+/// The limits of one command.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// At this age the command's process group is killed; `None`: no limit.
+    pub timeout: Option<Duration>,
+    /// Output past this many bytes is discarded and the command stopped.
+    pub max_output: usize,
+}
+
+/// How a command ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// It exited by itself with this status.
+    Exited(i32),
+    /// A signal it did not get from us ended it (its number).
+    Signaled(i32),
+    /// It ran out of time: its process group was killed.
+    TimedOut(Duration),
+    /// Its output passed this many bytes: the rest was discarded and its
+    /// process group killed.
+    Cut(usize),
+    /// The client hung up: its process group was killed.
+    ClientGone,
+}
+
+/// What running a command gave.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    /// Standard output and standard error, interleaved as written (at most
+    /// the output limit).
+    pub output: Vec<u8>,
+    pub end: End,
+    pub elapsed: Duration,
+}
+
+/// Why collecting stopped.
+enum Stop {
+    EndOfOutput,
+    Deadline,
+    Full,
+    ClientGone,
+}
+
+/// Runs `sh -c COMMAND` in `dir` within `limits`, watching `client` (the
+/// connection's socket) for a hang-up.
+///
+/// # Errors
+/// Fails if the command cannot be started (no such directory, no `sh`, out
+/// of processes), or if `poll` or reading the pipe fails; in the latter
+/// case the process group has been killed and reaped first.
+pub(crate) fn run(
+    command: &[u8],
+    dir: &Path,
+    limits: Limits,
+    client: BorrowedFd<'_>,
+) -> io::Result<Outcome> {
+    let started = Instant::now();
+    let deadline = limits.timeout.map(|t| started + t);
+    become_subreaper();
+    let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let child = {
+        // The writer's two copies live in `sh`, and in `command` until it
+        // is dropped at the end of this block: only then can the reader see
+        // end of file.
+        let mut sh = Command::new("sh");
+        sh.arg("-c")
+            .arg(OsStr::from_bytes(command))
+            .current_dir(dir)
+            .env("PWD", dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(writer.try_clone()?))
+            .stderr(Stdio::from(writer))
+            .process_group(0);
+        sh.spawn()?
+    };
+    let leader = Pid::from_raw(i32::try_from(child.id()).expect("a pid fits in an i32"));
+    let mut group = Group {
+        leader,
+        reaped: false,
+        guard: None,
+    };
+    group.guard = Some(spawn_watcher(leader)?);
+
+    let mut pipe = File::from(reader);
+    let mut output = Vec::new();
+    let stop = match collect(&mut pipe, client, deadline, limits.max_output, &mut output) {
+        Ok(stop) => stop,
+        Err(e) => {
+            group.kill_and_reap();
+            return Err(e);
+        }
+    };
+    drop(pipe);
+    let stop = match stop {
+        Stop::EndOfOutput => match group.wait_for_leader(client, deadline) {
+            Ok(stop) => stop,
+            Err(e) => {
+                group.kill_and_reap();
+                return Err(e);
+            }
+        },
+        other => other,
+    };
+    let status = group.kill_and_reap();
+    let end = match stop {
+        Stop::EndOfOutput => match status {
+            Some(WaitStatus::Exited(_, code)) => End::Exited(code),
+            Some(WaitStatus::Signaled(_, signal, _)) => End::Signaled(signal as i32),
+            // Reaped by someone else, which only a careless application
+            // can do; report it as a failure of the command.
+            _ => End::Exited(-1),
+        },
+        Stop::Deadline => End::TimedOut(limits.timeout.unwrap_or_default()),
+        Stop::Full => End::Cut(limits.max_output),
+        Stop::ClientGone => End::ClientGone,
+    };
+    Ok(Outcome {
+        output,
+        end,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Reads the pipe into `output` until end of file, the deadline, the
+/// output limit or the client's hang-up.
+fn collect(
+    pipe: &mut File,
+    client: BorrowedFd<'_>,
+    deadline: Option<Instant>,
+    max_output: usize,
+    output: &mut Vec<u8>,
+) -> io::Result<Stop> {
+    let mut chunk = vec![0; CHUNK];
+    loop {
+        let Some(timeout) = poll_timeout(deadline) else {
+            return Ok(Stop::Deadline);
+        };
+        let mut fds = [
+            PollFd::new(pipe.as_fd(), PollFlags::POLLIN),
+            PollFd::new(client, hang_up_events()),
+        ];
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        if client_gone(&fds[1]) {
+            return Ok(Stop::ClientGone);
+        }
+        if !fds[0].any().unwrap_or(true) {
+            continue; // the poll timed out: the loop checks the deadline
+        }
+        let n = match pipe.read(&mut chunk) {
+            Ok(0) => return Ok(Stop::EndOfOutput),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let room = max_output - output.len();
+        if n > room {
+            output.extend_from_slice(&chunk[..room]);
+            return Ok(Stop::Full);
+        }
+        output.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The events on the client's socket that mean it is gone: its end of
+/// input (`POLLRDHUP`, Linux), or a hang-up or an error (always reported).
+fn hang_up_events() -> PollFlags {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        PollFlags::from_bits_retain(libc::POLLRDHUP)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        PollFlags::empty()
+    }
+}
+
+/// Whether the client's entry in a poll set reports it gone. Only the
+/// hang-up events were asked for, so any event at all means gone; nix does
+/// not know `POLLRDHUP` and then reports the events as `None`.
+fn client_gone(fd: &PollFd<'_>) -> bool {
+    fd.any().unwrap_or(true)
+}
+
+/// The time left before `deadline` as a poll timeout (rounded up to the
+/// millisecond, so the deadline has passed when it expires); `None` once
+/// the deadline has passed.
+fn poll_timeout(deadline: Option<Instant>) -> Option<PollTimeout> {
+    let Some(deadline) = deadline else {
+        return Some(PollTimeout::NONE);
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return None;
+    }
+    let millis = left.as_nanos().div_ceil(1_000_000);
+    Some(PollTimeout::try_from(millis.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX))
+}
+
+/// Asks the kernel to hand this process the orphans of its descendants
+/// (the command's grandchildren, when the shell dies), so that they are
+/// reaped here rather than left as zombies of PID 1. Not inherited across
+/// `fork`, so it is asked for in the process that runs the command, each
+/// time (one cheap system call). Linux only; elsewhere PID 1 reaps them.
+fn become_subreaper() {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        log::debug!("cannot become a child subreaper: {e}");
+    }
+}
+
+/// Starts the command's watcher, a second member of its process group, and
+/// returns the write end of its guard pipe. The watcher (`sh -c 'read -r
+/// line; kill -KILL 0'`) reads the pipe, in which nothing is ever written:
+/// its read ends only when every copy of the write end is closed, that is
+/// when this process is gone without having cleaned up (killed by a
+/// signal, as a forked server's child is at the drain deadline, or
+/// crashed). It then kills the whole group, itself included, so that a
+/// command never outlives the server that runs it. Normally it is killed
+/// with the rest of the group by [`Group::kill_and_reap`].
+fn spawn_watcher(leader: Pid) -> io::Result<OwnedFd> {
+    let (guard_read, guard_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    Command::new("sh")
+        .args(["-c", "read -r line; kill -KILL 0"])
+        .current_dir("/")
+        .stdin(Stdio::from(guard_read))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(leader.as_raw())
+        .spawn()?;
+    Ok(guard_write)
+}
+
+/// A command's process group, led by the shell.
+struct Group {
+    leader: Pid,
+    reaped: bool,
+    /// The write end of the watcher's guard pipe: held until the group is
+    /// reaped.
+    guard: Option<OwnedFd>,
+}
+
+impl Group {
+    /// After end of output: waits (without reaping) for the leader to exit,
+    /// within the deadline and while the client stays.
+    fn wait_for_leader(
+        &self,
+        client: BorrowedFd<'_>,
+        deadline: Option<Instant>,
+    ) -> io::Result<Stop> {
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+            match waitid(Id::Pid(self.leader), flags) {
+                Ok(WaitStatus::StillAlive) => {}
+                Ok(_) => return Ok(Stop::EndOfOutput),
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let Some(left) = poll_timeout(deadline) else {
+                return Ok(Stop::Deadline);
+            };
+            let pause_ms = PollTimeout::try_from(pause).unwrap_or(PollTimeout::MAX);
+            let wait = if left == PollTimeout::NONE || pause_ms < left {
+                pause_ms
+            } else {
+                left
+            };
+            let mut fds = [PollFd::new(client, hang_up_events())];
+            match poll(&mut fds, wait) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+            if client_gone(&fds[0]) {
+                return Ok(Stop::ClientGone);
+            }
+            pause = (pause * 2).min(MAX_EXIT_POLL);
+        }
+    }
+
+    /// Kills the whole group and reaps the leader and every member handed
+    /// to this process. Returns the leader's status.
+    fn kill_and_reap(&mut self) -> Option<WaitStatus> {
+        if self.reaped {
+            return None;
+        }
+        self.reaped = true;
+        // The leader is not reaped yet, so the group id is still its own:
+        // the signal cannot reach anyone else. ESRCH (nobody left) is fine.
+        let _ = killpg(self.leader, Signal::SIGKILL);
+        let mut leader_status = None;
+        loop {
+            match waitid(Id::PGid(self.leader), WaitPidFlag::WEXITED) {
+                Ok(status) => {
+                    if status.pid() == Some(self.leader) {
+                        leader_status = Some(status);
+                    }
+                }
+                Err(Errno::EINTR) => {}
+                // ECHILD: no child of ours is left in the group.
+                Err(_) => {
+                    self.guard = None;
+                    return leader_status;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill_and_reap();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    fn limits(timeout_ms: u64, max_output: usize) -> Limits {
+        Limits {
+            timeout: Some(Duration::from_millis(timeout_ms)),
+            max_output,
+        }
+    }
+
+    fn run_sh(command: &str, limits: Limits) -> (Outcome, UnixStream) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let outcome = run(command.as_bytes(), Path::new("/"), limits, ours.as_fd()).unwrap();
+        (outcome, theirs)
+    }
+
+    #[test]
+    fn output_and_errors_interleave_in_order() {
+        let (outcome, _peer) = run_sh(
+            "echo one; echo two >&2; echo three; exit 3",
+            limits(10_000, 1000),
+        );
+        assert_eq!(outcome.output, b"one\ntwo\nthree\n");
+        assert_eq!(outcome.end, End::Exited(3));
+    }
+
+    #[test]
+    fn a_signal_is_reported() {
+        let (outcome, _peer) = run_sh("kill -TERM $$", limits(10_000, 1000));
+        assert_eq!(outcome.end, End::Signaled(15));
+    }
+
+    #[test]
+    fn output_past_the_limit_is_cut() {
+        let (outcome, _peer) = run_sh("yes", limits(10_000, 100_000));
+        assert_eq!(outcome.end, End::Cut(100_000));
+        assert_eq!(outcome.output.len(), 100_000);
+        assert!(outcome.output.chunks(2).all(|c| c == b"y\n"));
+    }
+
+    #[test]
+    fn a_shell_that_closed_its_output_is_waited_for() {
+        let (outcome, _peer) = run_sh("exec >&- 2>&-; sleep 0.2; exit 4", limits(10_000, 1000));
+        assert_eq!(outcome.end, End::Exited(4));
+        assert!(outcome.elapsed >= Duration::from_millis(200));
+    }
+
+    #[test]
+    fn the_time_limit_kills_the_group() {
+        let started = Instant::now();
+        let (outcome, _peer) = run_sh("echo start; sleep 100 & sleep 100", limits(300, 1000));
+        assert_eq!(outcome.end, End::TimedOut(Duration::from_millis(300)));
+        assert_eq!(outcome.output, b"start\n");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_client_hang_up_kills_the_group() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        drop(theirs);
+        let outcome = run(
+            b"sleep 100",
+            Path::new("/"),
+            limits(20_000, 1000),
+            ours.as_fd(),
+        )
+        .unwrap();
+        assert_eq!(outcome.end, End::ClientGone);
+        assert!(outcome.elapsed < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_missing_directory_is_an_error() {
+        let (ours, _theirs) = UnixStream::pair().unwrap();
+        let result = run(
+            b"true",
+            Path::new("/no/such/dir"),
+            limits(1000, 10),
+            ours.as_fd(),
+        );
+        assert_eq!(result.unwrap_err().kind(), io::ErrorKind::NotFound);
+    }
+}

@@ -1,0 +1,275 @@
+//! The FTP server under attack, with a raw client: path traversal in every
+//! form, symbolic links leading out, data connections to or from other
+//! addresses, over-long command lines, password guessing, forged replies,
+//! and the limits.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::ftp_util::{md5_hex, serve_ftp, FtpPeer, TempDir, PASSWORD, USER};
+use crate::util::IO_TIMEOUT;
+
+/// A root with a file, a folder, a link to /etc and a link to a folder
+/// outside the root (which holds a secret).
+fn hostile_root() -> (TempDir, TempDir) {
+    let root = TempDir::new("sec-root");
+    let outside = TempDir::new("sec-outside");
+    std::fs::write(outside.join("secret.txt"), "secret\n").unwrap();
+    std::fs::write(root.join("a.txt"), "a\n").unwrap();
+    std::fs::create_dir(root.join("sub")).unwrap();
+    std::os::unix::fs::symlink("/etc", root.join("etc_link")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join("out_link")).unwrap();
+    std::os::unix::fs::symlink(outside.join("secret.txt"), root.join("secret_link")).unwrap();
+    std::os::unix::fs::symlink("a.txt", root.join("inside_link")).unwrap();
+    (root, outside)
+}
+
+/// Every traversal attempt is refused with 550, whatever the verb: `..`,
+/// `../..`, absolute paths, `//`, backslashes, NUL, a link to /etc and a
+/// link to a folder outside. The current folder never leaves `/`, and
+/// nothing is created outside.
+#[test]
+fn traversal_attempts_are_all_refused() {
+    let (root, outside) = hostile_root();
+    let server = serve_ftp(root.path(), &[]);
+    let mut ftp = FtpPeer::logged_in(&server.addr);
+    let escapes = [
+        "../etc/passwd",
+        "../../etc/passwd",
+        "/../../../etc/passwd",
+        "/etc/passwd",
+        "//etc/passwd",
+        "..\\..\\etc\\passwd",
+        "\\etc\\passwd",
+        "sub/../../etc/passwd",
+        "etc_link/passwd",
+        "etc_link/../etc_link/hostname",
+        "out_link/secret.txt",
+        "secret_link",
+        "a.txt\0/../../etc/passwd",
+    ];
+    for path in escapes {
+        for verb in ["RETR", "SIZE", "MDTM", "CWD", "MLST", "DELE", "RNFR"] {
+            let reply = ftp.cmd(&format!("{verb} {path}"));
+            assert!(reply.starts_with("550 "), "{verb} {path:?}: {reply:?}");
+        }
+        // Listings need a data connection; refused before one is opened.
+        ftp.epsv();
+        let reply = ftp.cmd(&format!("LIST {path}"));
+        assert!(reply.starts_with("550 "), "LIST {path:?}: {reply:?}");
+    }
+    for dir in ["etc_link", "out_link", "out_link/", "/etc", "../.."] {
+        let reply = ftp.cmd(&format!("CWD {dir}"));
+        if dir == "../.." {
+            // `..` at the root stays at the root: allowed, and harmless.
+            assert_eq!(reply, "250 Directory successfully changed.\r\n");
+        } else {
+            assert!(reply.starts_with("550 "), "CWD {dir}: {reply:?}");
+        }
+        ftp.expect("PWD", "257 \"/\" is the current directory.");
+    }
+    // Writing through a link leading out is refused too.
+    for path in ["out_link/new.txt", "etc_link/new.txt"] {
+        ftp.epsv();
+        let reply = ftp.cmd(&format!("STOR {path}"));
+        assert!(reply.starts_with("550 "), "STOR {path}: {reply:?}");
+        let reply = ftp.cmd(&format!("MKD {path}"));
+        assert!(reply.starts_with("550 "), "MKD {path}: {reply:?}");
+    }
+    assert_eq!(outside.names(""), ["secret.txt"]);
+    // A link inside the root works; the listing shows no link that leads
+    // out, and no target of any link.
+    assert_eq!(ftp.download("RETR inside_link"), b"a\n");
+    let listing = String::from_utf8(ftp.download("NLST")).unwrap();
+    assert_eq!(listing, "a.txt\r\ninside_link\r\nsub\r\n");
+    let listing = String::from_utf8(ftp.download("LIST")).unwrap();
+    assert!(
+        !listing.contains("etc") && !listing.contains("->"),
+        "{listing}"
+    );
+    ftp.expect("QUIT", "221 Goodbye.");
+}
+
+/// PORT and EPRT go only to the control connection's address, on ports
+/// 1024 and above: no FTP bounce.
+#[test]
+fn active_mode_goes_only_to_the_client() {
+    let root = TempDir::new("sec-port");
+    let server = serve_ftp(root.path(), &[]);
+    let mut ftp = FtpPeer::logged_in(&server.addr);
+    let other = "501 Data connections go only to the address of the control connection.";
+    let low = "501 Data connections go only to ports 1024 and above.";
+    ftp.expect("PORT 127,0,0,2,8,0", other);
+    ftp.expect("PORT 10,0,0,1,8,0", other);
+    ftp.expect("EPRT |1|127.0.0.2|2048|", other);
+    ftp.expect("EPRT |2|::1|2048|", other);
+    ftp.expect("PORT 127,0,0,1,0,25", low);
+    ftp.expect("EPRT |1|127.0.0.1|21|", low);
+    ftp.expect("PORT 127,0,0,1,8", "501 Syntax error in the address.");
+    ftp.expect("PORT 127,0,0,1,8,0", "200 PORT command successful.");
+}
+
+/// A data connection from another local address (127.0.0.2) is closed
+/// unread; the client's own connection then gets the file.
+#[test]
+fn data_connection_from_another_address_is_refused() {
+    let root = TempDir::new("sec-pasv");
+    std::fs::write(root.join("a.txt"), "the data\n").unwrap();
+    let server = serve_ftp(root.path(), &[]);
+    let mut ftp = FtpPeer::logged_in(&server.addr);
+    let addr = ftp.epsv();
+
+    let intruder =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let from: SocketAddr = "127.0.0.2:0".parse().unwrap();
+    intruder.bind(&from.into()).unwrap();
+    intruder.connect(&addr.into()).unwrap();
+    let mut intruder: TcpStream = intruder.into();
+    intruder.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+
+    assert!(ftp.cmd("RETR a.txt").starts_with("150 "));
+    let mut got = Vec::new();
+    let n = intruder
+        .read_to_end(&mut got)
+        .expect("the intruder's connection is closed");
+    assert_eq!((n, got), (0, vec![]));
+
+    let mut data = TcpStream::connect(addr).unwrap();
+    data.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let mut got = Vec::new();
+    data.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"the data\n");
+    ftp.expect_reply(&format!("226 Transfer complete. MD5={}", md5_hex(b"the data\n")));
+}
+
+/// A 1 MiB command line is answered 500 and the connection closed; the
+/// server serves the next client.
+#[test]
+fn a_megabyte_command_line_is_refused() {
+    let root = TempDir::new("sec-long");
+    let server = serve_ftp(root.path(), &[]);
+    let mut ftp = FtpPeer::connect(&server.addr);
+    let mut writer = ftp.writer();
+    let sender = std::thread::spawn(move || {
+        let mut line = b"NOOP ".to_vec();
+        line.resize(1024 * 1024, b'a');
+        // The server closes while this is still being sent: errors expected.
+        let _ = std::io::Write::write_all(&mut writer, &line);
+    });
+    ftp.expect_reply("500 Command line too long.");
+    ftp.expect_closed();
+    sender.join().unwrap();
+    let mut next = FtpPeer::connect(&server.addr);
+    next.expect("NOOP", "200 NOOP ok.");
+}
+
+/// Three wrong passwords: three 530s, each after a delay, then the server
+/// closes the connection. The password is never in the log.
+#[test]
+fn three_bad_passwords_close_the_connection() {
+    let root = TempDir::new("sec-pass");
+    let server = serve_ftp(root.path(), &[]);
+    let mut ftp = FtpPeer::connect(&server.addr);
+    let started = Instant::now();
+    for _ in 0..3 {
+        ftp.expect(
+            &format!("USER {USER}"),
+            &format!("331 Password required for {USER}."),
+        );
+        ftp.expect("PASS wrong", "530 Login incorrect.");
+    }
+    ftp.expect_closed();
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // Unknown users get the same 331 and the same 530.
+    let mut ftp = FtpPeer::connect(&server.addr);
+    ftp.expect("USER nobody", "331 Password required for nobody.");
+    ftp.expect("PASS x", "530 Login incorrect.");
+    ftp.expect("USER anonymous", "331 Password required for anonymous.");
+    ftp.expect("PASS x", "530 Login incorrect.");
+    ftp.login(USER, PASSWORD);
+}
+
+/// Names cannot forge reply lines: CR, LF and NUL in a name are refused,
+/// and a file whose name holds CRLF on disk is left out of listings.
+#[test]
+fn names_cannot_forge_replies() {
+    let root = TempDir::new("sec-forge");
+    std::fs::write(root.join("ok.txt"), "").unwrap();
+    std::fs::write(root.join("evil\r\n226 forged"), "").unwrap();
+    let server = serve_ftp(root.path(), &[]);
+    let mut ftp = FtpPeer::logged_in(&server.addr);
+    ftp.expect("MKD a\rb", "550 Invalid character in file name.");
+    ftp.expect("CWD a\0b", "550 Invalid character in file name.");
+    ftp.expect("RNFR x\ry", "550 Invalid character in file name.");
+    assert_eq!(ftp.download("NLST"), b"ok.txt\r\n");
+    assert_eq!(ftp.download("MLSD").split(|&b| b == b'\n').count(), 2);
+    assert_eq!(root.names("").len(), 2);
+}
+
+/// The limits: a client that does not log in in time is told 421 and
+/// closed, and so is one idle for --idle-timeout; connections beyond
+/// --max-per-ip are told 421.
+#[test]
+fn login_timeout_and_connections_per_address() {
+    let root = TempDir::new("sec-limits");
+    let server = serve_ftp(
+        root.path(),
+        &["--login-timeout", "0.5", "--max-per-ip", "2"],
+    );
+    let mut slow = FtpPeer::connect(&server.addr);
+    slow.expect_reply("421 Login timed out.");
+    slow.expect_closed();
+
+    let mut first = FtpPeer::logged_in(&server.addr);
+    let mut second = FtpPeer::connect(&server.addr);
+    let mut third = FtpPeer::connect_raw(&server.addr);
+    third.expect_reply("421 Too many connections from your address.");
+    third.expect_closed();
+    first.expect("NOOP", "200 NOOP ok.");
+    second.login(USER, PASSWORD);
+    drop(first);
+    // A logged-in client silent for the idle timeout is told so.
+    let idle = serve_ftp(root.path(), &["--idle-timeout", "0.5"]);
+    let mut quiet = FtpPeer::logged_in(&idle.addr);
+    quiet.expect_reply("421 Timeout: closing the control connection.");
+    quiet.expect_closed();
+    // The slot is freed when a connection ends.
+    crate::util::wait_until(IO_TIMEOUT, "a slot frees", || {
+        let mut peer = FtpPeer::connect_raw(&server.addr);
+        peer.reply().starts_with("220 ")
+    });
+}
+
+/// Anonymous users (--anonymous with users configured) read but never
+/// write; --read-only does the same for users.
+#[test]
+fn anonymous_and_read_only_cannot_write() {
+    let root = TempDir::new("sec-ro");
+    std::fs::write(root.join("a.txt"), "a\n").unwrap();
+    std::fs::create_dir(root.join("d")).unwrap();
+    for (args, user, password) in [
+        (&["--anonymous"][..], "anonymous", "me@example.com"),
+        (&["--read-only"], USER, PASSWORD),
+    ] {
+        let server = serve_ftp(root.path(), args);
+        let mut ftp = FtpPeer::connect(&server.addr);
+        ftp.login(user, password);
+        assert_eq!(ftp.download("RETR a.txt"), b"a\n");
+        for command in [
+            "STOR b.txt",
+            "APPE a.txt",
+            "DELE a.txt",
+            "MKD e",
+            "RMD d",
+            "RNFR a.txt",
+        ] {
+            ftp.expect(command, "550 Permission denied.");
+        }
+        assert_eq!(root.names(""), ["a.txt", "d"]);
+    }
+}

@@ -1,0 +1,1071 @@
+//! The Shell handler (the tutorial's remote shell) served by the real
+//! `serve` binary: driven by the tutorial's own fixed client, by raw clients
+//! in each of its three modes, and by the real `client shell`; its limits
+//! (time, output), its process-group kills and reaping under every model,
+//! its working directory, its token and its refusal to listen unprotected.
+//! Processes are looked at in /proc, by the process group ids the commands
+//! themselves report.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::util::{
+    client_command, run_with_input, seed_client, serve_command, wait_exit, wait_until,
+    ServerProcess, IO_TIMEOUT, TIMEOUT,
+};
+
+/// The tutorial client's prompt.
+const PROMPT: &str = ">>：";
+/// The reply to an unauthenticated command.
+const AUTH_REQUIRED: &str = "error: authentication required: send \"auth TOKEN\" first\n";
+
+// ---------------------------------------------------------------- helpers
+
+/// A fresh directory for one test, removed at the end; its path is
+/// canonical (the server reports canonical directories).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "socketserver-shell-{}-{}-{name}",
+            std::process::id(),
+            COUNT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("create the test directory");
+        TempDir(path.canonicalize().expect("canonical test directory"))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `serve --handler shell --bind 127.0.0.1:0 ARGS...`, run in `dir`.
+fn serve_shell(dir: &Path, args: &[&str]) -> ServerProcess {
+    let mut command = serve_command();
+    command
+        .args(["--handler", "shell", "--bind", "127.0.0.1:0"])
+        .args(args)
+        .current_dir(dir)
+        .env("LC_ALL", "C");
+    ServerProcess::start(command)
+}
+
+/// The same, with the server's log (RUST_LOG=info) appended to `log`.
+/// `sh` execs `serve`, so the process is still the server itself.
+fn serve_shell_logging(dir: &Path, log: &Path, args: &[&str]) -> ServerProcess {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("exec \"$0\" \"$@\" 2>>\"$SHELL_TEST_LOG\"")
+        .arg(env!("CARGO_BIN_EXE_serve"))
+        .args(["--handler", "shell", "--bind", "127.0.0.1:0"])
+        .args(args)
+        .current_dir(dir)
+        .env("SHELL_TEST_LOG", log)
+        .env("RUST_LOG", "info")
+        .env("LC_ALL", "C");
+    ServerProcess::start(command)
+}
+
+/// A raw client with read and write timeouts: exact bytes in, exact bytes
+/// out.
+struct Raw {
+    reader: BufReader<TcpStream>,
+}
+
+impl Raw {
+    fn connect(addr: &str) -> Raw {
+        let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Raw {
+            reader: BufReader::new(stream),
+        }
+    }
+
+    /// Connects and switches to status mode.
+    fn status_mode(addr: &str) -> Raw {
+        let mut raw = Raw::connect(addr);
+        raw.send(b"#shell/1\n");
+        raw.expect(b"#shell/1 ok\n");
+        raw
+    }
+
+    fn stream(&self) -> &TcpStream {
+        self.reader.get_ref()
+    }
+
+    fn set_read_timeout(&self, timeout: Duration) {
+        self.stream().set_read_timeout(Some(timeout)).unwrap();
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.reader
+            .get_mut()
+            .write_all(bytes)
+            .unwrap_or_else(|e| panic!("send {:?}: {e}", String::from_utf8_lossy(bytes)));
+    }
+
+    fn read_exact(&mut self, len: usize) -> Vec<u8> {
+        let mut buf = vec![0; len];
+        self.reader
+            .read_exact(&mut buf)
+            .unwrap_or_else(|e| panic!("read {len} bytes: {e}"));
+        buf
+    }
+
+    fn expect(&mut self, expected: &[u8]) {
+        let got = self.read_exact(expected.len());
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(expected)
+        );
+    }
+
+    fn read_line(&mut self) -> String {
+        let mut line = Vec::new();
+        self.reader
+            .read_until(b'\n', &mut line)
+            .unwrap_or_else(|e| panic!("read a line: {e}"));
+        assert_eq!(line.pop(), Some(b'\n'), "end of input inside a line");
+        String::from_utf8(line).expect("a UTF-8 line")
+    }
+
+    /// The next read is an orderly end of input.
+    fn expect_eof(&mut self) {
+        let mut buf = [0; 256];
+        match self.reader.read(&mut buf) {
+            Ok(0) => {}
+            Ok(n) => panic!(
+                "expected end of input, got {:?}",
+                String::from_utf8_lossy(&buf[..n])
+            ),
+            Err(e) => panic!("expected end of input, got {e}"),
+        }
+    }
+
+    /// Nothing arrives for `quiet` (the read's timeout is expected to
+    /// expire).
+    fn expect_silence(&mut self, quiet: Duration) {
+        self.set_read_timeout(quiet);
+        let mut buf = [0; 256];
+        let result = self.reader.read(&mut buf);
+        self.set_read_timeout(IO_TIMEOUT);
+        match result {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Ok(n) => panic!(
+                "expected silence, got {:?}",
+                String::from_utf8_lossy(&buf[..n])
+            ),
+            Err(e) => panic!("expected silence, got {e}"),
+        }
+    }
+
+    /// Status mode: runs `command`, returns the header's status field (the
+    /// second, e.g. `exit=0`) and the body; checks the header's shape
+    /// `LEN STATUS time=SECS`. Waits up to `within` for the reply.
+    fn run_within(&mut self, command: &str, within: Duration) -> (String, Vec<u8>) {
+        self.send(format!("{command}\n").as_bytes());
+        self.set_read_timeout(within);
+        let header = self.read_line();
+        self.set_read_timeout(IO_TIMEOUT);
+        let fields: Vec<&str> = header.split(' ').collect();
+        assert_eq!(fields.len(), 3, "header {header:?}");
+        let len: usize = fields[0]
+            .parse()
+            .unwrap_or_else(|_| panic!("header {header:?}"));
+        let time = fields[2]
+            .strip_prefix("time=")
+            .unwrap_or_else(|| panic!("header {header:?}"));
+        let (whole, millis) = time.split_once('.').expect("time=S.SSS");
+        assert!(
+            whole.parse::<u64>().is_ok() && millis.len() == 3 && millis.parse::<u32>().is_ok(),
+            "header {header:?}"
+        );
+        let status = fields[1].to_string();
+        (status, self.read_exact(len))
+    }
+
+    fn run(&mut self, command: &str) -> (String, Vec<u8>) {
+        self.run_within(command, IO_TIMEOUT)
+    }
+
+    /// Tutorial mode: sends `command`, expects exactly the length of
+    /// `body`, acknowledges, expects exactly `body`.
+    fn tutorial(&mut self, command: &str, body: &[u8]) {
+        self.send(command.as_bytes());
+        self.expect(body.len().to_string().as_bytes());
+        self.send("准备好接受了，loser可以发了".as_bytes());
+        self.expect(body);
+    }
+}
+
+/// A process as /proc shows it.
+#[derive(Clone, Copy, Debug)]
+struct Proc {
+    pid: i32,
+    state: char,
+    ppid: i32,
+    pgrp: i32,
+}
+
+fn processes() -> Vec<Proc> {
+    let mut all = Vec::new();
+    for entry in fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        // Gone between the listing and the read: skip it.
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid pgrp ...": comm may hold spaces and parens.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        all.push(Proc {
+            pid,
+            state: fields[0].chars().next().unwrap_or('?'),
+            ppid: fields[1].parse().unwrap_or(0),
+            pgrp: fields[2].parse().unwrap_or(0),
+        });
+    }
+    all
+}
+
+/// Every process in group `pgid`, zombies included.
+fn group(pgid: i32) -> Vec<Proc> {
+    processes().into_iter().filter(|p| p.pgrp == pgid).collect()
+}
+
+/// Every descendant of `root` (children, grandchildren...).
+fn descendants(root: i32) -> Vec<Proc> {
+    let all = processes();
+    let mut found: Vec<Proc> = Vec::new();
+    let mut parents = vec![root];
+    while let Some(parent) = parents.pop() {
+        for p in all.iter().filter(|p| p.ppid == parent) {
+            parents.push(p.pid);
+            found.push(*p);
+        }
+    }
+    found
+}
+
+/// Waits until the file `path` holds a number followed by a newline (a
+/// command wrote `$$` there) and returns it.
+fn wait_for_number(path: &Path) -> i32 {
+    let mut number = None;
+    wait_until(TIMEOUT, &format!("{} written", path.display()), || {
+        number = fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.strip_suffix('\n').and_then(|n| n.parse().ok()));
+        number.is_some()
+    });
+    number.unwrap()
+}
+
+/// Asserts that no process (zombie or not) is left in group `pgid`, within
+/// the step timeout: for a command whose client hung up, which the server
+/// kills and reaps with no one to tell.
+fn wait_group_gone(pgid: i32) {
+    wait_until(TIMEOUT, &format!("process group {pgid} gone"), || {
+        group(pgid).is_empty()
+    });
+}
+
+/// Asserts that no process (zombie or not) is left in group `pgid` now: the
+/// server kills and reaps the whole group, grandchildren included, before
+/// it replies. (Were the killed grandchildren not reaped by the server,
+/// they would be zombies of PID 1 at this moment.)
+fn assert_group_gone(pgid: i32) {
+    let left = group(pgid);
+    assert!(left.is_empty(), "left in group {pgid}: {left:?}");
+}
+
+/// Asserts that the server has no zombie descendants (each of its children,
+/// and their children, is reaped by its own parent), within the step
+/// timeout.
+fn wait_no_zombies(server: &ServerProcess) {
+    let pid = server.child.id() as i32;
+    wait_until(TIMEOUT, "no zombie under the server", || {
+        descendants(pid).iter().all(|p| p.state != 'Z')
+    });
+}
+
+/// The tutorial's fixed client (方式2), typing `input`; its standard output.
+fn tutorial_client(server: &ServerProcess, input: &str) -> String {
+    let (host, port) = server.host_port();
+    let mut client = Command::new("python3");
+    client
+        .arg(seed_client("shell_client.py"))
+        .args([&host, &port])
+        .env("PYTHONIOENCODING", "utf-8");
+    let out = run_with_input(client, input.as_bytes());
+    assert!(
+        out.status.success(),
+        "shell_client.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    String::from_utf8(out.stdout).expect("the transcript is UTF-8")
+}
+
+/// What the tutorial's client prints for one reply of `body`.
+fn tutorial_transcript(body: &str) -> String {
+    format!(
+        "{PROMPT}命令结果大小： b'{len}'\ncmd res receive done.... {len}\n{body}\n",
+        len = body.len()
+    )
+}
+
+/// `client shell ADDR ARGS...` typing `input`.
+fn client_shell(addr: &str, args: &[&str], input: &[u8]) -> std::process::Output {
+    let mut client = client_command();
+    client
+        .args(["shell", addr])
+        .args(args)
+        .env_remove("SOCKETSERVER_SHELL_TOKEN");
+    run_with_input(client, input)
+}
+
+/// `client shell`'s status lines on standard error, with the durations
+/// (`, 0.003 s`) taken out.
+fn status_lines(stderr: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .map(|line| match line.rsplit_once(", ") {
+            Some((head, took)) if took.ends_with(" s]") && head.starts_with('[') => {
+                format!("{head}]")
+            }
+            _ => line.to_string(),
+        })
+        .collect()
+}
+
+// ------------------------------------------------------ the tutorial's client
+
+/// The tutorial's fixed client, unmodified, typing `echo hello`, `ls`, a
+/// command with no output and one whose output is over 1024 bytes (the case
+/// the size/ack fix exists for): each reply prints as the tutorial's
+/// client prints it, length first, then the whole output.
+#[test]
+fn tutorial_client_prints_the_tutorials_transcript() {
+    let dir = TempDir::new("tutorial");
+    fs::write(dir.join("a.txt"), "a").unwrap();
+    fs::write(dir.join("b.txt"), "b").unwrap();
+    let server = serve_shell(dir.path(), &[]);
+    let numbers: String = (1..=400).map(|n| format!("{n}\n")).collect();
+    assert!(numbers.len() > 1024);
+    let transcript = tutorial_client(&server, "echo hello\nls\ntrue\nseq 1 400\n");
+    assert_eq!(
+        transcript,
+        [
+            tutorial_transcript("hello\n"),
+            tutorial_transcript("a.txt\nb.txt\n"),
+            tutorial_transcript("cmd has no output..."),
+            tutorial_transcript(&numbers),
+            PROMPT.to_string(),
+        ]
+        .concat()
+    );
+}
+
+/// On the wire, in tutorial mode: the length alone, then nothing until the
+/// client acknowledges (the tutorial's 方式2), then exactly the output. The
+/// length can never arrive glued to the output.
+#[test]
+fn tutorial_mode_waits_for_the_acknowledgement() {
+    let dir = TempDir::new("ack");
+    let server = serve_shell(dir.path(), &[]);
+    let mut raw = Raw::connect(&server.addr);
+    raw.send(b"seq 1 400");
+    raw.expect(b"1492");
+    raw.expect_silence(Duration::from_millis(300));
+    raw.send(b"ok");
+    let numbers: String = (1..=400).map(|n| format!("{n}\n")).collect();
+    raw.expect(numbers.as_bytes());
+    raw.tutorial("printf '%s' 'no newline'", b"no newline");
+    raw.tutorial("true", b"cmd has no output...");
+}
+
+/// Line mode (nc, scripts): each line is a command, answered with its
+/// length, a newline and the output; several lines in one write each get
+/// their reply, in order; no acknowledgement is waited for.
+#[test]
+fn line_client_gets_a_length_line_then_the_output() {
+    let dir = TempDir::new("lines");
+    let server = serve_shell(dir.path(), &[]);
+    let mut raw = Raw::connect(&server.addr);
+    raw.send(b"echo hello\n");
+    raw.expect(b"6\nhello\n");
+    raw.send(b"true\r\nprintf abc\necho one; echo two >&2\n");
+    raw.expect(b"20\ncmd has no output...3\nabc8\none\ntwo\n");
+}
+
+// ----------------------------------------------------------- client shell
+
+/// `client shell` prints each command's output exactly on standard output
+/// and its exit status on standard error, one reply after the other.
+#[test]
+fn client_shell_shows_output_and_exit_status() {
+    let dir = TempDir::new("client");
+    let server = serve_shell(dir.path(), &[]);
+    let out = client_shell(
+        &server.addr,
+        &[],
+        b"echo hello\necho oops >&2; exit 3\nprintf abc\ntrue\nkill -KILL $$\nexit\necho never\n",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\noops\nabc");
+    assert_eq!(
+        status_lines(&out.stderr),
+        [
+            "[exit 0]",
+            "[exit 3]",
+            "[exit 0]",
+            "[exit 0]",
+            "[killed by signal 9]"
+        ]
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
+
+/// On the wire, in status mode: the `#shell/1` hello is answered
+/// `#shell/1 ok`, and each reply is `LEN STATUS time=SECS` then exactly the
+/// output (empty output is empty: no tutorial text).
+#[test]
+fn status_mode_reports_how_each_command_ended() {
+    let dir = TempDir::new("status");
+    let server = serve_shell(dir.path(), &[]);
+    let mut raw = Raw::status_mode(&server.addr);
+    assert_eq!(raw.run("echo hi"), ("exit=0".to_string(), b"hi\n".to_vec()));
+    assert_eq!(raw.run("exit 7"), ("exit=7".to_string(), Vec::new()));
+    assert_eq!(
+        raw.run("kill -TERM $$"),
+        ("signal=15".to_string(), Vec::new())
+    );
+    assert_eq!(
+        raw.run("echo out; echo err >&2; echo out2"),
+        ("exit=0".to_string(), b"out\nerr\nout2\n".to_vec())
+    );
+    // The hello is only a hello first: later it is a shell comment.
+    assert_eq!(raw.run("#shell/1"), ("exit=0".to_string(), Vec::new()));
+}
+
+/// A line over the limit (64 KiB) gets one error reply, then the server
+/// closes in order.
+#[test]
+fn over_long_line_gets_an_error_then_eof() {
+    let dir = TempDir::new("long");
+    let server = serve_shell(dir.path(), &[]);
+    let mut raw = Raw::status_mode(&server.addr);
+    raw.send(&vec![b'x'; 70 * 1024]);
+    raw.send(b"\n");
+    let header = raw.read_line();
+    let body = b"error: line longer than 65536 bytes\n";
+    assert!(
+        header.starts_with(&format!("{} error time=", body.len())),
+        "{header:?}"
+    );
+    raw.expect(body);
+    raw.expect_eof();
+}
+
+/// `client shell` against the tutorial's own server (方式2): it notices the
+/// server speaks only the tutorial's protocol, says so, and still runs
+/// commands (without exit statuses).
+#[test]
+fn client_shell_against_the_tutorials_python_server() {
+    let mut python = Command::new("python3");
+    python.args(["-c", TUTORIAL_SERVER]);
+    let mut server = ServerProcess::start(python);
+    let out = client_shell(&server.addr, &[], b"echo hello\nseq 1 400\n");
+    let numbers: String = (1..=400).map(|n| format!("{n}\n")).collect();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("hello\n{numbers}")
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "client: {} speaks the tutorial's protocol: no exit statuses\n",
+            server.addr
+        )
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let status = wait_exit(&mut server.child, TIMEOUT);
+    assert!(status.success(), "the tutorial's server: {status}");
+}
+
+/// The tutorial's SSH server with its fix (方式2: length, wait for the
+/// acknowledgement, output), on a free port, ending after its one client.
+/// It prints the line `serve` prints so that ServerProcess can read the
+/// port.
+const TUTORIAL_SERVER: &str = r#"
+import socket
+import os
+server = socket.socket()
+server.bind(('127.0.0.1', 0))
+server.listen(5)
+print("serving tutorial on 127.0.0.1:%d (sync)" % server.getsockname()[1], flush=True)
+
+conn, addr = server.accept()
+while True:
+    data = conn.recv(1024)
+    if not data:
+        break
+    cmd_res = os.popen(data.decode()).read()
+    if len(cmd_res) == 0:
+        cmd_res = "cmd has no output..."
+    conn.send(str(len(cmd_res.encode())).encode("utf-8"))
+    client_ack = conn.recv(1024)
+    conn.send(cmd_res.encode("utf-8"))
+server.close()
+"#;
+
+// ------------------------------------------------------------------ limits
+
+/// At the time limit the whole process group is killed, the grandchild
+/// too (`sleep 100 & sleep 100`): no process of the group is left, not even
+/// a zombie, and the reply says it timed out.
+#[test]
+fn timeout_kills_the_whole_group() {
+    let dir = TempDir::new("timeout");
+    let server = serve_shell(dir.path(), &["--command-timeout", "1"]);
+    let mut raw = Raw::status_mode(&server.addr);
+    raw.send(b"echo $$ > pgid; echo started; sleep 100 & sleep 100\n");
+    let pgid = wait_for_number(&dir.join("pgid"));
+    // The shell and its two sleeps are alive, in the command's group.
+    wait_until(TIMEOUT, "the command's processes started", || {
+        group(pgid).iter().filter(|p| p.state != 'Z').count() >= 2
+    });
+    let header = raw.read_line();
+    assert!(header.starts_with("8 timeout=1 time="), "{header:?}");
+    raw.expect(b"started\n");
+    assert_group_gone(pgid);
+    wait_no_zombies(&server);
+
+    // Tutorial mode says it in the output.
+    let mut raw = Raw::connect(&server.addr);
+    raw.tutorial(
+        "echo started; sleep 100",
+        b"started\n[timed out after 1 s: the command was killed]\n",
+    );
+}
+
+/// Output past `--max-output` is discarded and the command stopped at once
+/// (`yes` never ends by itself); the reply holds exactly the first bytes
+/// and says it was cut.
+#[test]
+fn output_past_the_limit_is_cut() {
+    let dir = TempDir::new("cut");
+    let server = serve_shell(dir.path(), &["--max-output", "1000"]);
+    let mut raw = Raw::status_mode(&server.addr);
+    let started = Instant::now();
+    let (status, body) = raw.run("yes");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopped at the limit, not at the timeout"
+    );
+    assert_eq!(status, "cut=1000");
+    assert_eq!(body, b"y\n".repeat(500));
+    let (status, body) = raw.run("head -c 5000 /dev/zero");
+    assert_eq!((status.as_str(), body.len()), ("cut=1000", 1000));
+    assert!(body.iter().all(|&b| b == 0));
+    // At the limit exactly, nothing is cut.
+    assert_eq!(raw.run("head -c 1000 /dev/zero").0, "exit=0");
+
+    let mut raw = Raw::connect(&server.addr);
+    let mut expected = b"y\n".repeat(500);
+    expected.extend_from_slice(b"[output cut at 1000 bytes: the command was stopped]\n");
+    raw.tutorial("yes", &expected);
+
+    let out = client_shell(&server.addr, &[], b"yes\n");
+    assert_eq!(out.stdout, b"y\n".repeat(500));
+    assert_eq!(
+        status_lines(&out.stderr),
+        ["[output cut at 1000 bytes: the command was stopped]"]
+    );
+}
+
+/// A client that hangs up while its command runs gets the command's whole
+/// process group killed, long before the time limit (30 s).
+#[test]
+fn disconnect_mid_command_kills_the_group() {
+    let dir = TempDir::new("hangup");
+    let server = serve_shell(dir.path(), &[]);
+    for (mode, pgid_file) in [("status", "status.pgid"), ("tutorial", "tutorial.pgid")] {
+        let mut raw = if mode == "status" {
+            Raw::status_mode(&server.addr)
+        } else {
+            Raw::connect(&server.addr)
+        };
+        raw.send(format!("echo $$ > {pgid_file}; sleep 100 & sleep 100").as_bytes());
+        if mode == "status" {
+            raw.send(b"\n");
+        }
+        let pgid = wait_for_number(&dir.join(pgid_file));
+        wait_until(TIMEOUT, "the command's processes started", || {
+            group(pgid).iter().filter(|p| p.state != 'Z').count() >= 2
+        });
+        let hung_up = Instant::now();
+        drop(raw);
+        wait_group_gone(pgid);
+        assert!(
+            hung_up.elapsed() < Duration::from_secs(10),
+            "{mode}: killed by the hang-up, not the timeout"
+        );
+    }
+    wait_no_zombies(&server);
+}
+
+/// 10 MiB of binary output (every byte value) comes through byte for byte:
+/// through `client shell` to a pipe, and raw in status mode; the MD5 sums
+/// (md5sum's) agree with the file's.
+#[test]
+fn binary_output_arrives_intact() {
+    let dir = TempDir::new("binary");
+    let blob = pseudo_random(10 * 1024 * 1024);
+    fs::write(dir.join("blob"), &blob).unwrap();
+    let server = serve_shell(dir.path(), &[]);
+
+    let out = client_shell(&server.addr, &[], b"cat blob\n");
+    assert_eq!(status_lines(&out.stderr), ["[exit 0]"]);
+    assert_eq!(md5sum(&out.stdout), md5sum(&blob));
+    assert!(out.stdout == blob, "the bytes differ");
+
+    let mut raw = Raw::status_mode(&server.addr);
+    let (status, body) = raw.run("cat blob");
+    assert_eq!(status, "exit=0");
+    assert_eq!(md5sum(&body), md5sum(&blob));
+    assert!(body == blob, "the bytes differ");
+}
+
+/// Deterministic bytes in which every value occurs (xorshift).
+fn pseudo_random(len: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut bytes: Vec<u8> = (0..=255).collect();
+    while bytes.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        bytes.extend_from_slice(&state.to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+/// The MD5 of `bytes`, by md5sum.
+fn md5sum(bytes: &[u8]) -> String {
+    let mut md5 = Command::new("md5sum");
+    md5.stdin(Stdio::piped());
+    let out = run_with_input(md5, bytes);
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+// --------------------------------------------------------------------- cd
+
+/// `cd` changes the connection's directory for its later commands, and
+/// replies with the new directory or the error; another connection starts
+/// where the server started; a `cd` inside a compound command lasts for
+/// that command only.
+#[test]
+fn cd_persists_within_a_connection_only() {
+    let dir = TempDir::new("cd");
+    fs::create_dir(dir.join("sub")).unwrap();
+    fs::create_dir(dir.join("my dir")).unwrap();
+    let server = serve_shell(dir.path(), &[]);
+    let top = format!("{}\n", dir.path().display());
+    let sub = format!("{}/sub\n", dir.path().display());
+
+    let mut one = Raw::status_mode(&server.addr);
+    assert_eq!(
+        one.run("cd sub"),
+        ("exit=0".into(), sub.clone().into_bytes())
+    );
+    assert_eq!(one.run("pwd"), ("exit=0".into(), sub.clone().into_bytes()));
+    assert_eq!(
+        one.run("cd nope"),
+        (
+            "exit=1".into(),
+            b"cd: nope: no such file or directory\n".to_vec()
+        )
+    );
+    assert_eq!(one.run("pwd"), ("exit=0".into(), sub.clone().into_bytes()));
+    assert_eq!(
+        one.run("cd .."),
+        ("exit=0".into(), top.clone().into_bytes())
+    );
+    assert_eq!(one.run("cd -"), ("exit=0".into(), sub.clone().into_bytes()));
+    assert_eq!(
+        one.run("cd '../my dir'"),
+        (
+            "exit=0".into(),
+            format!("{}/my dir\n", dir.path().display()).into_bytes()
+        )
+    );
+    assert_eq!(
+        one.run("cd ../sub && pwd"),
+        ("exit=0".into(), sub.clone().into_bytes())
+    );
+    assert_eq!(
+        one.run("pwd"),
+        (
+            "exit=0".into(),
+            format!("{}/my dir\n", dir.path().display()).into_bytes()
+        )
+    );
+
+    let mut two = Raw::status_mode(&server.addr);
+    assert_eq!(two.run("pwd"), ("exit=0".into(), top.clone().into_bytes()));
+
+    // The tutorial's client sees the new directory as the output.
+    let transcript = tutorial_client(&server, "cd sub\npwd\n");
+    assert_eq!(
+        transcript,
+        [
+            tutorial_transcript(&sub),
+            tutorial_transcript(&sub),
+            PROMPT.to_string()
+        ]
+        .concat()
+    );
+}
+
+// ------------------------------------------------------------------- auth
+
+/// With a token, every request before `auth TOKEN` gets an error reply
+/// through the connection's own framing, a wrong token too; the third
+/// failure closes the connection. The right token opens the shell.
+#[test]
+fn auth_is_required_and_enforced() {
+    let dir = TempDir::new("auth");
+    fs::write(dir.join("token"), "s3cret token\n").unwrap();
+    let server = serve_shell(dir.path(), &["--token-file", "token"]);
+
+    // Tutorial mode: length, ack, error; the third failure ends it.
+    let mut raw = Raw::connect(&server.addr);
+    raw.tutorial("ls", AUTH_REQUIRED.as_bytes());
+    raw.tutorial("auth guess", b"error: wrong token\n");
+    raw.tutorial(
+        "auth s3cret",
+        b"error: wrong token (3 failures: closing the connection)\n",
+    );
+    raw.expect_eof();
+
+    // Status mode: the hello says a token is needed.
+    let mut raw = Raw::connect(&server.addr);
+    raw.send(b"#shell/1\n");
+    raw.expect(b"#shell/1 ok auth=required\n");
+    assert_eq!(
+        raw.run("echo hi"),
+        ("error".into(), AUTH_REQUIRED.as_bytes().to_vec())
+    );
+    assert_eq!(
+        raw.run("auth s3cret token"),
+        ("exit=0".into(), b"authenticated\n".to_vec())
+    );
+    assert_eq!(raw.run("echo hi"), ("exit=0".into(), b"hi\n".to_vec()));
+
+    // The tutorial's client can type it.
+    let transcript = tutorial_client(&server, "auth s3cret token\necho hi\n");
+    assert_eq!(
+        transcript,
+        [
+            tutorial_transcript("authenticated\n"),
+            tutorial_transcript("hi\n"),
+            PROMPT.to_string()
+        ]
+        .concat()
+    );
+
+    // client shell: --token, the environment, none, a wrong one.
+    let out = client_shell(&server.addr, &["--token", "s3cret token"], b"echo hi\n");
+    assert_eq!(
+        (out.stdout.as_slice(), out.status.code()),
+        (&b"hi\n"[..], Some(0))
+    );
+    let mut client = client_command();
+    client
+        .args(["shell", &server.addr])
+        .env("SOCKETSERVER_SHELL_TOKEN", "s3cret token");
+    let out = run_with_input(client, b"echo from env\n");
+    assert_eq!(
+        (out.stdout.as_slice(), out.status.code()),
+        (&b"from env\n"[..], Some(0))
+    );
+    let out = client_shell(&server.addr, &[], b"echo hi\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "client: {} requires a token: give --token TOKEN or set SOCKETSERVER_SHELL_TOKEN\n",
+            server.addr
+        )
+    );
+    assert_eq!(
+        (out.stdout.as_slice(), out.status.code()),
+        (&b""[..], Some(1))
+    );
+    let out = client_shell(&server.addr, &["--token", "wrong"], b"echo hi\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "client: {} refused the token: error: wrong token\n",
+            server.addr
+        )
+    );
+    assert_eq!(
+        (out.stdout.as_slice(), out.status.code()),
+        (&b""[..], Some(1))
+    );
+}
+
+/// Without a token, `serve --handler shell` refuses, in one line and with
+/// exit status 2, to listen on any address but loopback; with one, it
+/// serves there (and asks for it).
+#[test]
+fn refuses_to_listen_beyond_loopback_without_a_token() {
+    let dir = TempDir::new("bind");
+    for bind in ["0.0.0.0:0", "[::]:0"] {
+        let mut serve = serve_command();
+        serve
+            .args(["--handler", "shell", "--bind", bind])
+            .current_dir(dir.path());
+        let out = run_with_input(serve, b"");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.starts_with(&format!(
+                "serve: refusing to serve shell on {bind} without a token: "
+            )),
+            "{stderr:?}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
+        assert_eq!(out.stdout, b"", "nothing served");
+        assert_eq!(out.status.code(), Some(2));
+    }
+
+    let mut serve = serve_command();
+    serve
+        .args([
+            "--handler",
+            "shell",
+            "--bind",
+            "0.0.0.0:0",
+            "--token",
+            "t0ken",
+        ])
+        .current_dir(dir.path());
+    let server = ServerProcess::start(serve);
+    let port = server.host_port().1;
+    assert_eq!(
+        server.first_line,
+        format!("serving shell on 0.0.0.0:{port} (threading)")
+    );
+    let mut raw = Raw::connect(&format!("127.0.0.1:{port}"));
+    raw.send(b"#shell/1\n");
+    raw.expect(b"#shell/1 ok auth=required\n");
+}
+
+// ------------------------------------------------- concurrency and models
+
+/// 20 clients at once, each with a command that waits until all 20
+/// commands run (so they must run side by side), each getting its own
+/// output back.
+#[test]
+fn twenty_concurrent_clients() {
+    let dir = TempDir::new("twenty");
+    let server = serve_shell(dir.path(), &["--command-timeout", "15"]);
+    let addr = server.addr.clone();
+    let clients: Vec<_> = (0..20)
+        .map(|n| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let mut raw = Raw::status_mode(&addr);
+                let command = format!(
+                    "touch started.{n}; i=0; \
+                     while [ $(ls | grep -c '^started') -lt 20 ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done; \
+                     echo client {n}"
+                );
+                raw.run_within(&command, TIMEOUT)
+            })
+        })
+        .collect();
+    for (n, client) in clients.into_iter().enumerate() {
+        let (status, body) = client.join().expect("client thread");
+        assert_eq!(status, "exit=0", "client {n}");
+        assert_eq!(String::from_utf8_lossy(&body), format!("client {n}\n"));
+    }
+    wait_no_zombies(&server);
+}
+
+/// Under every model, the four ways a command ends (by itself leaving a
+/// process in the background, at the time limit, at the output limit, by
+/// the client's hang-up) leave no process of its group and no zombie; the
+/// first three before the reply arrives.
+#[test]
+fn every_model_leaves_no_zombies_and_no_orphans() {
+    for mode in ["sync", "threading", "pool", "forking", "prefork"] {
+        let dir = TempDir::new(mode);
+        let server = serve_shell(
+            dir.path(),
+            &[
+                "--mode",
+                mode,
+                "--workers",
+                "2",
+                "--command-timeout",
+                "1",
+                "--max-output",
+                "1000",
+            ],
+        );
+        let mut raw = Raw::status_mode(&server.addr);
+
+        // A background process that outlives the shell is killed with it.
+        let (status, body) = raw.run("sleep 100 >/dev/null 2>&1 & echo $$");
+        assert_eq!(status, "exit=0", "{mode}");
+        let pgid: i32 = String::from_utf8_lossy(&body).trim().parse().unwrap();
+        assert_group_gone(pgid);
+
+        // At the time limit.
+        let (status, body) = raw.run_within("echo $$; sleep 100 & sleep 100", TIMEOUT);
+        assert_eq!(status, "timeout=1", "{mode}");
+        let pgid: i32 = String::from_utf8_lossy(&body).trim().parse().unwrap();
+        assert_group_gone(pgid);
+
+        // At the output limit.
+        let (status, body) = raw.run("echo $$; sleep 100 & yes");
+        assert_eq!((status.as_str(), body.len()), ("cut=1000", 1000), "{mode}");
+        let first = body.split(|&b| b == b'\n').next().unwrap();
+        let pgid: i32 = String::from_utf8_lossy(first).parse().unwrap();
+        assert_group_gone(pgid);
+
+        // The client hangs up.
+        let pgid_file = dir.join("pgid");
+        raw.send(b"echo $$ > pgid; exec sleep 100\n");
+        let pgid = wait_for_number(&pgid_file);
+        drop(raw);
+        wait_group_gone(pgid);
+
+        wait_no_zombies(&server);
+        // The server still serves.
+        let mut raw = Raw::status_mode(&server.addr);
+        assert_eq!(
+            raw.run("echo $((6*7))"),
+            ("exit=0".into(), b"42\n".to_vec()),
+            "{mode}"
+        );
+    }
+}
+
+// -------------------------------------------------------------------- log
+
+/// Every command is logged with the peer's address, how it ended, how long
+/// it took and how much output it gave.
+#[test]
+fn every_command_is_logged() {
+    let dir = TempDir::new("log");
+    let log = dir.join("serve.log");
+    let server = serve_shell_logging(dir.path(), &log, &[]);
+    let mut raw = Raw::status_mode(&server.addr);
+    let peer = raw.stream().local_addr().unwrap();
+    raw.run("echo hello");
+    raw.run("exit 4");
+    let wanted = [
+        format!(
+            "{peer}: ran \"echo hello\" in {}: exit=0, ",
+            dir.path().display()
+        ),
+        format!(
+            "{peer}: ran \"exit 4\" in {}: exit=4, ",
+            dir.path().display()
+        ),
+    ];
+    let mut text = String::new();
+    wait_until(TIMEOUT, "the log lines", || {
+        text = fs::read_to_string(&log).unwrap_or_default();
+        wanted.iter().all(|w| text.contains(w.as_str()))
+    });
+    for (w, bytes) in wanted
+        .iter()
+        .zip(["6 bytes of output", "0 bytes of output"])
+    {
+        let line = text.lines().find(|l| l.contains(w.as_str())).unwrap();
+        let rest = &line[line.find(w.as_str()).unwrap() + w.len()..];
+        // "0.002 s, 6 bytes of output"
+        let (took, size) = rest
+            .split_once(" s, ")
+            .unwrap_or_else(|| panic!("{line:?}"));
+        assert!(took.parse::<f64>().is_ok(), "{line:?}");
+        assert_eq!(size, bytes, "{line:?}");
+    }
+}
+
+// --------------------------------------------------------------- shutdown
+
+/// The server stops (SIGTERM, then the drain timeout passes) or dies
+/// (SIGKILL) while a command runs: the command's group is killed all the
+/// same. Threading: the drain cuts the connection, and the handler kills
+/// and reaps the group. Forking: the busy child is killed by SIGTERM at the
+/// drain deadline, and the group's watcher kills the group. SIGKILL: the
+/// watcher too. (Processes killed after their reaper died are left to PID 1
+/// to reap, so only live processes are looked for in those two cases.)
+#[test]
+fn a_server_that_stops_or_dies_mid_command_leaves_no_command_running() {
+    for (mode, signal) in [
+        ("threading", "TERM"),
+        ("forking", "TERM"),
+        ("threading", "KILL"),
+    ] {
+        let dir = TempDir::new(&format!("stop-{mode}-{signal}"));
+        let mut server = serve_shell(dir.path(), &["--mode", mode, "--drain-timeout", "1"]);
+        let mut raw = Raw::status_mode(&server.addr);
+        raw.send(b"echo $$ > pgid; sleep 100 & sleep 100\n");
+        let pgid = wait_for_number(&dir.join("pgid"));
+        wait_until(TIMEOUT, "the command's processes started", || {
+            group(pgid).iter().filter(|p| p.state != 'Z').count() >= 3
+        });
+        server.signal(signal);
+        let status = server.wait(TIMEOUT);
+        if signal == "TERM" {
+            assert!(status.success(), "{mode}: serve exited with {status}");
+        }
+        if mode == "threading" && signal == "TERM" {
+            wait_group_gone(pgid);
+        } else {
+            wait_until(
+                TIMEOUT,
+                &format!("{mode}/{signal}: group {pgid} dead"),
+                || group(pgid).iter().all(|p| p.state == 'Z'),
+            );
+        }
+        // The client got no reply: the connection ended.
+        raw.expect_eof();
+    }
+}
