@@ -7,12 +7,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::datagram::{Datagrams, DEFAULT_MAX_DATAGRAM};
 use crate::lifecycle::{log_failure, Failure};
 use crate::listener::{BindOptions, Listener};
 use crate::server::{LoopHooks, ServerConfig};
+use crate::service::{Service, Streams};
 use crate::shared::{ErrorHook, Shared, SharedConfig};
 use crate::stream::{StreamLimits, DEFAULT_MAX_FRAME, DEFAULT_MAX_LINE};
-use crate::{Address, Error, Model, RequestHandler, Server, Stream};
+use crate::{Address, DatagramHandler, Error, Model, RequestHandler, Server, Stream};
+use std::marker::PhantomData;
 
 /// Default most children of the forking model, as in Python.
 pub const DEFAULT_MAX_CHILDREN: usize = 40;
@@ -46,10 +49,13 @@ enum Target {
     Tcp(Vec<SocketAddr>),
     Unix(PathBuf),
     Listener(Listener),
+    Udp(Vec<SocketAddr>),
+    UnixDatagram(PathBuf),
 }
 
-/// Configures a [`Server`]; made by [`Server::bind`], [`Server::bind_unix`]
-/// or [`Server::from_listener`], finished by [`Builder::build`].
+/// Configures a [`Server`]; made by [`Server::bind`], [`Server::bind_unix`],
+/// [`Server::from_listener`], [`Server::bind_udp`] or
+/// [`Server::bind_unix_datagram`], finished by [`Builder::build`].
 ///
 /// Everything has a default; the limits are on by default, because a server
 /// on the network should survive its clients:
@@ -61,6 +67,7 @@ enum Target {
 /// | [`idle_timeout`](Builder::idle_timeout) | 300 s |
 /// | [`max_line_len`](Builder::max_line_len) | 64 KiB |
 /// | [`max_frame_len`](Builder::max_frame_len) | 16 MiB |
+/// | [`max_datagram_len`](Builder::max_datagram_len) | 65,507 bytes (longer ones are dropped and counted) |
 /// | [`drain_timeout`](Builder::drain_timeout) | 10 s |
 /// | [`nodelay`](Builder::nodelay) | on |
 /// | [`reuse_address`](Builder::reuse_address) | on |
@@ -68,10 +75,12 @@ enum Target {
 /// | [`backlog`](Builder::backlog) | 4096 (capped by the kernel's `somaxconn`) |
 /// | [`only_v6`](Builder::only_v6) | off: `[::]` serves IPv4 too |
 #[must_use = "a builder does nothing until `build` is called"]
-pub struct Builder<H: RequestHandler> {
+pub struct Builder<H> {
     target: Target,
-    handler: H,
+    service: Arc<dyn Service>,
+    handler: PhantomData<fn() -> H>,
     model: Model,
+    max_datagram: usize,
     bind: BindOptions,
     max_connections: usize,
     when_full: WhenFull,
@@ -87,35 +96,64 @@ pub struct Builder<H: RequestHandler> {
 
 impl<H: RequestHandler> Builder<H> {
     pub(crate) fn tcp(addr: impl ToSocketAddrs, handler: H) -> Result<Self, Error> {
-        let addrs: Vec<SocketAddr> = addr
-            .to_socket_addrs()
-            .map_err(|source| Error::Resolve {
-                address: String::new(),
-                source,
-            })?
-            .collect();
-        if addrs.is_empty() {
-            return Err(Error::Resolve {
-                address: String::new(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind"),
-            });
-        }
-        Ok(Builder::new(Target::Tcp(addrs), handler))
+        let addrs = resolve(addr)?;
+        Ok(Builder::new(
+            Target::Tcp(addrs),
+            Arc::new(Streams::new(handler)),
+        ))
     }
 
     pub(crate) fn unix(path: PathBuf, handler: H) -> Self {
-        Builder::new(Target::Unix(path), handler)
+        Builder::new(Target::Unix(path), Arc::new(Streams::new(handler)))
     }
 
     pub(crate) fn listener(listener: Listener, handler: H) -> Self {
-        Builder::new(Target::Listener(listener), handler)
+        Builder::new(Target::Listener(listener), Arc::new(Streams::new(handler)))
+    }
+}
+
+impl<H: DatagramHandler> Builder<H> {
+    pub(crate) fn udp(addr: impl ToSocketAddrs, handler: H) -> Result<Self, Error> {
+        let addrs = resolve(addr)?;
+        Ok(Builder::new(
+            Target::Udp(addrs),
+            Arc::new(Datagrams::new(handler)),
+        ))
     }
 
-    fn new(target: Target, handler: H) -> Self {
+    pub(crate) fn unix_datagram(path: PathBuf, handler: H) -> Self {
+        Builder::new(
+            Target::UnixDatagram(path),
+            Arc::new(Datagrams::new(handler)),
+        )
+    }
+}
+
+fn resolve(addr: impl ToSocketAddrs) -> Result<Vec<SocketAddr>, Error> {
+    let addrs: Vec<SocketAddr> = addr
+        .to_socket_addrs()
+        .map_err(|source| Error::Resolve {
+            address: String::new(),
+            source,
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(Error::Resolve {
+            address: String::new(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind"),
+        });
+    }
+    Ok(addrs)
+}
+
+impl<H> Builder<H> {
+    fn new(target: Target, service: Arc<dyn Service>) -> Self {
         Builder {
             target,
-            handler,
+            service,
+            handler: PhantomData,
             model: Model::Threading,
+            max_datagram: DEFAULT_MAX_DATAGRAM,
             bind: BindOptions::default(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             when_full: WhenFull::Wait,
@@ -136,7 +174,7 @@ impl<H: RequestHandler> Builder<H> {
 }
 
 // Concurrency.
-impl<H: RequestHandler> Builder<H> {
+impl<H> Builder<H> {
     /// Chooses the concurrency model.
     pub fn model(mut self, model: Model) -> Self {
         self.model = model;
@@ -182,7 +220,7 @@ impl<H: RequestHandler> Builder<H> {
 }
 
 // Limits.
-impl<H: RequestHandler> Builder<H> {
+impl<H> Builder<H> {
     /// Most connections served at once (queued ones included); then
     /// [`when_full`](Builder::when_full) decides. The pool model holds at
     /// most `workers + queue` whatever this says.
@@ -212,6 +250,14 @@ impl<H: RequestHandler> Builder<H> {
         self
     }
 
+    /// Largest datagram a datagram server accepts; a longer one is dropped
+    /// (never cut short) and counted in
+    /// [`Counters::dropped`](crate::Counters::dropped).
+    pub fn max_datagram_len(mut self, max: usize) -> Self {
+        self.max_datagram = max;
+        self
+    }
+
     /// Largest payload that [`Stream::read_frame`] accepts.
     pub fn max_frame_len(mut self, max: usize) -> Self {
         self.limits.max_frame = max;
@@ -235,7 +281,7 @@ impl<H: RequestHandler> Builder<H> {
 }
 
 // Socket options.
-impl<H: RequestHandler> Builder<H> {
+impl<H> Builder<H> {
     /// Disables Nagle's algorithm on accepted TCP connections (default on).
     pub fn nodelay(mut self, nodelay: bool) -> Self {
         self.nodelay = nodelay;
@@ -273,7 +319,7 @@ impl<H: RequestHandler> Builder<H> {
 }
 
 // Hooks.
-impl<H: RequestHandler> Builder<H> {
+impl<H> Builder<H> {
     /// Decides, before any handler runs, whether to serve a peer (Python's
     /// `verify_request`). A refused connection is closed and counted; the
     /// server goes on. Runs in the serving thread: keep it quick.
@@ -339,7 +385,7 @@ impl<H: RequestHandler> Builder<H> {
     }
 }
 
-impl<H: RequestHandler> Builder<H> {
+impl<H> Builder<H> {
     /// Creates the listening socket and the model's threads.
     ///
     /// # Errors
@@ -350,7 +396,14 @@ impl<H: RequestHandler> Builder<H> {
     pub fn build(self) -> Result<Server<H>, Error> {
         self.check()?;
         let listener = match self.target {
-            Target::Tcp(addrs) => bind_first(&addrs, &self.bind)?,
+            Target::Tcp(addrs) => bind_first(&addrs, &self.bind, Listener::bind_tcp)?,
+            Target::Udp(addrs) => bind_first(&addrs, &self.bind, Listener::bind_udp)?,
+            Target::UnixDatagram(path) => {
+                Listener::bind_unix_datagram(&path).map_err(|source| Error::Bind {
+                    address: format!("unix:{}", path.display()),
+                    source,
+                })?
+            }
             Target::Unix(path) => {
                 Listener::bind_unix(&path, &self.bind).map_err(|source| Error::Bind {
                     address: format!("unix:{}", path.display()),
@@ -377,9 +430,10 @@ impl<H: RequestHandler> Builder<H> {
             listener,
             local_addr,
             Arc::new(shared),
-            self.handler,
+            self.service,
             ServerConfig {
                 model: self.model,
+                max_datagram: self.max_datagram,
                 limit,
                 nodelay: self.nodelay,
                 request_timeout: self.request_timeout,
@@ -414,6 +468,15 @@ impl<H: RequestHandler> Builder<H> {
             }
             _ => {}
         }
+        let datagrams = matches!(self.target, Target::Udp(_) | Target::UnixDatagram(_));
+        if datagrams && matches!(self.model, Model::Prefork { .. }) {
+            return Err(Error::Config(
+                "prefork serves stream sockets only; use another model for datagrams".into(),
+            ));
+        }
+        if self.max_datagram == 0 {
+            return Err(Error::Config("max_datagram_len must be at least 1".into()));
+        }
         if self.max_connections == 0 {
             return Err(Error::Config("max_connections must be at least 1".into()));
         }
@@ -434,10 +497,14 @@ impl<H: RequestHandler> Builder<H> {
     }
 }
 
-fn bind_first(addrs: &[SocketAddr], options: &BindOptions) -> Result<Listener, Error> {
+fn bind_first(
+    addrs: &[SocketAddr],
+    options: &BindOptions,
+    bind: fn(SocketAddr, &BindOptions) -> std::io::Result<Listener>,
+) -> Result<Listener, Error> {
     let mut last = None;
     for addr in addrs {
-        match Listener::bind_tcp(*addr, options) {
+        match bind(*addr, options) {
             Ok(listener) => return Ok(listener),
             Err(source) => last = Some((addr, source)),
         }
@@ -449,7 +516,7 @@ fn bind_first(addrs: &[SocketAddr], options: &BindOptions) -> Result<Listener, E
     })
 }
 
-impl<H: RequestHandler> fmt::Debug for Builder<H> {
+impl<H> fmt::Debug for Builder<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("model", &self.model)

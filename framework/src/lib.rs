@@ -139,6 +139,7 @@
 
 mod address;
 mod builder;
+mod datagram;
 mod error;
 mod fork;
 mod handler;
@@ -147,6 +148,7 @@ mod listener;
 mod model;
 mod report;
 mod server;
+mod service;
 mod shared;
 mod socket;
 mod stats;
@@ -158,6 +160,7 @@ pub use builder::{
     Builder, WhenFull, DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CHILDREN,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_SERVICE_INTERVAL,
 };
+pub use datagram::{Datagram, DatagramHandler, DEFAULT_MAX_DATAGRAM};
 pub use error::{describe, Error};
 pub use handler::RequestHandler;
 pub use lifecycle::{log_failure, Failure, Step};

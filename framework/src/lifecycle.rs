@@ -8,15 +8,16 @@ use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
+use crate::service::{Service, Work};
 use crate::shared::Shared;
 use crate::socket::Connection;
 use crate::stats::Outcome;
 use crate::{Address, RequestHandler, Stream};
 
-/// A registered connection on its way to a handler.
+/// Registered work (a connection or a packet) on its way to a handler.
 pub(crate) struct Job {
     pub(crate) id: u64,
-    pub(crate) conn: Arc<Connection>,
+    pub(crate) work: Work,
 }
 
 /// The step of the life cycle in which a handler failed.
@@ -122,11 +123,11 @@ pub(crate) struct Ended {
     pub(crate) bytes_written: u64,
 }
 
-/// Serves one registered connection from start to end, counts it, then
-/// releases its slot.
-pub(crate) fn serve<H: RequestHandler>(shared: &Arc<Shared>, handler: H, job: Job) -> Ended {
-    let Job { id, conn } = job;
-    let ended = converse(shared, handler, conn);
+/// Serves one registered connection or packet from start to end, counts
+/// it, then releases its slot.
+pub(crate) fn serve(shared: &Arc<Shared>, service: &dyn Service, job: Job) -> Ended {
+    let Job { id, work } = job;
+    let ended = service.run(shared, work);
     shared
         .stats
         .ended(ended.outcome, ended.bytes_read, ended.bytes_written);

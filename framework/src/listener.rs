@@ -1,15 +1,18 @@
-//! Listening sockets: TCP and Unix-domain, bound by us or handed to us.
+//! Listening sockets: TCP and Unix-domain streams, UDP and Unix-domain
+//! datagrams, bound by us or handed to us.
 
 use std::fs;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use socket2::{Domain, Protocol, SockAddr, Type};
 
+use crate::datagram::DatagramSocket;
 use crate::socket::Socket;
 use crate::Address;
 
@@ -28,24 +31,26 @@ pub(crate) const DEFAULT_BACKLOG: i32 = 4096;
 #[derive(Debug)]
 pub struct Listener {
     kind: Kind,
+    /// The socket file to remove on close, and its identity (device,
+    /// inode), so that we never remove a socket another server has since
+    /// bound at the same path.
+    owned_file: Option<(PathBuf, u64, u64)>,
 }
 
 #[derive(Debug)]
 enum Kind {
     Tcp(TcpListener),
-    Unix {
-        listener: UnixListener,
-        /// The file to remove on close, and its identity (device, inode),
-        /// so that we never remove a socket another server has since bound
-        /// at the same path.
-        owned_file: Option<(PathBuf, u64, u64)>,
-    },
+    Unix(UnixListener),
+    /// A UDP or Unix datagram socket: the server receives on it, and
+    /// handlers reply through it, so it is shared.
+    Datagram(Arc<DatagramSocket>),
 }
 
 impl From<TcpListener> for Listener {
     fn from(listener: TcpListener) -> Self {
         Listener {
             kind: Kind::Tcp(listener),
+            owned_file: None,
         }
     }
 }
@@ -53,10 +58,8 @@ impl From<TcpListener> for Listener {
 impl From<UnixListener> for Listener {
     fn from(listener: UnixListener) -> Self {
         Listener {
-            kind: Kind::Unix {
-                listener,
-                owned_file: None,
-            },
+            kind: Kind::Unix(listener),
+            owned_file: None,
         }
     }
 }
@@ -83,51 +86,63 @@ impl Default for BindOptions {
 
 impl Listener {
     pub(crate) fn bind_tcp(addr: SocketAddr, options: &BindOptions) -> io::Result<Listener> {
-        let socket =
-            socket2::Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        if options.reuse_address {
-            socket.set_reuse_address(true)?;
-        }
-        if options.reuse_port {
-            socket.set_reuse_port(true)?;
-        }
-        if addr.is_ipv6() {
-            // `[::]` serves IPv4 too unless asked not to, whatever the
-            // system's `bindv6only` default says.
-            socket.set_only_v6(options.only_v6)?;
-        }
-        socket.bind(&addr.into())?;
+        let socket = inet_socket(addr, Type::STREAM, Protocol::TCP, options)?;
         socket.listen(options.backlog)?;
         let listener: TcpListener = socket.into();
         listener.set_nonblocking(true)?;
         Ok(Listener::from(listener))
     }
 
+    pub(crate) fn bind_udp(addr: SocketAddr, options: &BindOptions) -> io::Result<Listener> {
+        let socket: UdpSocket = inet_socket(addr, Type::DGRAM, Protocol::UDP, options)?.into();
+        socket.set_nonblocking(true)?;
+        Ok(Listener {
+            kind: Kind::Datagram(Arc::new(DatagramSocket::Udp(socket))),
+            owned_file: None,
+        })
+    }
+
     pub(crate) fn bind_unix(path: &Path, options: &BindOptions) -> io::Result<Listener> {
-        remove_stale_socket(path)?;
-        let socket = socket2::Socket::new(Domain::UNIX, Type::STREAM, None)?;
-        socket.bind(&SockAddr::unix(path)?)?;
-        let meta = fs::metadata(path)?;
-        let listener: UnixListener = socket.into();
-        let owned = Listener {
-            kind: Kind::Unix {
-                listener,
-                owned_file: Some((path.to_path_buf(), meta.dev(), meta.ino())),
-            },
+        let socket = unix_socket(path, Type::STREAM)?;
+        let listener = Listener {
+            kind: Kind::Unix(socket.listener.into()),
+            owned_file: Some(socket.identity),
         };
-        // From here on, dropping `owned` removes the file if listen fails.
-        let Kind::Unix { listener, .. } = &owned.kind else {
+        // From here on, dropping `listener` removes the file if listen fails.
+        let Kind::Unix(unix) = &listener.kind else {
             unreachable!("just built as Unix")
         };
-        socket2::SockRef::from(listener).listen(options.backlog)?;
-        listener.set_nonblocking(true)?;
-        Ok(owned)
+        socket2::SockRef::from(unix).listen(options.backlog)?;
+        unix.set_nonblocking(true)?;
+        Ok(listener)
+    }
+
+    pub(crate) fn bind_unix_datagram(path: &Path) -> io::Result<Listener> {
+        let socket = unix_socket(path, Type::DGRAM)?;
+        let datagram: UnixDatagram = socket.listener.into();
+        let listener = Listener {
+            kind: Kind::Datagram(Arc::new(DatagramSocket::Unix(datagram))),
+            owned_file: Some(socket.identity),
+        };
+        if let Kind::Datagram(socket) = &listener.kind {
+            socket.set_nonblocking(true)?;
+        }
+        Ok(listener)
     }
 
     pub(crate) fn prepare(&self) -> io::Result<()> {
         match &self.kind {
             Kind::Tcp(l) => l.set_nonblocking(true),
-            Kind::Unix { listener, .. } => listener.set_nonblocking(true),
+            Kind::Unix(l) => l.set_nonblocking(true),
+            Kind::Datagram(s) => s.set_nonblocking(true),
+        }
+    }
+
+    /// The shared datagram socket, for a datagram server.
+    pub(crate) fn datagram_socket(&self) -> Option<&Arc<DatagramSocket>> {
+        match &self.kind {
+            Kind::Datagram(socket) => Some(socket),
+            _ => None,
         }
     }
 
@@ -141,50 +156,49 @@ impl Listener {
                 stream.set_nonblocking(false)?;
                 Ok((Socket::Tcp(stream), Address::Inet(peer)))
             }
-            Kind::Unix { listener, .. } => {
-                let (stream, peer) = listener.accept()?;
+            Kind::Unix(l) => {
+                let (stream, peer) = l.accept()?;
                 #[cfg(not(target_os = "linux"))]
                 stream.set_nonblocking(false)?;
                 Ok((Socket::Unix(stream), Address::from_unix(&peer)))
             }
+            Kind::Datagram(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a datagram socket has no connections to accept",
+            )),
         }
     }
 
     pub(crate) fn local_addr(&self) -> io::Result<Address> {
         match &self.kind {
             Kind::Tcp(l) => l.local_addr().map(Address::Inet),
-            Kind::Unix { listener, .. } => listener.local_addr().map(|a| Address::from_unix(&a)),
+            Kind::Unix(l) => l.local_addr().map(|a| Address::from_unix(&a)),
+            Kind::Datagram(s) => s.local_addr(),
         }
     }
 
-    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
-        use std::os::fd::AsRawFd;
+    pub(crate) fn raw_fd(&self) -> RawFd {
         self.fd().as_raw_fd()
     }
 
     /// Forgets the socket file, so that closing this copy of the listener
     /// (in a prefork worker) leaves it to the parent to remove.
     pub(crate) fn disown_file(&mut self) {
-        if let Kind::Unix { owned_file, .. } = &mut self.kind {
-            *owned_file = None;
-        }
+        self.owned_file = None;
     }
 
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         match &self.kind {
             Kind::Tcp(l) => l.as_fd(),
-            Kind::Unix { listener, .. } => listener.as_fd(),
+            Kind::Unix(l) => l.as_fd(),
+            Kind::Datagram(s) => s.as_fd(),
         }
     }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Kind::Unix {
-            owned_file: Some((path, dev, ino)),
-            ..
-        } = &self.kind
-        {
+        if let Some((path, dev, ino)) = &self.owned_file {
             if let Ok(meta) = fs::symlink_metadata(path) {
                 if meta.dev() == *dev && meta.ino() == *ino {
                     let _ = fs::remove_file(path);
@@ -194,10 +208,50 @@ impl Drop for Listener {
     }
 }
 
+/// An IPv4 or IPv6 socket with the options set and bound.
+fn inet_socket(
+    addr: SocketAddr,
+    kind: Type,
+    protocol: Protocol,
+    options: &BindOptions,
+) -> io::Result<socket2::Socket> {
+    let socket = socket2::Socket::new(Domain::for_address(addr), kind, Some(protocol))?;
+    if options.reuse_address {
+        socket.set_reuse_address(true)?;
+    }
+    if options.reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    if addr.is_ipv6() {
+        // `[::]` serves IPv4 too unless asked not to, whatever the
+        // system's `bindv6only` default says.
+        socket.set_only_v6(options.only_v6)?;
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket)
+}
+
+struct BoundUnix {
+    listener: socket2::Socket,
+    identity: (PathBuf, u64, u64),
+}
+
+/// A Unix-domain socket bound at `path`, replacing a stale socket file.
+fn unix_socket(path: &Path, kind: Type) -> io::Result<BoundUnix> {
+    remove_stale_socket(path, kind)?;
+    let socket = socket2::Socket::new(Domain::UNIX, kind, None)?;
+    socket.bind(&SockAddr::unix(path)?)?;
+    let meta = fs::metadata(path)?;
+    Ok(BoundUnix {
+        listener: socket,
+        identity: (path.to_path_buf(), meta.dev(), meta.ino()),
+    })
+}
+
 /// A socket file left by a server that died cannot be bound again. Remove
 /// it when nothing answers on it; refuse when something does, or when the
 /// file is not a socket at all.
-fn remove_stale_socket(path: &Path) -> io::Result<()> {
+fn remove_stale_socket(path: &Path, kind: Type) -> io::Result<()> {
     let meta = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -209,8 +263,13 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
             "a file that is not a socket is in the way",
         ));
     }
-    match UnixStream::connect(path) {
-        Ok(_) => Err(io::Error::new(
+    let probe = if kind == Type::DGRAM {
+        UnixDatagram::unbound().and_then(|s| s.connect(path))
+    } else {
+        UnixStream::connect(path).map(drop)
+    };
+    match probe {
+        Ok(()) => Err(io::Error::new(
             io::ErrorKind::AddrInUse,
             "another server is listening on this socket",
         )),

@@ -12,14 +12,18 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags};
 
+use crate::datagram::{DatagramSocket, Packet};
 use crate::lifecycle::Job;
 use crate::listener::Listener;
 use crate::model::Dispatcher;
+use crate::service::{Service, Work};
 use crate::shared::Shared;
 use crate::socket::{Connection, Socket};
 use crate::{
-    Address, Builder, DrainReport, Error, Model, RequestHandler, ShutdownHandle, Stats, Stream,
+    Address, Builder, DatagramHandler, DrainReport, Error, Model, RequestHandler, ShutdownHandle,
+    Stats, Stream,
 };
+use std::marker::PhantomData;
 
 /// After a drain, how long to wait for handler threads to notice that
 /// their sockets were cut before leaving them behind.
@@ -47,6 +51,7 @@ pub(crate) struct LoopHooks {
 
 pub(crate) struct ServerConfig {
     pub(crate) model: Model,
+    pub(crate) max_datagram: usize,
     /// The connection limit: `max_connections`, capped by the model.
     pub(crate) limit: usize,
     pub(crate) nodelay: bool,
@@ -94,12 +99,17 @@ pub(crate) struct ServerConfig {
 /// Dropping a server closes its socket (and removes the file of a Unix
 /// socket it bound) and cuts its live connections without waiting; call
 /// [`server_close`](Server::server_close) to drain them first.
-pub struct Server<H: RequestHandler> {
+pub struct Server<H> {
     listener: Option<Listener>,
     local_addr: Address,
     shared: Arc<Shared>,
-    handler: H,
+    /// The handler, wrapped for the models (which know no handler types).
+    service: Arc<dyn Service>,
+    handler: PhantomData<fn() -> H>,
     dispatcher: Dispatcher,
+    /// Where a datagram server receives: `max_datagram + 1` bytes, so that
+    /// a datagram over the limit shows (and is dropped, never cut).
+    datagram_buffer: Vec<u8>,
     config: ServerConfig,
     hooks: LoopHooks,
     /// A pause to take before the next accept, after an accept error.
@@ -133,23 +143,51 @@ impl<H: RequestHandler> Server<H> {
     pub fn from_listener(listener: impl Into<Listener>, handler: H) -> Builder<H> {
         Builder::listener(listener.into(), handler)
     }
+}
 
+// Making a datagram server.
+impl<H: DatagramHandler> Server<H> {
+    /// Starts building a UDP server on `addr` (IPv4 or IPv6; `[::]` serves
+    /// both), Python's `UDPServer`. Each datagram is handed, whole, to a
+    /// clone of `handler`.
+    ///
+    /// # Errors
+    /// [`Error::Resolve`] if `addr` names no socket address.
+    pub fn bind_udp(addr: impl ToSocketAddrs, handler: H) -> Result<Builder<H>, Error> {
+        Builder::udp(addr, handler)
+    }
+
+    /// Starts building a Unix-domain datagram server at `path`, Python's
+    /// `UnixDatagramServer`. The socket file is removed when the server
+    /// closes. Clients must bind their own socket to a path to get replies.
+    pub fn bind_unix_datagram(path: impl AsRef<Path>, handler: H) -> Builder<H> {
+        Builder::unix_datagram(path.as_ref().to_path_buf(), handler)
+    }
+}
+
+impl<H> Server<H> {
     pub(crate) fn start(
         listener: Listener,
         local_addr: Address,
         shared: Arc<Shared>,
-        handler: H,
+        service: Arc<dyn Service>,
         config: ServerConfig,
         hooks: LoopHooks,
     ) -> Result<Server<H>, Error> {
         let dispatcher =
-            Dispatcher::start(config.model, config.limit, &shared, &handler).map_err(Error::Io)?;
+            Dispatcher::start(config.model, config.limit, &shared, &service).map_err(Error::Io)?;
+        let datagram_buffer = match listener.datagram_socket() {
+            Some(_) => vec![0; config.max_datagram + 1],
+            None => Vec::new(),
+        };
         Ok(Server {
             listener: Some(listener),
             local_addr,
             shared,
-            handler,
+            service,
+            handler: PhantomData,
             dispatcher,
+            datagram_buffer,
             config,
             hooks,
             pause: None,
@@ -159,7 +197,7 @@ impl<H: RequestHandler> Server<H> {
 }
 
 // Running it.
-impl<H: RequestHandler> Server<H> {
+impl<H> Server<H> {
     /// Serves connections until a [`ShutdownHandle`] asks it to stop; then
     /// closes the listening socket, drains the live connections (idle ones
     /// end at once, busy ones get the drain timeout) and returns what
@@ -270,7 +308,7 @@ impl<H: RequestHandler> Server<H> {
 }
 
 // Looking at it.
-impl<H: RequestHandler> Server<H> {
+impl<H> Server<H> {
     /// The address the server listens on, with the real port when it was
     /// bound to port 0 (Python's `server_address`).
     pub fn local_addr(&self) -> &Address {
@@ -289,7 +327,7 @@ impl<H: RequestHandler> Server<H> {
 }
 
 // The accept loop's steps.
-impl<H: RequestHandler> Server<H> {
+impl<H> Server<H> {
     /// Waits until a connection may be accepted, the waker fires, or
     /// `timeout` passes. Returns true if the listener is readable.
     fn wait_for_connection(&mut self, timeout: Option<Duration>) -> Result<bool, Error> {
@@ -354,6 +392,10 @@ impl<H: RequestHandler> Server<H> {
         let Some(listener) = &self.listener else {
             return false;
         };
+        if let Some(socket) = listener.datagram_socket() {
+            let socket = Arc::clone(socket);
+            return self.receive_one(socket);
+        }
         match listener.accept() {
             Ok((socket, peer)) => {
                 self.last_pause = None;
@@ -445,16 +487,81 @@ impl<H: RequestHandler> Server<H> {
             let mut close = self.shared.waker.raw_fds().to_vec();
             close.extend(self.listener.as_ref().map(Listener::raw_fd));
             close.extend(self.config.stop_fd.as_ref().map(AsRawFd::as_raw_fd));
-            forking.fork_for(&self.shared, &self.handler, socket, peer, &close);
+            let conn = Arc::new(Connection::new(socket, peer, None));
+            forking.fork_for(
+                &self.shared,
+                &self.service,
+                Work::Conversation(conn),
+                &close,
+            );
             return;
         }
         match self.shared.register(socket, peer) {
             Ok((id, conn)) => {
-                let job = Job { id, conn };
-                self.dispatcher.dispatch(&self.shared, &self.handler, job);
+                let job = Job {
+                    id,
+                    work: Work::Conversation(conn),
+                };
+                self.dispatcher.dispatch(&self.shared, &self.service, job);
             }
             Err(socket) => self.refuse(socket),
         }
+    }
+
+    /// Receives one datagram and hands it on, as `accept_one` does a
+    /// connection. Returns false when none was waiting.
+    fn receive_one(&mut self, socket: Arc<DatagramSocket>) -> bool {
+        let (len, peer) = match socket.recv_from(&mut self.datagram_buffer) {
+            Ok(received) => received,
+            Err(e) => return self.accept_failed(e),
+        };
+        self.last_pause = None;
+        self.shared.stats.accepted();
+        if len > self.config.max_datagram {
+            log::warn!(
+                "{peer}: datagram longer than {} bytes dropped",
+                self.config.max_datagram
+            );
+            self.shared.stats.dropped();
+            return true;
+        }
+        if let Some(verify) = &mut self.hooks.verify_request {
+            if !verify(&peer) {
+                log::info!("{peer}: refused by verify_request");
+                self.shared.stats.refused();
+                return true;
+            }
+        }
+        let packet = Packet {
+            data: self.datagram_buffer[..len].to_vec(),
+            peer,
+            socket,
+        };
+        if let Dispatcher::Forking(forking) = &mut self.dispatcher {
+            // The child replies through the server's socket: it keeps it.
+            let mut close = self.shared.waker.raw_fds().to_vec();
+            close.extend(self.config.stop_fd.as_ref().map(AsRawFd::as_raw_fd));
+            forking.fork_for(&self.shared, &self.service, Work::Packet(packet), &close);
+            return true;
+        }
+        match self.shared.register_packet() {
+            Some(id) => {
+                let job = Job {
+                    id,
+                    work: Work::Packet(packet),
+                };
+                self.dispatcher.dispatch(&self.shared, &self.service, job);
+            }
+            None => {
+                log::warn!(
+                    "{}: datagram refused, {} in progress",
+                    packet.peer,
+                    self.shared.stats.snapshot().active
+                );
+                self.shared.stats.refused();
+            }
+        }
+        true
     }
 
     fn configure(&self, socket: &Socket) -> io::Result<()> {
@@ -527,7 +634,7 @@ impl<H: RequestHandler> Server<H> {
 }
 
 // The prefork model: the parent supervises, the workers serve.
-impl<H: RequestHandler> Server<H> {
+impl<H> Server<H> {
     /// The prefork parent's loop: keeps `workers` processes alive, counts
     /// what they report, and on shutdown stops them and drains.
     fn supervise(&mut self) -> DrainReport {
@@ -702,7 +809,7 @@ fn warn_if_threaded(model: &str) {
     }
 }
 
-impl<H: RequestHandler> Drop for Server<H> {
+impl<H> Drop for Server<H> {
     fn drop(&mut self) {
         if self.listener.take().is_some() {
             self.shared.cut_all();
@@ -711,7 +818,7 @@ impl<H: RequestHandler> Drop for Server<H> {
     }
 }
 
-impl<H: RequestHandler> fmt::Debug for Server<H> {
+impl<H> fmt::Debug for Server<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
             .field("local_addr", &self.local_addr)

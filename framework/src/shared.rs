@@ -50,7 +50,9 @@ pub(crate) struct Shared {
 
 #[derive(Default)]
 struct Registry {
-    live: HashMap<u64, Arc<Connection>>,
+    /// The live connections, and the packets being handled (`None`: there
+    /// is no socket of theirs to end).
+    live: HashMap<u64, Option<Arc<Connection>>>,
     next_id: u64,
     /// The accept loop stopped polling the listener for want of a slot and
     /// must be woken when one frees.
@@ -157,9 +159,26 @@ impl Shared {
         ));
         let id = registry.next_id;
         registry.next_id += 1;
-        registry.live.insert(id, Arc::clone(&conn));
+        registry.live.insert(id, Some(Arc::clone(&conn)));
         self.stats.set_active(registry.live.len());
         Ok((id, conn))
+    }
+
+    /// Takes a slot for a received packet; `None` when the limit is
+    /// reached (only possible when the policy is to refuse).
+    pub(crate) fn register_packet(&self) -> Option<u64> {
+        let mut registry = self.registry();
+        if registry.live.len() >= self.limit {
+            return None;
+        }
+        if self.shutdown_requested() {
+            registry.live_at_shutdown += 1;
+        }
+        let id = registry.next_id;
+        registry.next_id += 1;
+        registry.live.insert(id, None);
+        self.stats.set_active(registry.live.len());
+        Some(id)
     }
 
     /// Frees the slot of an ended connection.
@@ -208,7 +227,7 @@ impl Shared {
             registry
                 .live
                 .values()
-                .filter(|c| !c.close_if_idle())
+                .filter(|c| !c.as_ref().is_some_and(|c| c.close_if_idle()))
                 .count()
         };
         self.waker.wake();
@@ -236,11 +255,16 @@ impl Shared {
                 .0;
         }
         for conn in registry.live.values() {
-            log::warn!(
-                "{}: still busy at the drain deadline; cutting the connection",
-                conn.peer
-            );
-            conn.cut();
+            match conn {
+                Some(conn) => {
+                    log::warn!(
+                        "{}: still busy at the drain deadline; cutting the connection",
+                        conn.peer
+                    );
+                    conn.cut();
+                }
+                None => log::warn!("a datagram's handler is still busy at the drain deadline"),
+            }
         }
         registry.cut += registry.live.len();
     }
@@ -277,7 +301,7 @@ impl Shared {
     pub(crate) fn cut_all(&self) {
         self.shutdown.store(true, Ordering::SeqCst);
         self.draining.store(true, Ordering::SeqCst);
-        for conn in self.registry().live.values() {
+        for conn in self.registry().live.values().flatten() {
             conn.cut();
         }
     }

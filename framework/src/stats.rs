@@ -31,6 +31,7 @@ struct Inner {
     bytes_written: AtomicU64,
     active: AtomicU64,
     accept_errors: AtomicU64,
+    dropped: AtomicU64,
 }
 
 /// The counters at one moment.
@@ -57,6 +58,8 @@ pub struct Counters {
     /// Accept errors that paused accepting (out of descriptors or memory,
     /// or unknown); the ones retried at once are not counted.
     pub accept_errors: u64,
+    /// Datagrams dropped for being longer than the server's maximum.
+    pub dropped: u64,
 }
 
 impl Stats {
@@ -73,6 +76,7 @@ impl Stats {
             bytes_read: i.bytes_read.load(Ordering::Relaxed),
             bytes_written: i.bytes_written.load(Ordering::Relaxed),
             accept_errors: i.accept_errors.load(Ordering::Relaxed),
+            dropped: i.dropped.load(Ordering::Relaxed),
         }
     }
 
@@ -82,6 +86,10 @@ impl Stats {
 
     pub(crate) fn accept_error(&self) {
         self.inner.accept_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn dropped(&self) {
+        self.inner.dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn refused(&self) {

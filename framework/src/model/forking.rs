@@ -16,12 +16,12 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::fork;
-use crate::lifecycle::{self, Ended};
+use crate::lifecycle::Ended;
 use crate::report::{self, Event, Reports};
+use crate::service::{Service, Work};
 use crate::shared::Shared;
-use crate::socket::{Connection, Socket};
 use crate::stats::Outcome;
-use crate::{Address, DrainReport, RequestHandler};
+use crate::{Address, DrainReport};
 
 /// How long children get to end after SIGTERM before SIGKILL.
 pub(crate) const TERM_GRACE: Duration = Duration::from_secs(1);
@@ -56,16 +56,17 @@ impl Forking {
         self.children.iter().map(|c| c.reports.fd())
     }
 
-    /// Forks a child to serve `socket`. The parent's copy of the socket is
-    /// closed before this returns.
-    pub(crate) fn fork_for<H: RequestHandler>(
+    /// Forks a child to serve `work` (a connection, or a datagram). The
+    /// parent's copy of a connection's socket is closed before this
+    /// returns.
+    pub(crate) fn fork_for(
         &mut self,
         shared: &Shared,
-        handler: &H,
-        socket: Socket,
-        peer: Address,
+        service: &Arc<dyn Service>,
+        work: Work,
         close_in_child: &[RawFd],
     ) {
+        let peer = work.peer().clone();
         let (reports, mut reporter) = match report::pair() {
             Ok(pair) => pair,
             Err(e) => {
@@ -80,10 +81,8 @@ impl Forking {
         let mut close: Vec<RawFd> = close_in_child.to_vec();
         close.extend(self.children.iter().map(|c| c.reports.raw_fd()));
         close.push(reports.raw_fd());
-        let conn = Arc::new(Connection::new(socket, peer.clone(), None));
-        let handler = handler.clone();
         let spawned = fork::spawn(&close, move || {
-            let ended = lifecycle::converse(shared, handler, conn);
+            let ended = service.run(shared, work);
             reporter.send(Event::Ended(ended));
             0
         });

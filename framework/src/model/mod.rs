@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::lifecycle::{self, Job};
+use crate::service::Service;
 use crate::shared::Shared;
-use crate::RequestHandler;
 
 pub(crate) use forking::Forking;
 pub(crate) use pool::Pool;
@@ -118,17 +118,17 @@ pub(crate) enum Dispatcher {
 }
 
 impl Dispatcher {
-    pub(crate) fn start<H: RequestHandler>(
+    pub(crate) fn start(
         model: Model,
         limit: usize,
         shared: &Arc<Shared>,
-        handler: &H,
+        service: &Arc<dyn Service>,
     ) -> std::io::Result<Self> {
         Ok(match model {
             Model::Sync => Dispatcher::Sync,
             Model::Threading => Dispatcher::Threading(Threading::default()),
             Model::Pool { workers, queue } => {
-                Dispatcher::Pool(Pool::start(workers, queue, shared, handler)?)
+                Dispatcher::Pool(Pool::start(workers, queue, shared, service)?)
             }
             Model::Forking { .. } => Dispatcher::Forking(Forking::new(limit)),
             Model::Prefork {
@@ -138,20 +138,15 @@ impl Dispatcher {
         })
     }
 
-    /// Runs or hands off one registered connection.
-    pub(crate) fn dispatch<H: RequestHandler>(
-        &mut self,
-        shared: &Arc<Shared>,
-        handler: &H,
-        job: Job,
-    ) {
+    /// Runs or hands off one registered connection or packet.
+    pub(crate) fn dispatch(&mut self, shared: &Arc<Shared>, service: &Arc<dyn Service>, job: Job) {
         match self {
             Dispatcher::Sync => {
-                lifecycle::serve(shared, handler.clone(), job);
+                lifecycle::serve(shared, service.as_ref(), job);
             }
-            Dispatcher::Threading(t) => t.dispatch(shared, handler, job),
+            Dispatcher::Threading(t) => t.dispatch(shared, service, job),
             Dispatcher::Pool(p) => p.dispatch(shared, job),
-            Dispatcher::Worker(w) => w.dispatch(shared, handler, job),
+            Dispatcher::Worker(w) => w.dispatch(shared, service, job),
             // Connections reach these models without being registered.
             Dispatcher::Forking(_) | Dispatcher::Prefork(_) => {
                 unreachable!("process models take connections before registration")

@@ -7,8 +7,8 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::lifecycle::{self, Job};
+use crate::service::Service;
 use crate::shared::Shared;
-use crate::RequestHandler;
 
 pub(crate) struct Pool {
     queue: Option<Sender<Job>>,
@@ -16,11 +16,11 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    pub(crate) fn start<H: RequestHandler>(
+    pub(crate) fn start(
         workers: usize,
         queue: usize,
         shared: &Arc<Shared>,
-        handler: &H,
+        service: &Arc<dyn Service>,
     ) -> std::io::Result<Pool> {
         // Room for every connection the limit lets in, so that handing one
         // over never blocks the accept loop: the limit, taken before
@@ -33,12 +33,12 @@ impl Pool {
         for n in 0..workers {
             let receiver: Receiver<Job> = receiver.clone();
             let shared = Arc::clone(shared);
-            let handler = handler.clone();
+            let service = Arc::clone(service);
             let worker = thread::Builder::new()
                 .name(format!("pool worker {n}"))
                 .spawn(move || {
                     for job in receiver {
-                        lifecycle::serve(&shared, handler.clone(), job);
+                        lifecycle::serve(&shared, service.as_ref(), job);
                     }
                 });
             match worker {

@@ -20,9 +20,10 @@ use nix::unistd::Pid;
 
 use crate::lifecycle::{self, Ended, Job};
 use crate::report::{Event, Reporter, Reports};
+use crate::service::Service;
 use crate::shared::Shared;
 use crate::stats::Outcome;
-use crate::{DrainReport, RequestHandler};
+use crate::DrainReport;
 
 use super::forking::TERM_GRACE;
 
@@ -257,14 +258,9 @@ impl Worker {
         }
     }
 
-    pub(crate) fn dispatch<H: RequestHandler>(
-        &mut self,
-        shared: &Arc<Shared>,
-        handler: &H,
-        job: Job,
-    ) {
+    pub(crate) fn dispatch(&mut self, shared: &Arc<Shared>, service: &Arc<dyn Service>, job: Job) {
         self.reporter.send(Event::Started);
-        let ended = lifecycle::serve(shared, handler.clone(), job);
+        let ended = lifecycle::serve(shared, service.as_ref(), job);
         self.reporter.send(Event::Ended(ended));
         if let Some(remaining) = &mut self.remaining {
             *remaining = remaining.saturating_sub(1);

@@ -5,8 +5,8 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crate::lifecycle::{self, Job};
+use crate::service::Service;
 use crate::shared::Shared;
-use crate::RequestHandler;
 
 /// Finished threads are joined once this many handles have piled up, so the
 /// list stays short however long the server runs (CPython bpo-37193).
@@ -18,23 +18,18 @@ pub(crate) struct Threading {
 }
 
 impl Threading {
-    pub(crate) fn dispatch<H: RequestHandler>(
-        &mut self,
-        shared: &Arc<Shared>,
-        handler: &H,
-        job: Job,
-    ) {
+    pub(crate) fn dispatch(&mut self, shared: &Arc<Shared>, service: &Arc<dyn Service>, job: Job) {
         if self.threads.len() >= PRUNE_AT {
             self.prune();
         }
         let shared_for_thread = Arc::clone(shared);
-        let handler = handler.clone();
+        let service = Arc::clone(service);
         let id = job.id;
-        let peer = job.conn.peer.clone();
+        let peer = job.work.peer().clone();
         let spawned = thread::Builder::new()
             .name(format!("conn {peer}"))
             .spawn(move || {
-                lifecycle::serve(&shared_for_thread, handler, job);
+                lifecycle::serve(&shared_for_thread, service.as_ref(), job);
             });
         match spawned {
             Ok(handle) => self.threads.push(handle),

@@ -1,0 +1,66 @@
+//! The seam between the server and the two kinds of handler.
+//!
+//! The accept loop and the models move [`Work`] around (a connection or a
+//! packet) and hand it to a [`Service`]: the user's handler, wrapped once
+//! when the server is built. So the models know nothing of handler types,
+//! and one `Server` serves streams and datagrams alike.
+
+use std::sync::{Arc, Mutex};
+
+use crate::datagram::Packet;
+use crate::lifecycle::{self, Ended};
+use crate::shared::Shared;
+use crate::socket::Connection;
+use crate::stats::Outcome;
+use crate::{Address, RequestHandler};
+
+/// One unit of work: a conversation on a connection, or one datagram.
+#[derive(Debug)]
+pub(crate) enum Work {
+    Conversation(Arc<Connection>),
+    Packet(Packet),
+}
+
+impl Work {
+    /// Who the work came from.
+    pub(crate) fn peer(&self) -> &Address {
+        match self {
+            Work::Conversation(conn) => &conn.peer,
+            Work::Packet(packet) => &packet.peer,
+        }
+    }
+}
+
+/// Runs one unit of work to its end, with a fresh clone of the handler.
+pub(crate) trait Service: Send + Sync + 'static {
+    fn run(&self, shared: &Shared, work: Work) -> Ended;
+}
+
+/// A stream handler as the server runs it. The handler need only be
+/// `Send`: it sits behind a mutex that is held just long enough to clone it.
+pub(crate) struct Streams<H>(Mutex<H>);
+
+impl<H: RequestHandler> Streams<H> {
+    pub(crate) fn new(handler: H) -> Self {
+        Streams(Mutex::new(handler))
+    }
+}
+
+impl<H: RequestHandler> Service for Streams<H> {
+    fn run(&self, shared: &Shared, work: Work) -> Ended {
+        match work {
+            Work::Conversation(conn) => {
+                let handler = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                lifecycle::converse(shared, handler, conn)
+            }
+            Work::Packet(packet) => {
+                log::error!("{}: a datagram reached a stream handler", packet.peer);
+                Ended {
+                    outcome: Outcome::Failed,
+                    bytes_read: 0,
+                    bytes_written: 0,
+                }
+            }
+        }
+    }
+}
