@@ -9,6 +9,7 @@ mod util;
 mod isolation;
 mod limits;
 mod python;
+mod datagram;
 mod resources;
 mod shutdown;
 mod stream;

@@ -63,7 +63,7 @@ pub struct Running {
 }
 
 /// Builds the server and starts `serve_forever` in a thread.
-pub fn serve<H: RequestHandler>(builder: Builder<H>) -> Running {
+pub fn serve<H: 'static>(builder: Builder<H>) -> Running {
     let mut server = builder.build().expect("build the server");
     let addr = server.local_addr().clone();
     let stop = server.shutdown_handle();
