@@ -16,7 +16,8 @@
 //!      message + suffix + `\n`; a partial line waits for its end.
 //!
 //! Bytes, not strings: the suffix is appended to the raw bytes and invalid
-//! UTF-8 comes back as it came. A message-mode read that ends inside a
+//! UTF-8 comes back as it came. Over datagrams, each datagram is a message,
+//! answered with one datagram (message + suffix). A message-mode read that ends inside a
 //! UTF-8 character waits briefly for the rest of it, so a character split
 //! across TCP segments is never cut in two.
 
@@ -24,7 +25,7 @@ use std::io::{self, BufRead};
 use std::sync::Arc;
 use std::time::Duration;
 
-use socketserver::{LimitExceeded, RequestHandler, Stream};
+use socketserver::{Datagram, DatagramHandler, LimitExceeded, RequestHandler, Stream};
 
 /// The tutorial's greeting.
 pub const DEFAULT_GREETING: &str = "欢迎致电babyshen";
@@ -147,6 +148,18 @@ impl RequestHandler for Echo {
             stream.write_all(&message)?;
             stream.write_all(&self.suffix)?;
         }
+    }
+}
+
+/// Over datagrams (`serve --handler echo --udp`) there is no conversation:
+/// no greeting, no `q`, no framing. Each datagram is one message, answered
+/// with one datagram: the message and the suffix.
+impl DatagramHandler for Echo {
+    fn handle(&mut self, datagram: &mut Datagram<'_>) -> io::Result<()> {
+        let mut answer = Vec::with_capacity(datagram.data().len() + self.suffix.len());
+        answer.extend_from_slice(datagram.data());
+        answer.extend_from_slice(&self.suffix);
+        datagram.reply(&answer)
     }
 }
 
