@@ -146,7 +146,8 @@ impl DatagramClient {
     fn connect(addr: &str, timeout: Option<Duration>) -> io::Result<DatagramClient> {
         let client = match addr.strip_prefix("unix:") {
             Some(path) => {
-                let own = std::env::temp_dir().join(format!("client-echo-{}.sock", std::process::id()));
+                let own =
+                    std::env::temp_dir().join(format!("client-echo-{}.sock", std::process::id()));
                 let _ = std::fs::remove_file(&own);
                 let socket = std::os::unix::net::UnixDatagram::bind(&own)?;
                 let client = DatagramClient::Unix(socket, own);
@@ -158,9 +159,10 @@ impl DatagramClient {
             }
             None => {
                 use std::net::ToSocketAddrs;
-                let server = addr.to_socket_addrs()?.next().ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::InvalidInput, "no address")
-                })?;
+                let server = addr
+                    .to_socket_addrs()?
+                    .next()
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address"))?;
                 let any: std::net::SocketAddr = if server.is_ipv6() {
                     "[::]:0".parse().expect("an address")
                 } else {
@@ -219,7 +221,12 @@ fn echo_datagrams(addr: &str, timeout: Option<Duration>) -> Result<(), Failure> 
         match input.read_line(&mut line) {
             Ok(0) => return Ok(()),
             Ok(_) => {}
-            Err(e) => return Err(Failure(format!("cannot read standard input: {}", describe(&e)))),
+            Err(e) => {
+                return Err(Failure(format!(
+                    "cannot read standard input: {}",
+                    describe(&e)
+                )))
+            }
         }
         let message = line.trim_end_matches(['\n', '\r']);
         if message.is_empty() {

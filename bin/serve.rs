@@ -223,7 +223,10 @@ fn bind_address(cli: &Cli) -> String {
 fn bind_failed(bind: &str, error: socketserver::Error) -> ExitCode {
     match error {
         socketserver::Error::Resolve { source, .. } => {
-            eprintln!("serve: cannot bind {bind}: {}", socketserver::describe(&source))
+            eprintln!(
+                "serve: cannot bind {bind}: {}",
+                socketserver::describe(&source)
+            )
         }
         other => eprintln!("serve: {other}"),
     }

@@ -6,3 +6,4 @@ mod util;
 mod echo;
 mod examples;
 mod serve;
+mod udp;

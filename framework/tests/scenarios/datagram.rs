@@ -46,7 +46,9 @@ enum Client {
 impl Client {
     fn new(server: &Address) -> Client {
         let client = match server {
-            Address::Inet(_) => Client::Udp(UdpSocket::bind("127.0.0.1:0").expect("bind a UDP client")),
+            Address::Inet(_) => {
+                Client::Udp(UdpSocket::bind("127.0.0.1:0").expect("bind a UDP client"))
+            }
             Address::Unix(_) => {
                 let path = socket_path("client");
                 Client::Unix(UnixDatagram::bind(&path).expect("bind a Unix client"), path)
@@ -120,7 +122,11 @@ fn datagram_servers_in_every_model() {
             let addr = running.addr.clone();
             for _ in 0..3 {
                 let client = Client::new(&addr);
-                assert_eq!(client.round_trip(&addr, TEST_STR), TEST_STR, "{model:?} {family:?}");
+                assert_eq!(
+                    client.round_trip(&addr, TEST_STR),
+                    TEST_STR,
+                    "{model:?} {family:?}"
+                );
             }
             let stats = running.stats.clone();
             wait_until("the three packets are counted", TIMEOUT, || {
@@ -130,7 +136,12 @@ fn datagram_servers_in_every_model() {
             assert_eq!((report.drained, report.cut), (0, 0));
             let counters = stats.snapshot();
             assert_eq!(
-                (counters.accepted, counters.completed, counters.failed, counters.active),
+                (
+                    counters.accepted,
+                    counters.completed,
+                    counters.failed,
+                    counters.active
+                ),
                 (3, 3, 0, 0),
                 "{model:?} {family:?}"
             );
@@ -145,7 +156,13 @@ fn datagram_servers_in_every_model() {
 /// sender, and is the answer to that sender's own request.
 #[test]
 fn replies_never_cross_between_senders() {
-    for model in [Model::Threading, Model::Pool { workers: 4, queue: 4 }] {
+    for model in [
+        Model::Threading,
+        Model::Pool {
+            workers: 4,
+            queue: 4,
+        },
+    ] {
         for family in FAMILIES {
             let running = serve(bind_datagram(family, EchoDatagram).model(model));
             let addr = running.addr.clone();
@@ -197,10 +214,16 @@ fn an_over_long_datagram_is_dropped_and_counted() {
         let client = Client::new(&running.addr);
         client.send(&running.addr, &[b'x'; 1001]);
         let stats = running.stats.clone();
-        wait_until("the datagram is dropped", TIMEOUT, || stats.snapshot().dropped == 1);
+        wait_until("the datagram is dropped", TIMEOUT, || {
+            stats.snapshot().dropped == 1
+        });
         let exact = [b'y'; 1000];
         // The next reply is the 1000-byte one: nothing came for the other.
-        assert_eq!(client.round_trip(&running.addr, &exact), exact, "{family:?}");
+        assert_eq!(
+            client.round_trip(&running.addr, &exact),
+            exact,
+            "{family:?}"
+        );
         let counters = stats.snapshot();
         assert_eq!((counters.dropped, counters.completed), (1, 1), "{family:?}");
         running.shutdown();
@@ -215,7 +238,10 @@ fn a_handler_may_reply_zero_or_many_times() {
     struct Count;
     impl DatagramHandler for Count {
         fn handle(&mut self, datagram: &mut Datagram<'_>) -> io::Result<()> {
-            let n: usize = std::str::from_utf8(datagram.data()).unwrap().parse().unwrap();
+            let n: usize = std::str::from_utf8(datagram.data())
+                .unwrap()
+                .parse()
+                .unwrap();
             for i in 0..n {
                 datagram.reply(format!("{i}").as_bytes())?;
             }
@@ -229,13 +255,22 @@ fn a_handler_may_reply_zero_or_many_times() {
         client.send(&running.addr, b"3");
         // The replies to "3" are the first to arrive: "0" got none.
         for i in 0..3 {
-            assert_eq!(client.receive().unwrap(), format!("{i}").as_bytes(), "{family:?}");
+            assert_eq!(
+                client.receive().unwrap(),
+                format!("{i}").as_bytes(),
+                "{family:?}"
+            );
         }
         let stats = running.stats.clone();
-        wait_until("both are counted", TIMEOUT, || stats.snapshot().completed == 2);
+        wait_until("both are counted", TIMEOUT, || {
+            stats.snapshot().completed == 2
+        });
         client.set_timeout(Some(Duration::from_millis(200)));
         let err = client.receive().expect_err("nothing more");
-        assert!(matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut));
+        assert!(matches!(
+            err.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        ));
         running.shutdown();
     }
 }
@@ -262,7 +297,9 @@ fn verify_request_and_handle_error_for_datagrams() {
         let refused: Arc<Mutex<Option<Address>>> = Arc::default();
         let failures: Arc<Mutex<Vec<(Address, String, Step)>>> = Arc::default();
         let first_client = Client::new(&Address::Inet("127.0.0.1:1".parse().unwrap()));
-        let Client::Udp(first_socket) = &first_client else { unreachable!() };
+        let Client::Udp(first_socket) = &first_client else {
+            unreachable!()
+        };
         let refused_addr = Address::Inet(first_socket.local_addr().unwrap());
         let (r, f) = (Arc::clone(&refused), Arc::clone(&failures));
         let refused_for_hook = refused_addr.clone();
@@ -292,12 +329,20 @@ fn verify_request_and_handle_error_for_datagrams() {
         assert_eq!(refused.lock().unwrap().as_ref(), Some(&refused_addr));
 
         let client = Client::new(&running.addr);
-        let Client::Udp(socket) = &client else { unreachable!() };
+        let Client::Udp(socket) = &client else {
+            unreachable!()
+        };
         let me = Address::Inet(socket.local_addr().unwrap());
         client.send(&running.addr, b"fail");
         client.send(&running.addr, b"panic");
-        assert_eq!(client.round_trip(&running.addr, b"still here"), b"still here", "{model:?}");
-        wait_until("both failures are reported", TIMEOUT, || failures.lock().unwrap().len() == 2);
+        assert_eq!(
+            client.round_trip(&running.addr, b"still here"),
+            b"still here",
+            "{model:?}"
+        );
+        wait_until("both failures are reported", TIMEOUT, || {
+            failures.lock().unwrap().len() == 2
+        });
         let mut seen = failures.lock().unwrap().clone();
         seen.sort_by(|a, b| a.1.cmp(&b.1));
         assert_eq!(
@@ -308,10 +353,17 @@ fn verify_request_and_handle_error_for_datagrams() {
             ],
             "{model:?}"
         );
-        wait_until("the counters settle", TIMEOUT, || stats.snapshot().active == 0);
+        wait_until("the counters settle", TIMEOUT, || {
+            stats.snapshot().active == 0
+        });
         let counters = stats.snapshot();
         assert_eq!(
-            (counters.accepted, counters.refused, counters.completed, counters.failed),
+            (
+                counters.accepted,
+                counters.refused,
+                counters.completed,
+                counters.failed
+            ),
             (4, 1, 1, 2),
             "{model:?}"
         );
@@ -351,5 +403,8 @@ fn prefork_refuses_datagrams() {
         .unwrap()
         .prefork(2)
         .build();
-    assert!(matches!(built, Err(socketserver::Error::Config(_))), "{built:?}");
+    assert!(
+        matches!(built, Err(socketserver::Error::Config(_))),
+        "{built:?}"
+    );
 }

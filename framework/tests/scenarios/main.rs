@@ -6,10 +6,10 @@
 
 mod util;
 
+mod datagram;
 mod isolation;
 mod limits;
 mod python;
-mod datagram;
 mod resources;
 mod shutdown;
 mod stream;
