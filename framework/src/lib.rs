@@ -39,8 +39,10 @@
 //! As in Python, a server varies along two axes, chosen independently:
 //!
 //! * **the socket family**: TCP over IPv4 or IPv6 ([`Server::bind`]),
-//!   Unix-domain stream sockets ([`Server::bind_unix`]), or a socket you
-//!   bound yourself ([`Server::from_listener`]);
+//!   Unix-domain stream sockets ([`Server::bind_unix`]), a socket you
+//!   bound yourself ([`Server::from_listener`]), or datagrams: UDP
+//!   ([`Server::bind_udp`]) and Unix datagram sockets
+//!   ([`Server::bind_unix_datagram`]), served by a [`DatagramHandler`];
 //! * **the concurrency [`Model`]**: one connection at a time
 //!   ([`Model::Sync`], Python's `TCPServer`), a thread per connection
 //!   ([`Model::Threading`], `ThreadingMixIn`, the default), a fixed
