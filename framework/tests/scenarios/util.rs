@@ -573,3 +573,52 @@ pub fn stream_examine(addr: &Address) {
     assert_eq!(client.line().as_bytes(), TEST_STR);
     assert_eq!(client.rest(), b"", "the server hangs up after one line");
 }
+
+// ---------------------------------------------------------------------------
+// Added for the `processes` binary (the `Forking` and `Prefork` models).
+
+/// The state letter (`R`, `S`, `Z`...) and the parent's pid of process
+/// `pid`, from `/proc/PID/stat`; `None` once it is gone (reaped).
+pub fn proc_stat(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// Every process whose parent is this process, with its state letter,
+/// zombies included, in pid order.
+pub fn child_processes() -> Vec<(u32, char)> {
+    let me = std::process::id();
+    let mut children: Vec<(u32, char)> = std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| match proc_stat(pid)? {
+            (state, ppid) if ppid == me => Some((pid, state)),
+            _ => None,
+        })
+        .collect();
+    children.sort_unstable();
+    children
+}
+
+/// Children of this process that have ended and were never reaped.
+pub fn zombies() -> Vec<u32> {
+    child_processes()
+        .into_iter()
+        .filter(|&(_, state)| state == 'Z')
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// Children of this process that are still running (not zombies).
+pub fn live_children() -> Vec<u32> {
+    child_processes()
+        .into_iter()
+        .filter(|&(_, state)| state != 'Z')
+        .map(|(pid, _)| pid)
+        .collect()
+}
