@@ -181,6 +181,16 @@ impl Listener {
         self.fd().as_raw_fd()
     }
 
+    /// Stops listening for every process that shares this socket (prefork
+    /// workers hold copies, which closing ours would not close): on Linux,
+    /// shutting down a listening socket's read side takes it out of the
+    /// LISTEN state, so new clients are refused at once.
+    pub(crate) fn stop_listening(&self) {
+        if let Kind::Tcp(l) = &self.kind {
+            let _ = socket2::SockRef::from(l).shutdown(std::net::Shutdown::Read);
+        }
+    }
+
     /// Forgets the socket file, so that closing this copy of the listener
     /// (in a prefork worker) leaves it to the parent to remove.
     pub(crate) fn disown_file(&mut self) {

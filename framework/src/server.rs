@@ -412,6 +412,13 @@ impl<H> Server<H> {
         let errno = e.raw_os_error().map(Errno::from_raw);
         match (e.kind(), errno) {
             (io::ErrorKind::WouldBlock, _) => false,
+            // A prefork worker's listener was shut down by the parent: it
+            // will never accept again, so this worker is done.
+            (_, Some(Errno::EINVAL)) if matches!(self.dispatcher, Dispatcher::Worker(_)) => {
+                log::debug!("the listening socket was shut down; stopping");
+                self.shared.request_shutdown();
+                false
+            }
             // A client that gave up between the kernel's handshake and our
             // accept, or a signal: nothing is wrong with us.
             (io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted, _) => true,
@@ -662,17 +669,20 @@ impl<H> Server<H> {
                 log::error!("{e}");
             }
         }
-        // Closing our copy of the listener removes a Unix socket's file;
-        // the workers' copies close as they end.
-        self.listener = None;
+        // The workers hold copies of the listener, and a busy one closes its
+        // copy only when its conversation ends: stop listening for all of
+        // them at once. Closing ours also removes a Unix socket's file.
+        if let Dispatcher::Prefork(prefork) = &mut self.dispatcher {
+            prefork.stop_workers(&self.shared);
+        }
+        if let Some(listener) = self.listener.take() {
+            listener.stop_listening();
+        }
         // The workers enforce the drain timeout themselves; the parent
         // steps in (SIGTERM, then SIGKILL) only if one overstays it.
         let deadline = Instant::now() + self.shared.drain_timeout() + CUT_GRACE;
         let report = match &mut self.dispatcher {
-            Dispatcher::Prefork(prefork) => {
-                prefork.stop_workers();
-                prefork.drain(&self.shared, deadline)
-            }
+            Dispatcher::Prefork(prefork) => prefork.drain(&self.shared, deadline),
             _ => DrainReport::default(),
         };
         log::info!(

@@ -1177,3 +1177,103 @@ fn counters_in_the_parent_after_a_known_sequence() {
         assert_eq!(child_processes(), [], "{model:?}");
     }
 }
+
+/// Answers each datagram with itself, and a line naming the pid that
+/// served it.
+#[derive(Clone)]
+struct DatagramEcho;
+
+impl socketserver::DatagramHandler for DatagramEcho {
+    fn handle(&mut self, datagram: &mut socketserver::Datagram<'_>) -> io::Result<()> {
+        let data = datagram.data().to_vec();
+        datagram.reply(&data)?;
+        datagram.reply(format!("pid {}", std::process::id()).as_bytes())
+    }
+}
+
+/// CPython's `test_ForkingUDPServer` and `test_ForkingUnixDatagramServer`:
+/// three datagrams each come back exactly, each from a child of its own;
+/// then shutdown, the socket closed (the UDP port free, the Unix file
+/// gone), every child reaped, and the test's own child left to be reaped
+/// with its status 72.
+#[test]
+fn forking_datagram_servers_python_scenarios() {
+    use std::net::UdpSocket;
+    use std::os::unix::net::UnixDatagram;
+
+    if !isolated("forking_datagram_servers_python_scenarios") {
+        return;
+    }
+    let _cleanup = KillChildrenOnFailure;
+    for family in FAMILIES {
+        let case = format!("forking datagrams over {family:?}");
+        let mut own = Command::new("sh")
+            .args(["-c", "exit 72"])
+            .spawn()
+            .expect("spawn sh");
+        let own_pid = own.id();
+        wait_until(&format!("{case}: own child exited"), TIMEOUT, || {
+            proc_stat(own_pid).is_some_and(|(state, _)| state == 'Z')
+        });
+        let builder = match family {
+            Family::Tcp => socketserver::Server::bind_udp("127.0.0.1:0", DatagramEcho).unwrap(),
+            Family::Unix => socketserver::Server::bind_unix_datagram(
+                util::socket_path("fork-dgram"),
+                DatagramEcho,
+            ),
+        };
+        let running = serve(builder.model(FORKING));
+        let addr = running.addr.clone();
+        let client_path = util::socket_path("fork-dgram-client");
+        let mut pids = HashSet::new();
+        for _ in 0..3 {
+            let mut buf = [0u8; 100];
+            let (echo, pid_line) = match &addr {
+                Address::Inet(server) => {
+                    let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+                    client.set_read_timeout(Some(TIMEOUT)).unwrap();
+                    client.send_to(TEST_STR, server).unwrap();
+                    let n = client.recv(&mut buf).unwrap();
+                    let echo = buf[..n].to_vec();
+                    let n = client.recv(&mut buf).unwrap();
+                    (echo, buf[..n].to_vec())
+                }
+                Address::Unix(Some(server)) => {
+                    let _ = std::fs::remove_file(&client_path);
+                    let client = UnixDatagram::bind(&client_path).unwrap();
+                    client.set_read_timeout(Some(TIMEOUT)).unwrap();
+                    client.send_to(TEST_STR, server).unwrap();
+                    let n = client.recv(&mut buf).unwrap();
+                    let echo = buf[..n].to_vec();
+                    let n = client.recv(&mut buf).unwrap();
+                    (echo, buf[..n].to_vec())
+                }
+                Address::Unix(None) => unreachable!(),
+            };
+            assert_eq!(echo, TEST_STR, "{case}");
+            let pid: u32 = String::from_utf8(pid_line).unwrap()["pid ".len()..]
+                .parse()
+                .unwrap();
+            assert_ne!(pid, std::process::id(), "{case}: served by a child");
+            pids.insert(pid);
+        }
+        let _ = std::fs::remove_file(&client_path);
+        assert_eq!(pids.len(), 3, "{case}: a child per datagram");
+        let stats = running.stats.clone();
+        wait_until(&format!("{case}: three served"), TIMEOUT, || {
+            let c = stats.snapshot();
+            c.completed == 3 && c.active == 0
+        });
+        let report = running.shutdown();
+        assert_eq!((report.drained, report.cut), (0, 0), "{case}");
+        match &addr {
+            Address::Inet(a) => {
+                UdpSocket::bind(a).expect("the port is free again");
+            }
+            Address::Unix(Some(path)) => assert!(!path.exists(), "{case}: file removed"),
+            Address::Unix(None) => unreachable!(),
+        }
+        assert_eq!(child_processes(), [(own_pid, 'Z')], "{case}");
+        assert_eq!(own.wait().unwrap().code(), Some(72), "{case}");
+    }
+}

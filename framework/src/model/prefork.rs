@@ -188,7 +188,10 @@ impl Prefork {
 
     /// Tells every worker to stop: idle connections end at once, busy ones
     /// get the drain timeout inside the worker.
-    pub(crate) fn stop_workers(&mut self) {
+    pub(crate) fn stop_workers(&mut self, shared: &Shared) {
+        // Take in the reports already sent, so that a connection that
+        // started just now is counted as busy.
+        self.collect(shared, true);
         self.busy_at_shutdown = self.workers.iter().filter(|w| w.busy).count();
         for worker in &mut self.workers {
             worker.control = None;
