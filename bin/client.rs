@@ -43,6 +43,11 @@ enum Command {
         /// HOST:PORT, [IPV6]:PORT or unix:PATH
         #[arg(default_value = "127.0.0.1:9999")]
         addr: String,
+
+        /// Talk to `serve --handler echo --udp`: each line is one datagram,
+        /// each answer one datagram
+        #[arg(long)]
+        udp: bool,
     },
     /// A remote shell on the shell handler: sends each line you type as a
     /// command, prints its output, then its exit status on standard error;
@@ -74,7 +79,8 @@ fn main() -> ExitCode {
         .ok()
         .filter(|t| !t.is_zero());
     let result = match &cli.command {
-        Command::Echo { addr } => echo(addr, timeout),
+        Command::Echo { addr, udp: false } => echo(addr, timeout),
+        Command::Echo { addr, udp: true } => echo_datagrams(addr, timeout),
         Command::Shell { addr, token } => remote_shell(addr, token.clone(), timeout),
         Command::Ftp(args) => ftp::run(args, timeout),
     };
@@ -151,6 +157,121 @@ fn echo(addr: &str, timeout: Option<Duration>) -> Result<(), Failure> {
             return Err(Failure(format!("{addr} closed the connection")));
         }
         let _ = writeln!(out, "{}", String::from_utf8_lossy(&answer));
+        let _ = out.flush();
+    }
+}
+
+/// A datagram socket to talk from: UDP on the server's address family, or
+/// a Unix datagram socket bound to a path of its own (the server needs one
+/// to reply to), removed when done.
+enum DatagramClient {
+    Udp(std::net::UdpSocket),
+    Unix(std::os::unix::net::UnixDatagram, std::path::PathBuf),
+}
+
+impl DatagramClient {
+    fn connect(addr: &str, timeout: Option<Duration>) -> io::Result<DatagramClient> {
+        let client = match addr.strip_prefix("unix:") {
+            Some(path) => {
+                let own =
+                    std::env::temp_dir().join(format!("client-echo-{}.sock", std::process::id()));
+                let _ = std::fs::remove_file(&own);
+                let socket = std::os::unix::net::UnixDatagram::bind(&own)?;
+                let client = DatagramClient::Unix(socket, own);
+                if let DatagramClient::Unix(socket, _) = &client {
+                    socket.connect(path)?;
+                    socket.set_read_timeout(timeout)?;
+                }
+                client
+            }
+            None => {
+                use std::net::ToSocketAddrs;
+                let server = addr
+                    .to_socket_addrs()?
+                    .next()
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address"))?;
+                let any: std::net::SocketAddr = if server.is_ipv6() {
+                    "[::]:0".parse().expect("an address")
+                } else {
+                    "0.0.0.0:0".parse().expect("an address")
+                };
+                let socket = std::net::UdpSocket::bind(any)?;
+                socket.connect(server)?;
+                socket.set_read_timeout(timeout)?;
+                DatagramClient::Udp(socket)
+            }
+        };
+        Ok(client)
+    }
+
+    fn send(&self, message: &[u8]) -> io::Result<usize> {
+        match self {
+            DatagramClient::Udp(s) => s.send(message),
+            DatagramClient::Unix(s, _) => s.send(message),
+        }
+    }
+
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            DatagramClient::Udp(s) => s.recv(buf),
+            DatagramClient::Unix(s, _) => s.recv(buf),
+        }
+    }
+}
+
+impl Drop for DatagramClient {
+    fn drop(&mut self) {
+        if let DatagramClient::Unix(_, own) = self {
+            let _ = std::fs::remove_file(own);
+        }
+    }
+}
+
+/// `client echo --udp`: each line goes out as one datagram, and the answer
+/// (one datagram) is printed. No greeting: datagrams have no conversation.
+/// "q" or end of input quits.
+fn echo_datagrams(addr: &str, timeout: Option<Duration>) -> Result<(), Failure> {
+    let client = DatagramClient::connect(addr, timeout)
+        .map_err(|e| Failure(format!("cannot reach {addr}: {}", describe(&e))))?;
+    let stdin = io::stdin();
+    let interactive = stdin.is_terminal();
+    let mut input = stdin.lock();
+    let mut out = io::stdout().lock();
+    let mut line = String::new();
+    let mut answer = vec![0u8; 65_536];
+    loop {
+        if interactive {
+            let _ = write!(out, "> ");
+            let _ = out.flush();
+        }
+        line.clear();
+        match input.read_line(&mut line) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Failure(format!(
+                    "cannot read standard input: {}",
+                    describe(&e)
+                )))
+            }
+        }
+        let message = line.trim_end_matches(['\n', '\r']);
+        if message.is_empty() {
+            continue;
+        }
+        if message == "q" {
+            return Ok(());
+        }
+        client
+            .send(message.as_bytes())
+            .map_err(|e| Failure(format!("cannot send to {addr}: {}", describe(&e))))?;
+        let n = client.recv(&mut answer).map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                Failure(format!("no answer from {addr}"))
+            }
+            _ => Failure(format!("no answer from {addr}: {}", describe(&e))),
+        })?;
+        let _ = writeln!(out, "{}", String::from_utf8_lossy(&answer[..n]));
         let _ = out.flush();
     }
 }

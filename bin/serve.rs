@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, ValueEnum};
-use socketserver::{Model, RequestHandler, Server};
+use socketserver::{Builder, DatagramHandler, Model, RequestHandler, Server};
 use socketserver_handlers::echo::{self, Echo};
 use socketserver_handlers::ftp::{self, Ftp};
 use socketserver_handlers::shell::{self, Shell};
@@ -38,6 +38,12 @@ struct Cli {
     /// port, 9999 for echo, 9998 for shell, 2121 for ftp]
     #[arg(long, value_name = "ADDR")]
     bind: Option<String>,
+
+    /// Serve datagrams instead of a stream: UDP, or a Unix datagram socket
+    /// with --bind unix:PATH (echo only: each datagram is answered with
+    /// itself + the suffix)
+    #[arg(long)]
+    udp: bool,
 
     /// Concurrency model
     #[arg(long, value_enum, default_value_t = Mode::Threading)]
@@ -253,13 +259,28 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if cli.udp && cli.handler != HandlerKind::Echo {
+        eprintln!(
+            "serve: --udp works with --handler echo only; {} is a stream protocol",
+            cli.handler.name()
+        );
+        return ExitCode::from(2);
+    }
+    if cli.udp && cli.mode == Mode::Prefork {
+        eprintln!("serve: --udp serves with --mode sync, threading, pool or forking, not prefork");
+        return ExitCode::from(2);
+    }
     match cli.handler {
         HandlerKind::Echo => {
             let echo = Echo::default()
                 .greeting(&cli.echo.greeting)
                 .suffix(&cli.echo.suffix)
                 .max_line(cli.echo.max_line);
-            run(&cli, model, echo)
+            if cli.udp {
+                run(&cli, model, datagram_builder(&cli, echo))
+            } else {
+                run(&cli, model, stream_builder(&cli, echo))
+            }
         }
         HandlerKind::Shell => match shell_handler(&cli) {
             Ok(shell) => run(&cli, model, shell),
@@ -431,31 +452,58 @@ fn init_logging(cli: &Cli) {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
 }
 
-fn run<H: RequestHandler>(cli: &Cli, model: Model, handler: H) -> ExitCode {
-    let name = cli.handler.name();
-    let bind = cli
-        .bind
+/// The address to bind: `--bind`, or loopback and the handler's port.
+fn bind_address(cli: &Cli) -> String {
+    cli.bind
         .clone()
-        .unwrap_or_else(|| format!("127.0.0.1:{}", cli.handler.default_port()));
-    let builder = match bind.strip_prefix("unix:") {
-        Some(path) => Server::bind_unix(path, handler),
+        .unwrap_or_else(|| format!("127.0.0.1:{}", cli.handler.default_port()))
+}
+
+/// One line for an address that does not resolve or a failed build.
+fn bind_failed(bind: &str, error: socketserver::Error) -> ExitCode {
+    match error {
+        socketserver::Error::Resolve { source, .. } => {
+            eprintln!(
+                "serve: cannot bind {bind}: {}",
+                socketserver::describe(&source)
+            )
+        }
+        other => eprintln!("serve: {other}"),
+    }
+    ExitCode::from(1)
+}
+
+/// A stream server's builder: TCP, or a Unix stream socket.
+fn stream_builder<H: RequestHandler>(cli: &Cli, handler: H) -> Result<Builder<H>, ExitCode> {
+    let bind = bind_address(cli);
+    match bind.strip_prefix("unix:") {
+        Some(path) => Ok(Server::bind_unix(path, handler)),
         None => {
             let addr = with_default_port(&bind, cli.handler.default_port());
-            match Server::bind(addr.as_str(), handler) {
-                Ok(builder) => builder,
-                Err(socketserver::Error::Resolve { source, .. }) => {
-                    eprintln!(
-                        "serve: cannot bind {bind}: {}",
-                        socketserver::describe(&source)
-                    );
-                    return ExitCode::from(1);
-                }
-                Err(e) => {
-                    eprintln!("serve: {e}");
-                    return ExitCode::from(1);
-                }
-            }
+            Server::bind(addr.as_str(), handler).map_err(|e| bind_failed(&bind, e))
         }
+    }
+}
+
+/// A datagram server's builder: UDP, or a Unix datagram socket.
+fn datagram_builder<H: DatagramHandler>(cli: &Cli, handler: H) -> Result<Builder<H>, ExitCode> {
+    let bind = bind_address(cli);
+    match bind.strip_prefix("unix:") {
+        Some(path) => Ok(Server::bind_unix_datagram(path, handler)),
+        None => {
+            let addr = with_default_port(&bind, cli.handler.default_port());
+            Server::bind_udp(addr.as_str(), handler).map_err(|e| bind_failed(&bind, e))
+        }
+    }
+}
+
+/// Builds and serves until a signal; `transport` names a datagram socket
+/// in the first line ("udp" or "datagram").
+fn run<H: 'static>(cli: &Cli, model: Model, builder: Result<Builder<H>, ExitCode>) -> ExitCode {
+    let name = cli.handler.name();
+    let builder = match builder {
+        Ok(builder) => builder,
+        Err(code) => return code,
     };
     let idle = (!cli.idle_timeout.is_zero()).then_some(cli.idle_timeout);
     let signals = match stop_on_signals() {
@@ -479,8 +527,13 @@ fn run<H: RequestHandler>(cli: &Cli, model: Model, handler: H) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let transport = match (cli.udp, server.local_addr()) {
+        (false, _) => "",
+        (true, socketserver::Address::Inet(_)) => ", udp",
+        (true, socketserver::Address::Unix(_)) => ", datagram",
+    };
     println!(
-        "serving {name} on {} ({})",
+        "serving {name} on {} ({}{transport})",
         server.local_addr(),
         model.name()
     );

@@ -14,3 +14,4 @@ mod ftp_security;
 mod ftp_util;
 mod serve;
 mod shell;
+mod udp;
