@@ -283,14 +283,14 @@ fn main() -> ExitCode {
             }
         }
         HandlerKind::Shell => match shell_handler(&cli) {
-            Ok(shell) => run(&cli, model, shell),
+            Ok(shell) => run(&cli, model, stream_builder(&cli, shell)),
             Err((code, message)) => {
                 eprintln!("serve: {message}");
                 ExitCode::from(code)
             }
         },
         HandlerKind::Ftp => match ftp_handler(&cli) {
-            Ok(ftp) => run(&cli, model, ftp),
+            Ok(ftp) => run(&cli, model, stream_builder(&cli, ftp)),
             Err((code, message)) => {
                 eprintln!("serve: {message}");
                 ExitCode::from(code)
