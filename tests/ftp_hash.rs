@@ -98,7 +98,10 @@ fn ftplib_checks_every_digest_with_hashlib() {
             "ten-mib.bin"
         ]
     );
-    assert_eq!(std::fs::metadata(root.join("checked.bin")).unwrap().len(), 3_145_733);
+    assert_eq!(
+        std::fs::metadata(root.join("checked.bin")).unwrap().len(),
+        3_145_733
+    );
 }
 
 /// Waits until `path` last changed more than 100 ms ago: a digest taken
@@ -125,24 +128,36 @@ fn hash_transfers_modes_and_the_cache() {
     let md5 = md5_hex(&data);
     let server = serve_ftp(root.path(), &["--hash-transfers", "off"]);
     let mut ftp = FtpPeer::logged_in(&server.addr);
-    assert_eq!(ftp.download_with_reply("RETR a.bin"), (data.clone(), "226 Transfer complete.\r\n".to_string()));
+    assert_eq!(
+        ftp.download_with_reply("RETR a.bin"),
+        (data.clone(), "226 Transfer complete.\r\n".to_string())
+    );
     ftp.expect("XMD5 a.bin", &format!("250 {md5}"));
     // Cached now: the 226 gives it, though nothing hashed the transfer.
     assert_eq!(
         ftp.download_with_reply("RETR a.bin"),
-        (data.clone(), format!("226 Transfer complete. MD5={md5}\r\n"))
+        (
+            data.clone(),
+            format!("226 Transfer complete. MD5={md5}\r\n")
+        )
     );
     // A RETR from an offset sends part of the file: no whole-file digest.
     ftp.expect("REST 1000", "350 Restart position accepted (1000).");
     assert_eq!(
         ftp.download_with_reply("RETR a.bin"),
-        (data[1000..].to_vec(), "226 Transfer complete.\r\n".to_string())
+        (
+            data[1000..].to_vec(),
+            "226 Transfer complete.\r\n".to_string()
+        )
     );
     // Uploads: no MD5, unless SITE CHKHASH asked for a check.
     ftp.upload("STOR b.bin", b"bee");
     ftp.expect_reply("226 Transfer complete.");
     let bee = md5_hex(b"bee");
-    ftp.expect(&format!("SITE CHKHASH {bee}"), &format!("200 The next STOR or APPE is kept only if its MD5 is {bee}."));
+    ftp.expect(
+        &format!("SITE CHKHASH {bee}"),
+        &format!("200 The next STOR or APPE is kept only if its MD5 is {bee}."),
+    );
     ftp.upload("STOR c.bin", b"bee");
     ftp.expect_reply(&format!("226 Transfer complete. MD5={bee}"));
     drop(server);
@@ -152,11 +167,17 @@ fn hash_transfers_modes_and_the_cache() {
     ftp.expect("REST 1000", "350 Restart position accepted (1000).");
     assert_eq!(
         ftp.download_with_reply("RETR a.bin"),
-        (data[1000..].to_vec(), format!("226 Transfer complete. MD5={}\r\n", md5_hex(&data[1000..])))
+        (
+            data[1000..].to_vec(),
+            format!("226 Transfer complete. MD5={}\r\n", md5_hex(&data[1000..]))
+        )
     );
     assert_eq!(
         ftp.download_with_reply("RETR a.bin"),
-        (data.clone(), format!("226 Transfer complete. MD5={md5}\r\n"))
+        (
+            data.clone(),
+            format!("226 Transfer complete. MD5={md5}\r\n")
+        )
     );
     assert_eq!(root.names(""), ["a.bin", "b.bin", "c.bin"]);
 }

@@ -52,7 +52,10 @@ fn navigation_and_settings() {
     ftp.expect("ALLO 100", "202 No storage allocation necessary.");
     ftp.expect("REST abc", "501 REST needs a byte offset.");
     ftp.expect("ABOR", "225 No transfer to abort.");
-    ftp.expect("SITE CHMOD 777 x", "502 Unknown SITE command: see SITE HELP.");
+    ftp.expect(
+        "SITE CHMOD 777 x",
+        "502 Unknown SITE command: see SITE HELP.",
+    );
     ftp.expect("BOGUS", "500 Unknown command.");
     ftp.expect("RETR x", "550 No such file or directory.");
     ftp.expect("RETR x\0", "550 Invalid character in file name.");
@@ -97,7 +100,10 @@ fn ascii_mode_converts_line_ends() {
     data.write_all(b"x\r\ny\r\n\r").unwrap();
     drop(data);
     // The MD5 is the stored file's (line ends converted).
-    ftp.expect_reply(&format!("226 Transfer complete. MD5={}", md5_hex(b"x\ny\n\r")));
+    ftp.expect_reply(&format!(
+        "226 Transfer complete. MD5={}",
+        md5_hex(b"x\ny\n\r")
+    ));
     assert_eq!(std::fs::read(root.join("up.txt")).unwrap(), b"x\ny\n\r");
     ftp.expect("TYPE I", "200 Switching to Binary mode.");
     assert_eq!(ftp.download("RETR unix.txt"), b"a\nb\r\nc\n");
@@ -189,7 +195,10 @@ fn aborted_uploads_leave_nothing_and_rest_stor_resumes() {
     data.write_all(b"abc").unwrap();
     drop(data);
     // The MD5 is the stored file's, its kept part included.
-    ftp.expect_reply(&format!("226 Transfer complete. MD5={}", md5_hex(b"0123abc")));
+    ftp.expect_reply(&format!(
+        "226 Transfer complete. MD5={}",
+        md5_hex(b"0123abc")
+    ));
     assert_eq!(std::fs::read(root.join("r.bin")).unwrap(), b"0123abc");
     ftp.expect("REST 100", "350 Restart position accepted (100).");
     ftp.epsv();

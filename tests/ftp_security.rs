@@ -140,7 +140,10 @@ fn data_connection_from_another_address_is_refused() {
     let mut got = Vec::new();
     data.read_to_end(&mut got).unwrap();
     assert_eq!(got, b"the data\n");
-    ftp.expect_reply(&format!("226 Transfer complete. MD5={}", md5_hex(b"the data\n")));
+    ftp.expect_reply(&format!(
+        "226 Transfer complete. MD5={}",
+        md5_hex(b"the data\n")
+    ));
 }
 
 /// A 1 MiB command line is answered 500 and the connection closed; the

@@ -5,7 +5,9 @@ mod util;
 
 mod echo;
 mod examples;
+mod ftp_client;
 mod ftp_curl;
+mod ftp_hash;
 mod ftp_lftp;
 mod ftp_protocol;
 mod ftp_python;

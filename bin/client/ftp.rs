@@ -182,9 +182,15 @@ fn get(
     resume: bool,
 ) -> Result<(), Failure> {
     let failed = |e: Error| Failure(format!("{addr}: {e}"));
-    let local_error =
-        |e: io::Error| Failure(format!("cannot write {}: {}", local.display(), describe(&e)));
+    let local_error = |e: io::Error| {
+        Failure(format!(
+            "cannot write {}: {}",
+            local.display(),
+            describe(&e)
+        ))
+    };
     let size = ftp.size(remote).map_err(failed)?;
+    let created = !local.exists();
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -205,16 +211,25 @@ fn get(
             )));
         }
         if resume && have == size {
-            println!("get {remote} -> {}: complete already, {size} bytes", local.display());
+            println!(
+                "get {remote} -> {}: complete already, {size} bytes",
+                local.display()
+            );
             let check = ftp.check_file(&mut file, remote).map_err(failed)?;
             return verdict(check, remote, Some(local));
         }
     }
     let bar = bar(size, have);
     let done = ftp
-        .get(remote, &mut file, have, &mut |position| bar.set_position(position))
+        .get(remote, &mut file, have, &mut |position| {
+            bar.set_position(position)
+        })
         .map_err(failed);
     bar.finish_and_clear();
+    if done.is_err() && created && file.metadata().is_ok_and(|m| m.len() == 0) {
+        // Nothing came (no such file, say): leave nothing behind.
+        let _ = std::fs::remove_file(local);
+    }
     let done = done?;
     summary(&done, &format!("get {remote} -> {}", local.display()));
     let check = ftp.check(&done, remote).map_err(failed)?;
@@ -247,7 +262,10 @@ fn put(
         )));
     }
     if resume && offset == length && length > 0 {
-        println!("put {} -> {remote}: complete already, {length} bytes", local.display());
+        println!(
+            "put {} -> {remote}: complete already, {length} bytes",
+            local.display()
+        );
         let check = ftp.check_file(&mut file, remote).map_err(failed)?;
         return verdict(check, remote, None);
     }

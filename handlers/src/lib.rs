@@ -4,7 +4,9 @@
 //! * [`Echo`]: the tutorial's chat bot. Greets, answers every message with
 //!   the message and a suffix ("好"), ends on "q".
 //! * [`Ftp`]: the tutorial's file transfer made a real FTP server, for
-//!   curl, ftplib, lftp, FileZilla; confined to its root, atomic uploads.
+//!   curl, ftplib, lftp, FileZilla; confined to its root, atomic uploads,
+//!   the tutorial's MD5 check on every transfer (and [`ftp::client`], the
+//!   client that verifies it).
 //! * [`Shell`]: the tutorial's remote shell. Runs each command it is sent
 //!   (`sh -c`) and replies with the output's length, then the output; time
 //!   and output limits, the process group killed on timeout or hang-up,

@@ -345,9 +345,8 @@ impl Client {
             Some(port) => port,
             None => {
                 let reply = self.expect("PASV", &[227])?;
-                parse_pasv(&reply.text).ok_or_else(|| {
-                    Error::Protocol(format!("cannot read the PASV reply {reply}"))
-                })?
+                parse_pasv(&reply.text)
+                    .ok_or_else(|| Error::Protocol(format!("cannot read the PASV reply {reply}")))?
             }
         };
         let addr = SocketAddr::new(self.peer.ip(), port);
@@ -569,12 +568,12 @@ impl Client {
     }
 
     /// The server's MD5 of `path`: `XMD5`, else `HASH` (after
-    /// `OPTS HASH MD5`). `Ok(None)` if the server has neither, with the
-    /// reason.
+    /// `OPTS HASH MD5`). `Ok(Err(why))` if the server gives none: it has
+    /// neither command, or refuses (the file is too large to hash, the
+    /// server is busy...).
     ///
     /// # Errors
-    /// If the connection fails, or the server refuses for another reason
-    /// than not knowing the command (the file is missing, say).
+    /// If the connection fails, or a reply is not FTP.
     pub fn remote_md5(&mut self, path: &str) -> Result<Result<String, String>, Error> {
         if !self.no_xmd5 {
             let line = format!("XMD5 {path}");
@@ -586,12 +585,7 @@ impl Client {
                         .ok_or_else(|| Error::Protocol(format!("no MD5 in {reply}")))
                 }
                 500 | 502 | 504 => self.no_xmd5 = true,
-                _ => {
-                    return Err(Error::Refused {
-                        command: line,
-                        reply,
-                    })
-                }
+                _ => return Ok(Err(format!("{line}: {reply}"))),
             }
         }
         if !self.no_hash {
@@ -612,18 +606,15 @@ impl Client {
                         return Ok(Ok(hex.to_ascii_lowercase()));
                     }
                     500 | 502 | 504 => self.no_hash = true,
-                    _ => {
-                        return Err(Error::Refused {
-                            command: line,
-                            reply,
-                        })
-                    }
+                    _ => return Ok(Err(format!("{line}: {reply}"))),
                 }
             } else {
                 self.no_hash = true;
             }
         }
-        Ok(Err("the server has no hash command (XMD5, HASH)".to_string()))
+        Ok(Err(
+            "the server has no hash command (XMD5, HASH)".to_string()
+        ))
     }
 
     /// Compares a transfer's MD5 with the server's: the `MD5=` of its

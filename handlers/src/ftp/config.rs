@@ -118,7 +118,11 @@ pub fn parse_size(text: &str) -> Result<Option<u64>, String> {
         "M" | "MB" | "MIB" => 20,
         "G" | "GB" | "GIB" => 30,
         "T" | "TB" | "TIB" => 40,
-        _ => return Err(format!("{text:?} is not a size (a number, then K, M, G or T)")),
+        _ => {
+            return Err(format!(
+                "{text:?} is not a size (a number, then K, M, G or T)"
+            ))
+        }
     };
     let number: f64 = number
         .parse()

@@ -339,7 +339,11 @@ mod tests {
         let since = ctime.duration_since(UNIX_EPOCH).unwrap();
         let t = (
             since.as_secs() as i64,
-            if nanos { since.subsec_nanos() as i64 } else { 0 },
+            if nanos {
+                since.subsec_nanos() as i64
+            } else {
+                0
+            },
         );
         FileKey {
             dev: 1,

@@ -807,7 +807,12 @@ impl Session<'_> {
             return Ok(Flow::Continue);
         }
         let prepared = self.prepare_upload(verb, arg, rest);
-        let (path, target, mut temp, kept) = match prepared {
+        let Upload {
+            path,
+            target,
+            mut temp,
+            kept,
+        } = match prepared {
             Ok(found) => found,
             Err((code, text)) => {
                 reply(stream, code, &text)?;
@@ -869,12 +874,7 @@ impl Session<'_> {
     /// Checks an upload's target and makes its temp file; returns the old
     /// file too, with how much of it is kept (`APPE`: all of it;
     /// `REST n` + `STOR`: its first n bytes), to be copied first.
-    fn prepare_upload(
-        &self,
-        verb: &str,
-        arg: &[u8],
-        rest: u64,
-    ) -> Result<(VPath, PathBuf, TempFile, Option<(File, u64)>), (u16, String)> {
+    fn prepare_upload(&self, verb: &str, arg: &[u8], rest: u64) -> Result<Upload, (u16, String)> {
         let fail = |e: PathError| (550, e.message());
         let path = self.vfs.resolve(arg).map_err(fail)?;
         if arg.is_empty() {
@@ -907,7 +907,12 @@ impl Session<'_> {
         }
         let folder = target.parent().unwrap_or(Path::new("/"));
         let temp = TempFile::create(folder).map_err(|e| (451, local_error(&e)))?;
-        Ok((path, target, temp, kept))
+        Ok(Upload {
+            path,
+            target,
+            temp,
+            kept,
+        })
     }
 
     /// Replies to the end of a transfer and logs it.
@@ -958,7 +963,8 @@ impl Session<'_> {
             End::File(e) => reply(stream, 451, &local_error(&e))?,
             End::Mismatch(want) => {
                 let text = format!(
-                    "MD5 mismatch: received MD5={}, SITE CHKHASH expected {want}; the upload was discarded.",
+                    "MD5 mismatch: received MD5={}, SITE CHKHASH expected {want}; \
+                     the upload was discarded.",
                     outcome.md5.as_deref().unwrap_or("-")
                 );
                 reply(stream, 550, &text)?;
@@ -1029,11 +1035,7 @@ impl Session<'_> {
         let size = meta.len();
         let answer = |stream: &mut Stream, hex: &str| match verb {
             "HASH" => {
-                let text = format!(
-                    "{} 0-{size} {hex} {}",
-                    algorithm.name(),
-                    printable(arg)
-                );
+                let text = format!("{} 0-{size} {hex} {}", algorithm.name(), printable(arg));
                 reply(stream, 213, &text)
             }
             _ => reply(stream, 250, hex),
@@ -1064,7 +1066,8 @@ impl Session<'_> {
             control: &mut self.control,
             busy_with: "Hashing",
         };
-        let report = transfer::observe_file(watch, &mut file, Pipeline::new(Some(algorithm.hasher())));
+        let report =
+            transfer::observe_file(watch, &mut file, Pipeline::new(Some(algorithm.hasher())));
         drop(permit);
         let unchanged = file.metadata().is_ok_and(|m| FileKey::of(&m) == key);
         let hex = report.observer.clone().map(Hasher::hex);
@@ -1220,6 +1223,15 @@ struct Listed {
     path: VPath,
     entries: Vec<(Vec<u8>, fs::Metadata)>,
     folder: bool,
+}
+
+/// An upload, ready to receive: its path, its real target, its temp
+/// file, and the old file with how many of its bytes are kept.
+struct Upload {
+    path: VPath,
+    target: PathBuf,
+    temp: TempFile,
+    kept: Option<(File, u64)>,
 }
 
 /// A hidden temp file an upload goes to: renamed over the target when the

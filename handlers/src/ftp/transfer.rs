@@ -265,7 +265,7 @@ pub(crate) fn observe_file<O: Observer>(
             break End::Complete;
         }
         chunks += 1;
-        if chunks % HASH_CHECK_EVERY == 0 {
+        if chunks.is_multiple_of(HASH_CHECK_EVERY) {
             if let Err(end) = watch.check(bytes, &mut quit) {
                 break end;
             }
@@ -368,7 +368,7 @@ impl Transfer<'_> {
                         };
                     }
                     Err(e @ (Errno::EIO | Errno::ENOMEM)) => break End::File(e.into()),
-                    Err(e) => break End::Data(e.into()),
+                    Err(e) => break self.data_failed(e.into(), bytes, &mut quit),
                 }
                 match self.wait(PollFlags::POLLOUT) {
                     Ok((_, true)) => {
@@ -464,7 +464,7 @@ impl Transfer<'_> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(End::Data(e)),
+                Err(e) => return Err(self.data_failed(e, *bytes, quit)),
             }
             let (_, control) = self.wait(PollFlags::POLLOUT)?;
             if control {
@@ -502,12 +502,24 @@ impl Transfer<'_> {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(End::Data(e)),
+                Err(e) => return Err(self.data_failed(e, *bytes, quit)),
             }
             let (_, control) = self.wait(PollFlags::POLLIN)?;
             if control {
                 self.watch.on_control(*bytes, quit)?;
             }
+        }
+    }
+
+    /// How a failed data connection ends the transfer. A client that
+    /// aborts sends `ABOR` and may close the data connection at once: the
+    /// `ABOR` is then waiting on the control connection, and the transfer
+    /// ends as aborted (426, then 226), not failed; a client that vanished
+    /// closed both.
+    fn data_failed(&mut self, e: io::Error, bytes: u64, quit: &mut bool) -> End {
+        match self.watch.check(bytes, quit) {
+            Err(end @ (End::Aborted | End::ControlClosed)) => end,
+            _ => End::Data(e),
         }
     }
 
@@ -672,7 +684,8 @@ mod tests {
         let buf = pipe.take();
         let ptr = buf.as_ptr();
         pipe.give(buf, 0, 10);
-        assert_eq!(pipe.take().as_ptr(), ptr);
+        let again = pipe.take();
+        assert_eq!(again.as_ptr(), ptr);
         assert!(pipe.finish().is_none());
     }
 }
