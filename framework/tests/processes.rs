@@ -1013,6 +1013,11 @@ fn listener_closes_at_once_while_children_drain() {
         let refused = loop {
             match std::net::TcpStream::connect_timeout(&addr, TIMEOUT) {
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => break true,
+                // A handshake caught by the close itself is reset: not
+                // served either, and the next attempt tells.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                    thread::sleep(Duration::from_millis(10))
+                }
                 Err(e) => panic!("{model:?}: connect to {addr}: {e}"),
                 Ok(_) if asked.elapsed() >= AT_ONCE => break false,
                 Ok(_) => thread::sleep(Duration::from_millis(10)),
