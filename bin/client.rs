@@ -73,6 +73,50 @@ enum Command {
 /// A one-line error for standard error; the exit code is 1.
 struct Failure(String);
 
+/// What the user types: lines from a terminal, each after a prompt on
+/// standard error, or from a pipe, without one.
+struct Input {
+    lines: io::StdinLock<'static>,
+    prompt: Option<String>,
+    line: String,
+}
+
+impl Input {
+    fn new(prompt: impl Into<String>) -> Input {
+        let stdin = io::stdin();
+        let prompt = stdin.is_terminal().then(|| prompt.into());
+        Input {
+            lines: stdin.lock(),
+            prompt,
+            line: String::new(),
+        }
+    }
+
+    /// The next line that is not blank, without its line end; `None` at
+    /// end of input.
+    fn next_line(&mut self) -> Result<Option<&str>, Failure> {
+        loop {
+            if let Some(prompt) = &self.prompt {
+                eprint!("{prompt}");
+            }
+            self.line.clear();
+            match self.lines.read_line(&mut self.line) {
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(Failure(format!(
+                        "cannot read standard input: {}",
+                        describe(&e)
+                    )))
+                }
+            }
+            if !self.line.trim().is_empty() {
+                return Ok(Some(self.line.trim_end_matches(['\n', '\r'])));
+            }
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let timeout = Duration::try_from_secs_f64(cli.timeout)
@@ -123,30 +167,8 @@ fn echo(addr: &str, timeout: Option<Duration>) -> Result<(), Failure> {
     let _ = writeln!(out, "{}", String::from_utf8_lossy(&greeting));
     let _ = out.flush();
 
-    let stdin = io::stdin();
-    let interactive = stdin.is_terminal();
-    let mut input = stdin.lock();
-    let mut line = String::new();
-    loop {
-        if interactive {
-            let _ = write!(out, "> ");
-            let _ = out.flush();
-        }
-        line.clear();
-        match input.read_line(&mut line) {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
-            Err(e) => {
-                return Err(Failure(format!(
-                    "cannot read standard input: {}",
-                    describe(&e)
-                )))
-            }
-        }
-        let message = line.trim_end_matches(['\n', '\r']);
-        if message.is_empty() {
-            continue;
-        }
+    let mut input = Input::new("> ");
+    while let Some(message) = input.next_line()? {
         stream.write_all(message.as_bytes()).map_err(lost)?;
         stream.flush().map_err(lost)?;
         if message == "q" {
@@ -159,6 +181,7 @@ fn echo(addr: &str, timeout: Option<Duration>) -> Result<(), Failure> {
         let _ = writeln!(out, "{}", String::from_utf8_lossy(&answer));
         let _ = out.flush();
     }
+    Ok(())
 }
 
 /// A datagram socket to talk from: UDP on the server's address family, or
@@ -233,32 +256,10 @@ impl Drop for DatagramClient {
 fn echo_datagrams(addr: &str, timeout: Option<Duration>) -> Result<(), Failure> {
     let client = DatagramClient::connect(addr, timeout)
         .map_err(|e| Failure(format!("cannot reach {addr}: {}", describe(&e))))?;
-    let stdin = io::stdin();
-    let interactive = stdin.is_terminal();
-    let mut input = stdin.lock();
     let mut out = io::stdout().lock();
-    let mut line = String::new();
     let mut answer = vec![0u8; 65_536];
-    loop {
-        if interactive {
-            let _ = write!(out, "> ");
-            let _ = out.flush();
-        }
-        line.clear();
-        match input.read_line(&mut line) {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
-            Err(e) => {
-                return Err(Failure(format!(
-                    "cannot read standard input: {}",
-                    describe(&e)
-                )))
-            }
-        }
-        let message = line.trim_end_matches(['\n', '\r']);
-        if message.is_empty() {
-            continue;
-        }
+    let mut input = Input::new("> ");
+    while let Some(message) = input.next_line()? {
         if message == "q" {
             return Ok(());
         }
@@ -274,6 +275,7 @@ fn echo_datagrams(addr: &str, timeout: Option<Duration>) -> Result<(), Failure> 
         let _ = writeln!(out, "{}", String::from_utf8_lossy(&answer[..n]));
         let _ = out.flush();
     }
+    Ok(())
 }
 
 /// Reads one answer: at least as many bytes as the message had (the answer
@@ -327,30 +329,9 @@ fn remote_shell(
         None => {}
     }
 
-    let stdin = io::stdin();
-    let interactive = stdin.is_terminal();
     let stdout_is_terminal = io::stdout().is_terminal();
-    let mut input = stdin.lock();
-    let mut line = String::new();
-    loop {
-        if interactive {
-            eprint!("{addr}$ ");
-        }
-        line.clear();
-        match input.read_line(&mut line) {
-            Ok(0) => return Ok(()),
-            Ok(_) => {}
-            Err(e) => {
-                return Err(Failure(format!(
-                    "cannot read standard input: {}",
-                    describe(&e)
-                )))
-            }
-        }
-        let command = line.trim_end_matches(['\n', '\r']);
-        if command.trim().is_empty() {
-            continue;
-        }
+    let mut input = Input::new(format!("{addr}$ "));
+    while let Some(command) = input.next_line()? {
         if command.trim() == "exit" {
             return Ok(());
         }
@@ -370,6 +351,7 @@ fn remote_shell(
             eprintln!("[{}]", describe_status(status, reply.time));
         }
     }
+    Ok(())
 }
 
 /// `exit 0, 0.002 s`, `timed out after 30 s: the command was killed`...
