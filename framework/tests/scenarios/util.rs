@@ -64,20 +64,7 @@ pub struct Running {
 
 /// Builds the server and starts `serve_forever` in a thread.
 pub fn serve<H: 'static>(builder: Builder<H>) -> Running {
-    let mut server = builder.build().expect("build the server");
-    let addr = server.local_addr().clone();
-    let stop = server.shutdown_handle();
-    let stats = server.stats();
-    let thread = thread::Builder::new()
-        .name("serve_forever".into())
-        .spawn(move || server.serve_forever())
-        .expect("spawn the serving thread");
-    Running {
-        addr,
-        stop,
-        stats,
-        thread: Some(thread),
-    }
+    run(builder.build().expect("build the server"))
 }
 
 impl Running {
@@ -263,7 +250,7 @@ impl RequestHandler for Echo {
 
 /// Starts `serve_forever` in a thread on a server already built, for tests
 /// that need the server's handles before it runs.
-pub fn run<H: RequestHandler>(mut server: Server<H>) -> Running {
+pub fn run<H: 'static>(mut server: Server<H>) -> Running {
     let addr = server.local_addr().clone();
     let stop = server.shutdown_handle();
     let stats = server.stats();

@@ -451,30 +451,15 @@ impl Client {
         let line = format!("RETR {remote}");
         self.start_transfer(&line)?;
         let started = Instant::now();
-        let mut bytes = 0u64;
-        let pace = Pace::new(self.limit_rate);
-        loop {
-            let mut buf = pipe.take();
-            let n = match read_retrying(&mut data, &mut buf) {
-                Ok(n) => n,
-                Err(e) => {
-                    pipe.give(buf, 0, 0);
-                    return Err(e.into());
-                }
-            };
-            if n == 0 {
-                pipe.give(buf, 0, 0);
-                break;
-            }
-            if let Err(e) = local.write_all(&buf[..n]) {
-                pipe.give(buf, 0, 0);
-                return Err(e.into());
-            }
-            pipe.give(buf, 0, n);
-            bytes += n as u64;
-            progress(offset + bytes);
-            pace.wait(bytes);
-        }
+        let bytes = copy(
+            &mut pipe,
+            &mut data,
+            local,
+            self.limit_rate,
+            offset,
+            progress,
+        )
+        .map_err(|(_, e)| Error::from(e))?;
         let elapsed = started.elapsed();
         drop(data);
         let reply = self.end_transfer(&line)?;
@@ -520,23 +505,18 @@ impl Client {
         };
         self.start_transfer(&line)?;
         let started = Instant::now();
-        let mut bytes = 0u64;
-        let pace = Pace::new(self.limit_rate);
-        loop {
-            let mut buf = pipe.take();
-            let n = match read_retrying(local, &mut buf) {
-                Ok(n) => n,
-                Err(e) => {
-                    pipe.give(buf, 0, 0);
-                    return Err(e.into());
-                }
-            };
-            if n == 0 {
-                pipe.give(buf, 0, 0);
-                break;
-            }
-            if let Err(e) = data.write_all(&buf[..n]) {
-                pipe.give(buf, 0, 0);
+        let copied = copy(
+            &mut pipe,
+            local,
+            &mut data,
+            self.limit_rate,
+            offset,
+            progress,
+        );
+        let bytes = match copied {
+            Ok(bytes) => bytes,
+            Err((Side::Read, e)) => return Err(e.into()),
+            Err((Side::Write, e)) => {
                 // The server's reply says more than a broken pipe.
                 drop(data);
                 return match self.reply() {
@@ -547,11 +527,7 @@ impl Client {
                     _ => Err(e.into()),
                 };
             }
-            pipe.give(buf, 0, n);
-            bytes += n as u64;
-            progress(offset + bytes);
-            pace.wait(bytes);
-        }
+        };
         let elapsed = started.elapsed();
         let _ = data.shutdown(Shutdown::Write);
         drop(data);
@@ -722,6 +698,50 @@ fn finish(pipe: Pipeline<Hasher>) -> String {
     pipe.finish()
         .unwrap_or_else(|| Algorithm::Md5.hasher())
         .hex()
+}
+
+/// Which end of a copy failed.
+enum Side {
+    Read,
+    Write,
+}
+
+/// Copies `from` to `to` until `from` ends, through the hashing pipeline
+/// (each buffer is hashed off this thread after it is written), reporting
+/// `offset` + the bytes copied so far, at most `rate` bytes a second.
+/// Returns the bytes copied, or which side failed.
+fn copy(
+    pipe: &mut Pipeline<Hasher>,
+    from: &mut impl Read,
+    to: &mut impl Write,
+    rate: Option<u64>,
+    offset: u64,
+    progress: Progress<'_>,
+) -> Result<u64, (Side, io::Error)> {
+    let pace = Pace::new(rate);
+    let mut bytes = 0u64;
+    loop {
+        let mut buf = pipe.take();
+        let n = match read_retrying(from, &mut buf) {
+            Ok(n) => n,
+            Err(e) => {
+                pipe.give(buf, 0, 0);
+                return Err((Side::Read, e));
+            }
+        };
+        if n == 0 {
+            pipe.give(buf, 0, 0);
+            return Ok(bytes);
+        }
+        if let Err(e) = to.write_all(&buf[..n]) {
+            pipe.give(buf, 0, 0);
+            return Err((Side::Write, e));
+        }
+        pipe.give(buf, 0, n);
+        bytes += n as u64;
+        progress(offset + bytes);
+        pace.wait(bytes);
+    }
 }
 
 /// Reads until `buf` is full or the input ends.
