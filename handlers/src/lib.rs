@@ -10,7 +10,9 @@
 //! * [`Shell`]: the tutorial's remote shell. Runs each command it is sent
 //!   (`sh -c`) and replies with the output's length, then the output; time
 //!   and output limits, the process group killed on timeout or hang-up,
-//!   an optional token.
+//!   a token by default.
+//! * [`throttle`]: the growing delays after failed logins that Ftp and
+//!   Shell share.
 //!
 //! Each handler is a plain [`socketserver::RequestHandler`]: serve it with
 //! any model, on any socket the framework offers.
@@ -28,6 +30,7 @@
 pub mod echo;
 pub mod ftp;
 pub mod shell;
+pub mod throttle;
 
 pub use echo::Echo;
 pub use ftp::Ftp;
