@@ -14,7 +14,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use socketserver::{describe, Stream};
 use socketserver_handlers::echo::incomplete_tail;
-use socketserver_handlers::shell::{self, client::TOKEN_ENV};
+use socketserver_handlers::shell::{self, client::TOKEN_ENV, token_file};
 
 #[path = "client/ftp.rs"]
 mod ftp;
@@ -60,7 +60,9 @@ enum Command {
         addr: String,
 
         /// The server's token, sent first as "auth TOKEN" [default: the
-        /// SOCKETSERVER_SHELL_TOKEN environment variable]
+        /// SOCKETSERVER_SHELL_TOKEN environment variable, else, for a
+        /// server on this machine that asks for one, the token file that
+        /// `serve` wrote for its port]
         #[arg(long, value_name = "TOKEN")]
         token: Option<String>,
     },
@@ -310,20 +312,42 @@ fn remote_shell(
     if client.is_tutorial() {
         eprintln!("client: {addr} speaks the tutorial's protocol: no exit statuses");
     }
-    match token.or_else(|| std::env::var(TOKEN_ENV).ok()) {
+    let given = token.or_else(|| std::env::var(TOKEN_ENV).ok());
+    // The token file is read only when the server asks for a token, so a
+    // local token never goes to a server that did not ask.
+    let found = match &given {
+        None if client.auth_required() => token_file::find(addr),
+        _ => None,
+    };
+    let token = match (given, &found) {
+        (Some(token), _) => Some(token),
+        (None, Some(path)) => Some(token_file::read(path).map_err(|e| {
+            Failure(format!(
+                "cannot read the token file {}: {}",
+                path.display(),
+                describe(&e)
+            ))
+        })?),
+        (None, None) => None,
+    };
+    match token {
         Some(token) => {
             let reply = client.auth(&token).map_err(lost)?;
             if matches!(reply.status, Some(Status::Error)) {
                 let why = String::from_utf8_lossy(&reply.output);
+                let from = found.map_or(String::new(), |path| {
+                    format!(" (read from {})", path.display())
+                });
                 return Err(Failure(format!(
-                    "{addr} refused the token: {}",
+                    "{addr} refused the token{from}: {}",
                     why.trim_end()
                 )));
             }
         }
         None if client.auth_required() => {
             return Err(Failure(format!(
-                "{addr} requires a token: give --token TOKEN or set {TOKEN_ENV}"
+                "{addr} requires a token: give --token TOKEN or set {TOKEN_ENV} (no token \
+                 file for it was found: `serve` writes one when it generates the token)"
             )))
         }
         None => {}

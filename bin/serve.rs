@@ -17,6 +17,7 @@ use clap::{Args, Parser, ValueEnum};
 use socketserver::{Builder, DatagramHandler, Model, RequestHandler, Server};
 use socketserver_handlers::echo::{self, Echo};
 use socketserver_handlers::ftp::{self, Ftp};
+use socketserver_handlers::shell::token_file::{self, TokenFile};
 use socketserver_handlers::shell::{self, Shell};
 
 #[derive(Parser, Debug)]
@@ -125,14 +126,26 @@ struct ShellOptions {
     #[arg(long, value_name = "BYTES", default_value_t = shell::DEFAULT_MAX_OUTPUT)]
     max_output: usize,
 
-    /// Require "auth TOKEN" before any command. Other local users can read
-    /// it in `ps`: prefer --token-file. Needed to bind a non-loopback address
-    #[arg(long, value_name = "TOKEN", conflicts_with = "token_file")]
+    /// Require "auth TOKEN" before any command (at least 16 bytes). Other
+    /// local users can read it in `ps`: prefer --token-file. [default: a
+    /// random token, written to a file only you can read, where `client
+    /// shell` finds it]
+    #[arg(long, value_name = "TOKEN", conflicts_with_all = ["token_file", "no_token"])]
     token: Option<String>,
 
-    /// Read the token from the first line of FILE
-    #[arg(long, value_name = "FILE")]
+    /// Read the token from the first line of FILE (keep it chmod 600)
+    #[arg(long, value_name = "FILE", conflicts_with = "no_token")]
     token_file: Option<std::path::PathBuf>,
+
+    /// Serve with no token, loopback only: for the tutorial's client, which
+    /// cannot send one. Any local process, and any web page in a browser
+    /// here that gets past the HTTP check, can then run commands as you
+    #[arg(long)]
+    no_token: bool,
+
+    /// Run commands even as root (refused by default)
+    #[arg(long)]
+    allow_root: bool,
 }
 
 /// Options of the ftp handler.
@@ -277,20 +290,31 @@ fn main() -> ExitCode {
                 .suffix(&cli.echo.suffix)
                 .max_line(cli.echo.max_line);
             if cli.udp {
-                run(&cli, model, datagram_builder(&cli, echo))
+                run(&cli, model, datagram_builder(&cli, echo), no_token_file)
             } else {
-                run(&cli, model, stream_builder(&cli, echo))
+                run(&cli, model, stream_builder(&cli, echo), no_token_file)
             }
         }
         HandlerKind::Shell => match shell_handler(&cli) {
-            Ok(shell) => run(&cli, model, stream_builder(&cli, shell)),
+            Ok((shell, generated)) => {
+                let announce = |address: &socketserver::Address| match generated {
+                    Some(token) => TokenFile::create(address, &token).map(Some).map_err(|e| {
+                        format!(
+                            "cannot write the shell's token file: {}",
+                            socketserver::describe(&e)
+                        )
+                    }),
+                    None => Ok(None),
+                };
+                run(&cli, model, stream_builder(&cli, shell), announce)
+            }
             Err((code, message)) => {
                 eprintln!("serve: {message}");
                 ExitCode::from(code)
             }
         },
         HandlerKind::Ftp => match ftp_handler(&cli) {
-            Ok(ftp) => run(&cli, model, stream_builder(&cli, ftp)),
+            Ok(ftp) => run(&cli, model, stream_builder(&cli, ftp), no_token_file),
             Err((code, message)) => {
                 eprintln!("serve: {message}");
                 ExitCode::from(code)
@@ -299,48 +323,101 @@ fn main() -> ExitCode {
     }
 }
 
-/// The Shell handler from the flags, after the safety check: it runs
-/// whatever it is sent, so it refuses to listen beyond loopback without a
-/// token. Errors carry the exit code.
-fn shell_handler(cli: &Cli) -> Result<Shell, (u8, String)> {
+/// The Shell handler from the flags, after the safety checks: it runs
+/// whatever it is sent, so it wants a token (given, or generated when none
+/// is: then returned too, for its file), refuses to listen beyond loopback
+/// without one, and refuses root unless --allow-root. Errors carry the
+/// exit code.
+fn shell_handler(cli: &Cli) -> Result<(Shell, Option<String>), (u8, String)> {
     let options = &cli.shell;
-    let token = match (&options.token, &options.token_file) {
+    if let Some(path) = &options.token_file {
+        warn_if_readable_by_others(path);
+    }
+    let given = match (&options.token, &options.token_file) {
         (Some(token), _) => Some(token.clone()),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                let why = socketserver::describe(&e);
-                (
-                    1,
-                    format!("cannot read the token file {}: {why}", path.display()),
-                )
-            })?;
-            Some(text.lines().next().unwrap_or("").trim().to_string())
-        }
+        (None, Some(path)) => Some(token_file::read(path).map_err(|e| {
+            let why = socketserver::describe(&e);
+            (
+                1,
+                format!("cannot read the token file {}: {why}", path.display()),
+            )
+        })?),
         (None, None) => None,
     };
-    if token.as_deref() == Some("") {
-        return Err((2, "the token is empty".to_string()));
+    if let Some(token) = &given {
+        if token.len() < shell::MIN_TOKEN_LEN {
+            return Err((
+                2,
+                format!(
+                    "the token is {} bytes long: use at least {} (e.g. `head -c 32 /dev/urandom \
+                     | base64`), or give no token and one is generated",
+                    token.len(),
+                    shell::MIN_TOKEN_LEN
+                ),
+            ));
+        }
     }
-    if token.is_none() {
+    if options.no_token {
         if let Some(exposed) = cli.bind.as_deref().and_then(non_loopback) {
             return Err((
                 2,
                 format!(
                     "refusing to serve shell on {exposed} without a token: anyone who can \
-                     reach it could run commands as this user; bind 127.0.0.1, or set \
-                     --token-file FILE (clients then send \"auth TOKEN\" first)"
+                     reach it could run commands as this user; bind 127.0.0.1, or drop \
+                     --no-token (clients then send \"auth TOKEN\" first)"
                 ),
             ));
         }
+        log::warn!(
+            "shell: no token (--no-token): any local process can run commands as this user; \
+             only loopback clients are served"
+        );
     }
+    if !options.allow_root && shell::running_as_root() {
+        return Err((
+            2,
+            "refusing to serve shell as root: every client would run commands as root; \
+             run it as another user, or pass --allow-root if you mean it"
+                .to_string(),
+        ));
+    }
+    let generated = match (&given, options.no_token) {
+        (None, false) => Some(shell::generate_token().map_err(|e| {
+            let why = socketserver::describe(&e);
+            (1, format!("cannot generate a token: {why}"))
+        })?),
+        _ => None,
+    };
     let limit = (!options.command_timeout.is_zero()).then_some(options.command_timeout);
-    let shell = Shell::default()
+    let mut shell = Shell::default()
         .command_timeout(limit)
-        .max_output(options.max_output);
-    Ok(match token {
-        Some(token) => shell.token(token),
-        None => shell,
-    })
+        .max_output(options.max_output)
+        .allow_no_token(options.no_token)
+        .allow_root(options.allow_root);
+    if let Some(token) = given.as_ref().or(generated.as_ref()) {
+        shell = shell.token(token);
+    }
+    // The flags were checked above with friendlier words; this is the
+    // handler's own check, which must agree.
+    shell.check().map_err(|why| (2, why.to_string()))?;
+    Ok((shell, generated))
+}
+
+/// Warns (a log line naming the file and the fix) when a file of secrets
+/// can be read by the group or by others.
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode();
+        if mode & 0o044 != 0 {
+            log::warn!(
+                "{} holds secrets but other users can read it (mode {:o}): chmod 600 {}",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            );
+        }
+    }
 }
 
 /// The Ftp handler from the flags. With no user and no --anonymous,
@@ -360,6 +437,7 @@ fn ftp_handler(cli: &Cli) -> Result<Ftp, (u8, String)> {
     })?;
     let mut users = options.users.clone();
     if let Some(path) = &options.users_file {
+        warn_if_readable_by_others(path);
         let listed = ftp::read_users_file(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::InvalidData => (2, e.to_string()),
             _ => {
@@ -497,9 +575,22 @@ fn datagram_builder<H: DatagramHandler>(cli: &Cli, handler: H) -> Result<Builder
     }
 }
 
+/// For the handlers with no token file.
+fn no_token_file(_: &socketserver::Address) -> Result<Option<TokenFile>, String> {
+    Ok(None)
+}
+
 /// Builds and serves until a signal; `transport` names a datagram socket
-/// in the first line ("udp" or "datagram").
-fn run<H: 'static>(cli: &Cli, model: Model, builder: Result<Builder<H>, ExitCode>) -> ExitCode {
+/// in the first line ("udp" or "datagram"). `announce` runs once the
+/// address is known, before the first line: it writes the shell's
+/// generated token file, whose path is printed on the second line and
+/// which is removed when the server stops.
+fn run<H: 'static>(
+    cli: &Cli,
+    model: Model,
+    builder: Result<Builder<H>, ExitCode>,
+    announce: impl FnOnce(&socketserver::Address) -> Result<Option<TokenFile>, String>,
+) -> ExitCode {
     let name = cli.handler.name();
     let builder = match builder {
         Ok(builder) => builder,
@@ -532,11 +623,24 @@ fn run<H: 'static>(cli: &Cli, model: Model, builder: Result<Builder<H>, ExitCode
         (true, socketserver::Address::Inet(_)) => ", udp",
         (true, socketserver::Address::Unix(_)) => ", datagram",
     };
+    let token_file = match announce(server.local_addr()) {
+        Ok(file) => file,
+        Err(message) => {
+            eprintln!("serve: {message}");
+            return ExitCode::from(1);
+        }
+    };
     println!(
         "serving {name} on {} ({}{transport})",
         server.local_addr(),
         model.name()
     );
+    if let Some(file) = &token_file {
+        println!(
+            "token in {} (client shell reads it from there)",
+            file.path().display()
+        );
+    }
     match server.serve_forever() {
         Ok(report) => {
             log::info!(

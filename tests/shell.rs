@@ -2,7 +2,7 @@
 //! `serve` binary: driven by the tutorial's own fixed client, by raw clients
 //! in each of its three modes, and by the real `client shell`; its limits
 //! (time, output), its process-group kills and reaping under every model,
-//! its working directory, its token and its refusal to listen unprotected.
+//! its working directory (its token and policy are in `shell_auth.rs`).
 //! Processes are looked at in /proc, by the process group ids the commands
 //! themselves report.
 
@@ -20,18 +20,19 @@ use crate::util::{
 };
 
 /// The tutorial client's prompt.
-const PROMPT: &str = ">>：";
+pub(crate) const PROMPT: &str = ">>：";
 /// The reply to an unauthenticated command.
-const AUTH_REQUIRED: &str = "error: authentication required: send \"auth TOKEN\" first\n";
+pub(crate) const AUTH_REQUIRED: &str =
+    "error: authentication required: send \"auth TOKEN\" first\n";
 
 // ---------------------------------------------------------------- helpers
 
 /// A fresh directory for one test, removed at the end; its path is
 /// canonical (the server reports canonical directories).
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new(name: &str) -> TempDir {
+    pub(crate) fn new(name: &str) -> TempDir {
         static COUNT: AtomicUsize = AtomicUsize::new(0);
         let path = std::env::temp_dir().join(format!(
             "socketserver-shell-{}-{}-{name}",
@@ -43,11 +44,11 @@ impl TempDir {
         TempDir(path.canonicalize().expect("canonical test directory"))
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 
-    fn join(&self, name: &str) -> PathBuf {
+    pub(crate) fn join(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
 }
@@ -58,28 +59,73 @@ impl Drop for TempDir {
     }
 }
 
-/// `serve --handler shell --bind 127.0.0.1:0 ARGS...`, run in `dir`.
-fn serve_shell(dir: &Path, args: &[&str]) -> ServerProcess {
-    let mut command = serve_command();
-    command
-        .args(["--handler", "shell", "--bind", "127.0.0.1:0"])
-        .args(args)
-        .current_dir(dir)
-        .env("LC_ALL", "C");
+/// `serve --handler shell --bind 127.0.0.1:0 --no-token ARGS...`, run in
+/// `dir`: these tests are about commands, and the tutorial's client cannot
+/// send a token. (`--allow-root`: the tests may run as root, in a
+/// container; as another user it changes nothing.)
+pub(crate) fn serve_shell(dir: &Path, args: &[&str]) -> ServerProcess {
+    let mut command = shell_command(dir);
+    command.arg("--no-token").args(args);
     ServerProcess::start(command)
 }
 
-/// The same, with the server's log (RUST_LOG=info) appended to `log`.
-/// `sh` execs `serve`, so the process is still the server itself.
-fn serve_shell_logging(dir: &Path, log: &Path, args: &[&str]) -> ServerProcess {
+/// `serve --handler shell --bind 127.0.0.1:0 --allow-root ARGS...`, run in
+/// `dir`, with `XDG_RUNTIME_DIR` set to `dir/run` (made 0700), where a
+/// generated token's file goes.
+pub(crate) fn serve_shell_secured(dir: &Path, args: &[&str]) -> ServerProcess {
+    let mut command = shell_command(dir);
+    command.args(args).env("XDG_RUNTIME_DIR", runtime_dir(dir));
+    ServerProcess::start(command)
+}
+
+/// `serve --handler shell --bind 127.0.0.1:0 --allow-root`, run in `dir`.
+fn shell_command(dir: &Path) -> Command {
+    let mut command = serve_command();
+    command
+        .args([
+            "--handler",
+            "shell",
+            "--bind",
+            "127.0.0.1:0",
+            "--allow-root",
+        ])
+        .current_dir(dir)
+        .env("LC_ALL", "C");
+    command
+}
+
+/// `dir/run`, mode 0700: a private runtime folder, as systemd makes
+/// `/run/user/UID`.
+pub(crate) fn runtime_dir(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::DirBuilderExt;
+    let run = dir.join("run");
+    match fs::DirBuilder::new().mode(0o700).create(&run) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => panic!("create {}: {e}", run.display()),
+    }
+    run
+}
+
+/// `serve --handler shell --bind 127.0.0.1:0 --allow-root ARGS...` with
+/// the server's log (RUST_LOG=info) appended to `log`. `sh` execs
+/// `serve`, so the process is still the server itself.
+pub(crate) fn serve_shell_logging(dir: &Path, log: &Path, args: &[&str]) -> ServerProcess {
     let mut command = Command::new("sh");
     command
         .arg("-c")
         .arg("exec \"$0\" \"$@\" 2>>\"$SHELL_TEST_LOG\"")
         .arg(env!("CARGO_BIN_EXE_serve"))
-        .args(["--handler", "shell", "--bind", "127.0.0.1:0"])
+        .args([
+            "--handler",
+            "shell",
+            "--bind",
+            "127.0.0.1:0",
+            "--allow-root",
+        ])
         .args(args)
         .current_dir(dir)
+        .env("XDG_RUNTIME_DIR", runtime_dir(dir))
         .env("SHELL_TEST_LOG", log)
         .env("RUST_LOG", "info")
         .env("LC_ALL", "C");
@@ -88,12 +134,12 @@ fn serve_shell_logging(dir: &Path, log: &Path, args: &[&str]) -> ServerProcess {
 
 /// A raw client with read and write timeouts: exact bytes in, exact bytes
 /// out.
-struct Raw {
+pub(crate) struct Raw {
     reader: BufReader<TcpStream>,
 }
 
 impl Raw {
-    fn connect(addr: &str) -> Raw {
+    pub(crate) fn connect(addr: &str) -> Raw {
         let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
         stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
@@ -104,29 +150,29 @@ impl Raw {
     }
 
     /// Connects and switches to status mode.
-    fn status_mode(addr: &str) -> Raw {
+    pub(crate) fn status_mode(addr: &str) -> Raw {
         let mut raw = Raw::connect(addr);
         raw.send(b"#shell/1\n");
         raw.expect(b"#shell/1 ok\n");
         raw
     }
 
-    fn stream(&self) -> &TcpStream {
+    pub(crate) fn stream(&self) -> &TcpStream {
         self.reader.get_ref()
     }
 
-    fn set_read_timeout(&self, timeout: Duration) {
+    pub(crate) fn set_read_timeout(&self, timeout: Duration) {
         self.stream().set_read_timeout(Some(timeout)).unwrap();
     }
 
-    fn send(&mut self, bytes: &[u8]) {
+    pub(crate) fn send(&mut self, bytes: &[u8]) {
         self.reader
             .get_mut()
             .write_all(bytes)
             .unwrap_or_else(|e| panic!("send {:?}: {e}", String::from_utf8_lossy(bytes)));
     }
 
-    fn read_exact(&mut self, len: usize) -> Vec<u8> {
+    pub(crate) fn read_exact(&mut self, len: usize) -> Vec<u8> {
         let mut buf = vec![0; len];
         self.reader
             .read_exact(&mut buf)
@@ -134,7 +180,7 @@ impl Raw {
         buf
     }
 
-    fn expect(&mut self, expected: &[u8]) {
+    pub(crate) fn expect(&mut self, expected: &[u8]) {
         let got = self.read_exact(expected.len());
         assert_eq!(
             String::from_utf8_lossy(&got),
@@ -142,7 +188,7 @@ impl Raw {
         );
     }
 
-    fn read_line(&mut self) -> String {
+    pub(crate) fn read_line(&mut self) -> String {
         let mut line = Vec::new();
         self.reader
             .read_until(b'\n', &mut line)
@@ -152,7 +198,7 @@ impl Raw {
     }
 
     /// The next read is an orderly end of input.
-    fn expect_eof(&mut self) {
+    pub(crate) fn expect_eof(&mut self) {
         let mut buf = [0; 256];
         match self.reader.read(&mut buf) {
             Ok(0) => {}
@@ -188,7 +234,7 @@ impl Raw {
     /// Status mode: runs `command`, returns the header's status field (the
     /// second, e.g. `exit=0`) and the body; checks the header's shape
     /// `LEN STATUS time=SECS`. Waits up to `within` for the reply.
-    fn run_within(&mut self, command: &str, within: Duration) -> (String, Vec<u8>) {
+    pub(crate) fn run_within(&mut self, command: &str, within: Duration) -> (String, Vec<u8>) {
         self.send(format!("{command}\n").as_bytes());
         self.set_read_timeout(within);
         let header = self.read_line();
@@ -210,13 +256,13 @@ impl Raw {
         (status, self.read_exact(len))
     }
 
-    fn run(&mut self, command: &str) -> (String, Vec<u8>) {
+    pub(crate) fn run(&mut self, command: &str) -> (String, Vec<u8>) {
         self.run_within(command, IO_TIMEOUT)
     }
 
     /// Tutorial mode: sends `command`, expects exactly the length of
     /// `body`, acknowledges, expects exactly `body`.
-    fn tutorial(&mut self, command: &str, body: &[u8]) {
+    pub(crate) fn tutorial(&mut self, command: &str, body: &[u8]) {
         self.send(command.as_bytes());
         self.expect(body.len().to_string().as_bytes());
         self.send("准备好接受了，loser可以发了".as_bytes());
@@ -319,7 +365,7 @@ fn wait_no_zombies(server: &ServerProcess) {
 }
 
 /// The tutorial's fixed client (方式2), typing `input`; its standard output.
-fn tutorial_client(server: &ServerProcess, input: &str) -> String {
+pub(crate) fn tutorial_client(server: &ServerProcess, input: &str) -> String {
     let (host, port) = server.host_port();
     let mut client = Command::new("python3");
     client
@@ -337,20 +383,23 @@ fn tutorial_client(server: &ServerProcess, input: &str) -> String {
 }
 
 /// What the tutorial's client prints for one reply of `body`.
-fn tutorial_transcript(body: &str) -> String {
+pub(crate) fn tutorial_transcript(body: &str) -> String {
     format!(
         "{PROMPT}命令结果大小： b'{len}'\ncmd res receive done.... {len}\n{body}\n",
         len = body.len()
     )
 }
 
-/// `client shell ADDR ARGS...` typing `input`.
-fn client_shell(addr: &str, args: &[&str], input: &[u8]) -> std::process::Output {
+/// `client shell ADDR ARGS...` typing `input`, with no token in its
+/// environment and no token file to find.
+pub(crate) fn client_shell(addr: &str, args: &[&str], input: &[u8]) -> std::process::Output {
     let mut client = client_command();
     client
         .args(["shell", addr])
         .args(args)
-        .env_remove("SOCKETSERVER_SHELL_TOKEN");
+        .env_remove("SOCKETSERVER_SHELL_TOKEN")
+        .env("XDG_RUNTIME_DIR", "/nonexistent-socketserver-test")
+        .env("TMPDIR", "/nonexistent-socketserver-test");
     run_with_input(client, input)
 }
 
@@ -758,140 +807,6 @@ fn cd_persists_within_a_connection_only() {
     );
 }
 
-// ------------------------------------------------------------------- auth
-
-/// With a token, every request before `auth TOKEN` gets an error reply
-/// through the connection's own framing, a wrong token too; the third
-/// failure closes the connection. The right token opens the shell.
-#[test]
-fn auth_is_required_and_enforced() {
-    let dir = TempDir::new("auth");
-    fs::write(dir.join("token"), "s3cret token\n").unwrap();
-    let server = serve_shell(dir.path(), &["--token-file", "token"]);
-
-    // Tutorial mode: length, ack, error; the third failure ends it.
-    let mut raw = Raw::connect(&server.addr);
-    raw.tutorial("ls", AUTH_REQUIRED.as_bytes());
-    raw.tutorial("auth guess", b"error: wrong token\n");
-    raw.tutorial(
-        "auth s3cret",
-        b"error: wrong token (3 failures: closing the connection)\n",
-    );
-    raw.expect_eof();
-
-    // Status mode: the hello says a token is needed.
-    let mut raw = Raw::connect(&server.addr);
-    raw.send(b"#shell/1\n");
-    raw.expect(b"#shell/1 ok auth=required\n");
-    assert_eq!(
-        raw.run("echo hi"),
-        ("error".into(), AUTH_REQUIRED.as_bytes().to_vec())
-    );
-    assert_eq!(
-        raw.run("auth s3cret token"),
-        ("exit=0".into(), b"authenticated\n".to_vec())
-    );
-    assert_eq!(raw.run("echo hi"), ("exit=0".into(), b"hi\n".to_vec()));
-
-    // The tutorial's client can type it.
-    let transcript = tutorial_client(&server, "auth s3cret token\necho hi\n");
-    assert_eq!(
-        transcript,
-        [
-            tutorial_transcript("authenticated\n"),
-            tutorial_transcript("hi\n"),
-            PROMPT.to_string()
-        ]
-        .concat()
-    );
-
-    // client shell: --token, the environment, none, a wrong one.
-    let out = client_shell(&server.addr, &["--token", "s3cret token"], b"echo hi\n");
-    assert_eq!(
-        (out.stdout.as_slice(), out.status.code()),
-        (&b"hi\n"[..], Some(0))
-    );
-    let mut client = client_command();
-    client
-        .args(["shell", &server.addr])
-        .env("SOCKETSERVER_SHELL_TOKEN", "s3cret token");
-    let out = run_with_input(client, b"echo from env\n");
-    assert_eq!(
-        (out.stdout.as_slice(), out.status.code()),
-        (&b"from env\n"[..], Some(0))
-    );
-    let out = client_shell(&server.addr, &[], b"echo hi\n");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        format!(
-            "client: {} requires a token: give --token TOKEN or set SOCKETSERVER_SHELL_TOKEN\n",
-            server.addr
-        )
-    );
-    assert_eq!(
-        (out.stdout.as_slice(), out.status.code()),
-        (&b""[..], Some(1))
-    );
-    let out = client_shell(&server.addr, &["--token", "wrong"], b"echo hi\n");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        format!(
-            "client: {} refused the token: error: wrong token\n",
-            server.addr
-        )
-    );
-    assert_eq!(
-        (out.stdout.as_slice(), out.status.code()),
-        (&b""[..], Some(1))
-    );
-}
-
-/// Without a token, `serve --handler shell` refuses, in one line and with
-/// exit status 2, to listen on any address but loopback; with one, it
-/// serves there (and asks for it).
-#[test]
-fn refuses_to_listen_beyond_loopback_without_a_token() {
-    let dir = TempDir::new("bind");
-    for bind in ["0.0.0.0:0", "[::]:0"] {
-        let mut serve = serve_command();
-        serve
-            .args(["--handler", "shell", "--bind", bind])
-            .current_dir(dir.path());
-        let out = run_with_input(serve, b"");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.starts_with(&format!(
-                "serve: refusing to serve shell on {bind} without a token: "
-            )),
-            "{stderr:?}"
-        );
-        assert_eq!(stderr.lines().count(), 1, "{stderr:?}");
-        assert_eq!(out.stdout, b"", "nothing served");
-        assert_eq!(out.status.code(), Some(2));
-    }
-
-    let mut serve = serve_command();
-    serve
-        .args([
-            "--handler",
-            "shell",
-            "--bind",
-            "0.0.0.0:0",
-            "--token",
-            "t0ken",
-        ])
-        .current_dir(dir.path());
-    let server = ServerProcess::start(serve);
-    let port = server.host_port().1;
-    assert_eq!(
-        server.first_line,
-        format!("serving shell on 0.0.0.0:{port} (threading)")
-    );
-    let mut raw = Raw::connect(&format!("127.0.0.1:{port}"));
-    raw.send(b"#shell/1\n");
-    raw.expect(b"#shell/1 ok auth=required\n");
-}
-
 // ------------------------------------------------- concurrency and models
 
 /// 20 clients at once, each with a command that waits until all 20
@@ -992,7 +907,7 @@ fn every_model_leaves_no_zombies_and_no_orphans() {
 fn every_command_is_logged() {
     let dir = TempDir::new("log");
     let log = dir.join("serve.log");
-    let server = serve_shell_logging(dir.path(), &log, &[]);
+    let server = serve_shell_logging(dir.path(), &log, &["--no-token"]);
     let mut raw = Raw::status_mode(&server.addr);
     let peer = raw.stream().local_addr().unwrap();
     raw.run("echo hello");

@@ -376,3 +376,23 @@ pub fn wait_until(within: Duration, what: &str, mut check: impl FnMut() -> bool)
         thread::sleep(Duration::from_millis(5));
     }
 }
+
+impl ServerProcess {
+    /// The next line the server prints on standard output after its first
+    /// (the shell's token file), without its newline; panics after
+    /// [`TIMEOUT`].
+    pub fn next_stdout_line(&mut self) -> String {
+        let mut stdout = self.stdout.take().expect("standard output");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut line = String::new();
+            let _ = stdout.read_line(&mut line);
+            let _ = tx.send((line, stdout));
+        });
+        let (line, stdout) = rx
+            .recv_timeout(TIMEOUT)
+            .unwrap_or_else(|_| panic!("the server printed no further line within {TIMEOUT:?}"));
+        self.stdout = Some(stdout);
+        line.trim_end_matches('\n').to_string()
+    }
+}

@@ -22,16 +22,31 @@
 //! Each command runs as `sh -c COMMAND` in a process group of its own, with
 //! a time limit and an output limit (see [`run`](self) for how it is
 //! watched, killed and reaped). `cd DIR` is built in: it changes the
-//! connection's working directory. With a token set, `auth TOKEN` must come
-//! first; three failures close the connection.
+//! connection's working directory.
+//!
+//! A shell on a socket is a door into the account that runs it, and
+//! loopback is no wall: any local process, and any web page open in a
+//! browser here (a `fetch` POST to `127.0.0.1:9998`), can reach it. So the
+//! handler enforces its policy itself, whoever serves it
+//! ([`Shell::check`]): a token of at least [`MIN_TOKEN_LEN`] bytes, or an
+//! explicit [`Shell::allow_no_token`] that then serves loopback peers only;
+//! not as root unless [`Shell::allow_root`]; and a connection whose first
+//! bytes look like HTTP is closed with nothing run. `auth TOKEN` must come
+//! first; three failures close the connection, and each failure waits
+//! longer than the last ([`crate::throttle`]).
 
 #![forbid(unsafe_code)]
 
+mod auth;
 pub mod client;
+mod policy;
 pub mod protocol;
 mod run;
+mod token;
+pub mod token_file;
 
 use std::io::{self, BufRead};
+use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,10 +54,13 @@ use std::time::Duration;
 
 use socketserver::{describe, LimitExceeded, RequestHandler, Stream};
 
+use crate::throttle::Throttle;
+pub use policy::{running_as_root, PolicyError};
 pub use protocol::Status;
 use protocol::{Header, HELLO, HELLO_AUTH, HELLO_OK, NO_OUTPUT};
 pub use run::End;
 use run::Limits;
+pub use token::{generate as generate_token, same_token, MIN_TOKEN_LEN};
 
 /// The port `serve --handler shell` listens on by default (the tutorial's
 /// 9999 belongs to the chat bot).
@@ -60,7 +78,12 @@ pub const MAX_AUTH_FAILURES: u32 = 3;
 /// connection it closes, so that the close is orderly.
 const LINGER: Duration = Duration::from_secs(2);
 
-/// The remote shell. Cheap to clone: the server clones it per connection.
+/// The remote shell. Cheap to clone: the server clones it per connection,
+/// and the clones share the [`Throttle`].
+///
+/// It serves only once its policy holds ([`Shell::check`]): a default
+/// `Shell` has no token and refuses every connection, with the reason,
+/// until it is given one or told [`Shell::allow_no_token`].
 ///
 /// ```
 /// use std::time::Duration;
@@ -68,14 +91,19 @@ const LINGER: Duration = Duration::from_secs(2);
 /// let shell = Shell::default()
 ///     .command_timeout(Some(Duration::from_secs(5)))
 ///     .max_output(1 << 20)
-///     .token("correct horse battery staple");
+///     .token("correct horse battery staple")
+///     .allow_root(true);
 /// assert!(shell.requires_token());
+/// assert_eq!(shell.check(), Ok(()));
 /// ```
 #[derive(Clone)]
 pub struct Shell {
     command_timeout: Option<Duration>,
     max_output: usize,
     token: Option<Arc<[u8]>>,
+    allow_no_token: bool,
+    allow_root: bool,
+    throttle: Throttle,
     dir: Option<Arc<Path>>,
 }
 
@@ -85,6 +113,9 @@ impl Default for Shell {
             command_timeout: Some(DEFAULT_COMMAND_TIMEOUT),
             max_output: DEFAULT_MAX_OUTPUT,
             token: None,
+            allow_no_token: false,
+            allow_root: false,
+            throttle: Throttle::default(),
             dir: None,
         }
     }
@@ -96,6 +127,9 @@ impl std::fmt::Debug for Shell {
             .field("command_timeout", &self.command_timeout)
             .field("max_output", &self.max_output)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("allow_no_token", &self.allow_no_token)
+            .field("allow_root", &self.allow_root)
+            .field("throttle", self.throttle.limits())
             .field("dir", &self.dir)
             .finish()
     }
@@ -116,10 +150,58 @@ impl Shell {
         self
     }
 
-    /// Requires `auth TOKEN` before any command.
+    /// Requires `auth TOKEN` before any command. The token must be at
+    /// least [`MIN_TOKEN_LEN`] bytes long (see [`Shell::check`]);
+    /// [`generate_token`] makes one.
     pub fn token(mut self, token: impl AsRef<[u8]>) -> Self {
         self.token = Some(Arc::from(token.as_ref()));
         self
+    }
+
+    /// Serves with no token (the tutorial's client cannot send one), to
+    /// loopback and Unix-socket peers only: others are refused. Any local
+    /// process can then run commands as this user; use it on a machine
+    /// you alone use, for the tutorial.
+    pub fn allow_no_token(mut self, allow: bool) -> Self {
+        self.allow_no_token = allow;
+        self
+    }
+
+    /// Runs commands even when the process is root (effective uid 0);
+    /// refused by default.
+    pub fn allow_root(mut self, allow: bool) -> Self {
+        self.allow_root = allow;
+        self
+    }
+
+    /// Sets the throttle that slows token guessing (default:
+    /// [`Throttle::default`], 0.5 s after the first failure, doubling to
+    /// 8 s). Pass a clone to share one between handlers.
+    pub fn throttle(mut self, throttle: Throttle) -> Self {
+        self.throttle = throttle;
+        self
+    }
+
+    /// Checks the policy: a token of at least [`MIN_TOKEN_LEN`] bytes or
+    /// [`Shell::allow_no_token`]; not root, or [`Shell::allow_root`]. A
+    /// shell that fails it answers every connection with the reason and
+    /// closes it, running nothing; call this before serving to fail at
+    /// start instead.
+    ///
+    /// # Errors
+    /// The first rule broken.
+    pub fn check(&self) -> Result<(), PolicyError> {
+        match &self.token {
+            None if !self.allow_no_token => return Err(PolicyError::NoToken),
+            Some(token) if token.len() < MIN_TOKEN_LEN => {
+                return Err(PolicyError::ShortToken(token.len()))
+            }
+            _ => {}
+        }
+        if !self.allow_root && policy::running_as_root() {
+            return Err(PolicyError::Root);
+        }
+        Ok(())
     }
 
     /// Sets the working directory each connection starts in (default: the
@@ -197,6 +279,8 @@ impl Reply {
 struct Session<'a> {
     shell: &'a Shell,
     peer: String,
+    /// For the throttle; `None` on a Unix socket.
+    peer_ip: Option<IpAddr>,
     cwd: PathBuf,
     previous: Option<PathBuf>,
     authenticated: bool,
@@ -221,38 +305,6 @@ impl Session<'_> {
             return Some(Reply::done(Vec::new(), Status::Exit(0)));
         }
         self.execute(request, client)
-    }
-
-    fn auth(&mut self, given: &[u8]) -> Reply {
-        let Some(token) = &self.shell.token else {
-            return Reply::done("authentication not required\n", Status::Exit(0));
-        };
-        if self.authenticated {
-            return Reply::done("already authenticated\n", Status::Exit(0));
-        }
-        if same_token(given, token) {
-            self.authenticated = true;
-            log::info!("{}: authenticated", self.peer);
-            return Reply::done("authenticated\n", Status::Exit(0));
-        }
-        self.refuse("error: wrong token")
-    }
-
-    fn refuse(&mut self, why: &str) -> Reply {
-        self.failures += 1;
-        log::warn!(
-            "{}: authentication failed ({} of {MAX_AUTH_FAILURES})",
-            self.peer,
-            self.failures
-        );
-        if self.failures >= MAX_AUTH_FAILURES {
-            let body = format!("{why} ({MAX_AUTH_FAILURES} failures: closing the connection)\n");
-            let mut reply = Reply::done(body, Status::Error);
-            reply.close = true;
-            reply
-        } else {
-            Reply::done(format!("{why}\n"), Status::Error)
-        }
     }
 
     fn cd(&mut self, target: Cd<'_>) -> Reply {
@@ -364,9 +416,24 @@ impl RequestHandler for Shell {
             Some(dir) => dir.to_path_buf(),
             None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
         };
+        if let Err(why) = self.check() {
+            log::error!("{}: refused: {why}", stream.peer_addr());
+            return refuse_connection(stream, &format!("error: {why}\n"));
+        }
+        if self.token.is_none() && !policy::is_local(stream.peer_addr()) {
+            log::warn!(
+                "{}: refused: no token is set, so only local peers are served",
+                stream.peer_addr()
+            );
+            return refuse_connection(
+                stream,
+                "error: this shell serves local clients only (it has no token)\n",
+            );
+        }
         let mut session = Session {
             shell: self,
             peer: stream.peer_addr().to_string(),
+            peer_ip: stream.peer_addr().as_inet().map(|a| a.ip().to_canonical()),
             cwd,
             previous: None,
             authenticated: false,
@@ -376,6 +443,9 @@ impl RequestHandler for Shell {
         let first = stream.fill_buf()?;
         if first.is_empty() {
             return Ok(());
+        }
+        if policy::looks_like_http(first) {
+            return refuse_http(stream, &session.peer);
         }
         let mode = if !first.contains(&b'\n') {
             Mode::Tutorial
@@ -428,6 +498,9 @@ impl RequestHandler for Shell {
                     }
                 }
             };
+            if policy::looks_like_http(request) {
+                return refuse_http(stream, &session.peer);
+            }
             let Some(reply) = session.answer(request, stream) else {
                 return Ok(()); // the client left during the command
             };
@@ -439,6 +512,25 @@ impl RequestHandler for Shell {
             }
         }
     }
+}
+
+/// Closes a connection whose bytes look like an HTTP request (a web page
+/// can make a browser send one to any local port): nothing is run, the
+/// client gets one line, and the server reads what is left for a moment
+/// so that the close is orderly.
+fn refuse_http(stream: &mut Stream, peer: &str) -> io::Result<()> {
+    log::warn!("{peer}: an HTTP request on the shell's port: closed, nothing run");
+    refuse_connection(
+        stream,
+        "error: this is a remote shell, not an HTTP server: nothing was run\n",
+    )
+}
+
+/// Sends `why` and closes the connection in order.
+fn refuse_connection(stream: &mut Stream, why: &str) -> io::Result<()> {
+    stream.write_all(why.as_bytes())?;
+    stream.flush()?;
+    stream.lingering_close(LINGER)
 }
 
 /// Sends one reply in the connection's framing. Returns false if the client
@@ -533,25 +625,6 @@ fn bytes_path(bytes: &[u8]) -> &Path {
     Path::new(std::ffi::OsStr::from_bytes(bytes))
 }
 
-/// Compares a token in time that depends only on the expected token's
-/// length, never on where the first difference is, so that timing does not
-/// tell an attacker how many leading bytes they guessed right.
-///
-/// ```
-/// use socketserver_handlers::shell::same_token;
-/// assert!(same_token(b"s3cret", b"s3cret"));
-/// assert!(!same_token(b"s3creT", b"s3cret"));
-/// assert!(!same_token(b"s3cre", b"s3cret"));
-/// ```
-pub fn same_token(given: &[u8], expected: &[u8]) -> bool {
-    let mut difference = u8::from(given.len() != expected.len());
-    for (i, &e) in expected.iter().enumerate() {
-        let g = given.get(i).copied().unwrap_or(!e);
-        difference |= std::hint::black_box(g ^ e);
-    }
-    difference == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,18 +655,6 @@ mod tests {
         ] {
             assert_eq!(parse_cd(command), None, "{}", command.escape_ascii());
         }
-    }
-
-    #[test]
-    fn tokens_compare_whole() {
-        assert!(same_token(b"abc", b"abc"));
-        assert!(!same_token(b"abd", b"abc"));
-        assert!(!same_token(b"ab", b"abc"));
-        assert!(!same_token(b"abcd", b"abc"));
-        assert!(!same_token(b"", b"abc"));
-        assert!(same_token(b"", b""));
-        // A missing byte never matches, whatever the expected byte is.
-        assert!(!same_token(b"a", b"a\0"));
     }
 
     #[test]
