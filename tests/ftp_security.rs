@@ -8,7 +8,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::ftp_util::{md5_hex, serve_ftp, FtpPeer, TempDir, PASSWORD, USER};
-use crate::util::IO_TIMEOUT;
+use std::process::Command;
+
+use crate::util::{wait_until, ServerProcess, IO_TIMEOUT, TIMEOUT};
 
 /// A root with a file, a folder, a link to /etc and a link to a folder
 /// outside the root (which holds a secret).
@@ -275,4 +277,88 @@ fn anonymous_and_read_only_cannot_write() {
         }
         assert_eq!(root.names(""), ["a.txt", "d"]);
     }
+}
+
+/// Wrong passwords for one account slow the later tries on it, from a new
+/// connection too (0.5 s, 1 s, then 2 s: lower bounds only), and the right
+/// password still logs in afterwards.
+#[test]
+fn guessing_one_account_slows_it_across_connections() {
+    let root = TempDir::new("sec-throttle");
+    let server = serve_ftp(root.path(), &[]);
+    let mut ftp = FtpPeer::connect(&server.addr);
+    for at_least in [500, 1000] {
+        ftp.expect(
+            &format!("USER {USER}"),
+            &format!("331 Password required for {USER}."),
+        );
+        let started = Instant::now();
+        ftp.expect("PASS wrong", "530 Login incorrect.");
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(at_least), "{took:?}");
+    }
+    drop(ftp);
+    let mut ftp = FtpPeer::connect(&server.addr);
+    ftp.expect(
+        &format!("USER {USER}"),
+        &format!("331 Password required for {USER}."),
+    );
+    let started = Instant::now();
+    ftp.expect("PASS wrong again", "530 Login incorrect.");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(2), "{took:?}");
+    let mut ftp = FtpPeer::connect(&server.addr);
+    ftp.login(USER, PASSWORD);
+    ftp.expect("NOOP", "200 NOOP ok.");
+}
+
+/// A users file that the group or others can read gets a warning at
+/// start, naming the file and the fix; a 0600 one does not.
+#[test]
+fn a_users_file_others_can_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = TempDir::new("sec-users-mode");
+    let users = root.join("users");
+    let log = root.join("serve.log");
+    let warning = format!(
+        "{} holds secrets but other users can read it (mode 644): chmod 600 {}",
+        users.display(),
+        users.display()
+    );
+    let serve = |mode: u32| {
+        std::fs::write(&users, format!("{USER}:{PASSWORD}\n")).unwrap();
+        std::fs::set_permissions(&users, std::fs::Permissions::from_mode(mode)).unwrap();
+        let _ = std::fs::remove_file(&log);
+        // `sh` execs `serve`: the process is the server, its log a file.
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg("exec \"$0\" \"$@\" 2>>\"$FTP_TEST_LOG\"")
+            .arg(env!("CARGO_BIN_EXE_serve"))
+            .args(["--handler", "ftp", "--bind", "127.0.0.1:0", "--root"])
+            .arg(root.path())
+            .arg("--users")
+            .arg(&users)
+            .env("FTP_TEST_LOG", &log)
+            .env("RUST_LOG", "info");
+        ServerProcess::start(command)
+    };
+    let server = serve(0o644);
+    wait_until(TIMEOUT, "the warning", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains(&warning)
+    });
+    drop(server);
+    let server = serve(0o600);
+    // The log's last start-up line comes after any warning.
+    wait_until(TIMEOUT, "the start-up log", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("ftp: serving")
+    });
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("holds secrets"), "{text}");
+    let mut ftp = FtpPeer::connect(&server.addr);
+    ftp.login(USER, PASSWORD);
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::auth::Users;
+use crate::throttle::Throttle;
 
 /// The default TCP port of `serve --handler ftp`: FTP's own port 21 is
 /// privileged, so the unprivileged 2121 (as pyftpdlib's examples).
@@ -25,8 +26,9 @@ pub const MAX_COMMAND_LINE: usize = 4096;
 pub const DATA_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Failed logins allowed before the connection is closed.
 pub const MAX_LOGIN_FAILURES: u32 = 3;
-/// The pause before each `530` for a wrong password: slows guessing.
-pub const LOGIN_FAILURE_DELAY: Duration = Duration::from_secs(1);
+/// The pause before the `530` of a first wrong password; each further
+/// failure doubles it (see [`crate::throttle`]).
+pub const LOGIN_FAILURE_DELAY: Duration = Duration::from_millis(500);
 
 /// Default for [`super::Ftp::hash_max_size`]: 16 GiB, some 25 s of MD5.
 pub const DEFAULT_HASH_MAX_SIZE: u64 = 16 << 30;
@@ -80,7 +82,8 @@ pub(crate) struct Config {
     pub(crate) login_timeout: Duration,
     pub(crate) max_list_entries: usize,
     pub(crate) banner: String,
-    pub(crate) login_failure_delay: Duration,
+    /// Slows password guessing: per account, per address, server-wide.
+    pub(crate) throttle: Throttle,
     pub(crate) hash_transfers: HashTransfers,
     /// Files larger than this are not hashed on demand (`None`: any size).
     pub(crate) hash_max_size: Option<u64>,

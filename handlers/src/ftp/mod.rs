@@ -38,7 +38,8 @@
 //! with links followed, on every use); uploads land atomically (a hidden
 //! temp file, fsync, rename); data connections are tied to the control
 //! connection's peer; command lines, listings, logins and connections per
-//! address are bounded.
+//! address are bounded; wrong passwords slow later attempts, per account,
+//! per address and server-wide ([`crate::throttle`]).
 
 mod auth;
 pub mod client;
@@ -60,6 +61,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use socketserver::{RequestHandler, Stream};
+
+use crate::throttle::{self, Throttle};
 
 pub use auth::{parse_user, read_users_file};
 pub use config::{
@@ -109,7 +112,9 @@ impl Ftp {
                 login_timeout: DEFAULT_LOGIN_TIMEOUT,
                 max_list_entries: DEFAULT_MAX_LIST_ENTRIES,
                 banner: DEFAULT_BANNER.to_string(),
-                login_failure_delay: config::LOGIN_FAILURE_DELAY,
+                throttle: Throttle::new(
+                    throttle::Limits::default().first_delay(config::LOGIN_FAILURE_DELAY),
+                ),
                 hash_transfers: HashTransfers::default(),
                 hash_max_size: Some(config::DEFAULT_HASH_MAX_SIZE),
                 max_hashes: config::default_max_hashes(),
@@ -183,9 +188,22 @@ impl Ftp {
         self
     }
 
-    /// The pause before each `530` for a wrong password (default 1 s).
+    /// The pause before the `530` of a first wrong password (default
+    /// 0.5 s); each further failure on the same account doubles it, up to
+    /// 8 s (see [`crate::throttle`]). Replaces the throttle with a fresh
+    /// one.
     pub fn login_failure_delay(mut self, delay: Duration) -> Self {
-        self.config().login_failure_delay = delay;
+        let limits = self.config.throttle.limits().clone().first_delay(delay);
+        self.config().throttle = Throttle::new(limits);
+        self
+    }
+
+    /// Sets the throttle that slows password guessing: failures are
+    /// counted per user name, per client address and server-wide, and
+    /// each one delays later attempts more (default: 0.5 s doubling to
+    /// 8 s). Pass a clone to share one between handlers.
+    pub fn throttle(mut self, throttle: Throttle) -> Self {
+        self.config().throttle = throttle;
         self
     }
 

@@ -323,7 +323,15 @@ impl Session<'_> {
             reply(stream, 230, "Anonymous access granted: read-only.")?;
             return Ok(Flow::Continue);
         }
+        // Guessing is slowed per account, per address and server-wide.
+        let (throttle, ip) = (&self.config.throttle, Some(self.peer.ip()));
+        let wait = throttle.before_attempt(&name, ip);
+        if !wait.is_zero() {
+            log::info!("{}: login for {name:?} waits {wait:.1?}", self.peer);
+            std::thread::sleep(wait);
+        }
         if self.config.users.check(&name, password) {
+            throttle.succeeded(&name);
             let access = if self.config.read_only {
                 Access::ReadOnly
             } else {
@@ -341,7 +349,7 @@ impl Session<'_> {
             self.failures
         );
         stream.flush()?;
-        std::thread::sleep(self.config.login_failure_delay);
+        std::thread::sleep(throttle.failed(&name, ip));
         reply(stream, 530, "Login incorrect.")?;
         if self.failures >= MAX_LOGIN_FAILURES {
             log::warn!("{}: too many failed logins; closing", self.peer);
