@@ -8,7 +8,8 @@
 //! The first line on standard output is exactly
 //! `serving HANDLER on ADDRESS (MODE)`, with the real address, so scripts
 //! can bind port 0 and read the port. SIGINT and SIGTERM drain and exit 0;
-//! a second SIGINT exits at once.
+//! a second SIGINT exits at once. The shell, when it generates its token,
+//! prints the token file's path on the second line.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -216,7 +217,8 @@ enum HandlerKind {
     /// The tutorial's chat bot: greets, answers each message + "好", "q" ends
     Echo,
     /// The tutorial's remote shell: runs each command, replies with the
-    /// output's length, then the output (loopback only unless a token is set)
+    /// output's length, then the output (a token is generated into a
+    /// private file unless one is given; --no-token: loopback only)
     Shell,
     /// The tutorial's file transfer as a real FTP server (curl, ftplib,
     /// lftp, FileZilla); port 2121, the current folder, read-only
