@@ -169,6 +169,13 @@ struct FtpOptions {
     #[arg(long)]
     no_active: bool,
 
+    /// Allow active mode (PORT, EPRT) for clients on a loopback address.
+    /// Off by default: a client behind a local proxy (stunnel, HAProxy,
+    /// ssh -L) shows up as 127.0.0.1 and could aim the server at a local
+    /// service
+    #[arg(long)]
+    allow_loopback_active: bool,
+
     /// Most connections at once from one IP address (threading, pool, sync)
     #[arg(long, value_name = "N", default_value_t = ftp::DEFAULT_MAX_PER_IP)]
     max_per_ip: usize,
@@ -394,6 +401,7 @@ fn ftp_handler(cli: &Cli) -> Result<Ftp, (u8, String)> {
         .anonymous(anonymous)
         .read_only(options.read_only)
         .active(!options.no_active)
+        .allow_loopback_active(options.allow_loopback_active)
         .max_per_ip(options.max_per_ip)
         .login_timeout(options.login_timeout)
         .max_list_entries(options.max_list_entries)

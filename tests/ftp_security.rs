@@ -92,11 +92,12 @@ fn traversal_attempts_are_all_refused() {
 }
 
 /// PORT and EPRT go only to the control connection's address, on ports
-/// 1024 and above: no FTP bounce.
+/// 1024 and above: no FTP bounce. (Active mode from loopback, needed to
+/// test this here, is allowed by a flag: see `ftp_wire`.)
 #[test]
 fn active_mode_goes_only_to_the_client() {
     let root = TempDir::new("sec-port");
-    let server = serve_ftp(root.path(), &[]);
+    let server = serve_ftp(root.path(), &["--allow-loopback-active"]);
     let mut ftp = FtpPeer::logged_in(&server.addr);
     let other = "501 Data connections go only to the address of the control connection.";
     let low = "501 Data connections go only to ports 1024 and above.";

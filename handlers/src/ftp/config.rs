@@ -76,6 +76,9 @@ pub(crate) struct Config {
     /// Passive ports to pick from; `None`: any port the kernel gives.
     pub(crate) passive_ports: Option<RangeInclusive<u16>>,
     pub(crate) active: bool,
+    /// Active mode for control peers on a loopback address (off: they
+    /// could be anyone behind a local proxy).
+    pub(crate) loopback_active: bool,
     pub(crate) max_per_ip: usize,
     pub(crate) login_timeout: Duration,
     pub(crate) max_list_entries: usize,

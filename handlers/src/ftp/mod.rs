@@ -105,6 +105,7 @@ impl Ftp {
                 read_only: false,
                 passive_ports: None,
                 active: true,
+                loopback_active: false,
                 max_per_ip: DEFAULT_MAX_PER_IP,
                 login_timeout: DEFAULT_LOGIN_TIMEOUT,
                 max_list_entries: DEFAULT_MAX_LIST_ENTRIES,
@@ -149,9 +150,21 @@ impl Ftp {
     }
 
     /// Allows `PORT` and `EPRT` (on by default; only ever to the control
-    /// connection's address, ports 1024 and above).
+    /// connection's address, ports 1024 and above, and never for a client
+    /// on a loopback address unless [`Ftp::allow_loopback_active`]).
     pub fn active(mut self, on: bool) -> Self {
         self.config().active = on;
+        self
+    }
+
+    /// Allows active mode (`PORT`, `EPRT`) for clients whose control
+    /// connection comes from a loopback address (off by default: a client
+    /// behind a local proxy such as stunnel, HAProxy or `ssh -L` shows up
+    /// as 127.0.0.1, and could aim the server's data connection at any
+    /// service of this machine). Turn on only when every local client is
+    /// trusted.
+    pub fn allow_loopback_active(mut self, on: bool) -> Self {
+        self.config().loopback_active = on;
         self
     }
 

@@ -626,9 +626,10 @@ impl Session<'_> {
                 reply(stream, 501, "Syntax error in the address.")
             };
         };
-        if let Some(why) = data::refuse_active(addr, self.peer.ip()) {
+        let allow_loopback = self.config.loopback_active;
+        if let Some((code, why)) = data::refuse_active(addr, self.peer.ip(), allow_loopback) {
             log::warn!("{}: refused an active connection to {addr}", self.peer);
-            return reply(stream, 501, why);
+            return reply(stream, code, why);
         }
         self.data = DataPlan::Active(addr);
         let verb = if extended { "EPRT" } else { "PORT" };

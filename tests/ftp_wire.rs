@@ -1,0 +1,78 @@
+//! The FTP wire, beyond the verbs: active mode refused to loopback
+//! clients, passive listeners that time out, listings that stream, and
+//! names that cannot rewrite a terminal. Real clients: Python's ftplib
+//! (tests/ftp_wire.py), the repo's `client ftp`, and a raw peer.
+
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::ftp_util::{serve_ftp, FtpPeer, TempDir, PASSWORD, USER};
+use crate::util::{run_with_input, ServerProcess};
+
+/// Runs tests/ftp_wire.py against `server`; returns its standard output.
+fn ftplib(server: &ServerProcess, args: &[&str]) -> String {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ftp_wire.py");
+    let (host, port) = server.host_port();
+    let mut command = Command::new("python3");
+    command
+        .arg(script)
+        .args([host.as_str(), port.as_str(), USER, PASSWORD])
+        .args(args);
+    let out = run_with_input(command, b"");
+    assert!(
+        out.status.success(),
+        "ftp_wire.py {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// True if `listener` (non-blocking) gets a connection within `within`.
+fn connection_comes(listener: &TcpListener, within: Duration) -> bool {
+    listener.set_nonblocking(true).unwrap();
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        match listener.accept() {
+            Ok(_) => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+    false
+}
+
+/// A client on 127.0.0.1 may be anyone behind a local proxy: PORT and
+/// EPRT to a local service are refused, and the service is never
+/// connected to. `--allow-loopback-active` lets trusted local clients use
+/// active mode (ftplib, `set_pasv(False)`).
+#[test]
+fn active_mode_to_loopback_is_refused_unless_allowed() {
+    let root = TempDir::new("wire-active");
+    std::fs::write(root.join("a.txt"), "active data\n").unwrap();
+    let service = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = service.local_addr().unwrap().port();
+
+    let server = serve_ftp(root.path(), &[]);
+    let mut ftp = FtpPeer::logged_in(&server.addr);
+    let refused = "504 Active mode to a loopback address is refused: use PASV or EPSV.";
+    ftp.expect(
+        &format!("PORT 127,0,0,1,{},{}", port >> 8, port & 0xff),
+        refused,
+    );
+    ftp.expect("RETR a.txt", "425 Use PASV, EPSV, PORT or EPRT first.");
+    ftp.expect(&format!("EPRT |1|127.0.0.1|{port}|"), refused);
+    ftp.expect("STOR b.txt", "425 Use PASV, EPSV, PORT or EPRT first.");
+    ftp.expect("NOOP", "200 NOOP ok.");
+    assert!(!connection_comes(&service, Duration::from_secs(1)));
+    assert_eq!(
+        ftplib(&server, &["active", "a.txt"]),
+        format!("refused {refused}\n")
+    );
+    assert!(!connection_comes(&service, Duration::from_millis(200)));
+
+    let allowed = serve_ftp(root.path(), &["--allow-loopback-active"]);
+    assert_eq!(ftplib(&allowed, &["active", "a.txt"]), "got 12 bytes\n");
+}
