@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::ftp_util::{serve_ftp, FtpPeer, TempDir, PASSWORD, USER};
-use crate::util::{run_with_input, ServerProcess};
+use crate::util::{run_with_input, wait_until, ServerProcess};
 
 /// Runs tests/ftp_wire.py against `server`; returns its standard output.
 fn ftplib(server: &ServerProcess, args: &[&str]) -> String {
@@ -75,4 +75,39 @@ fn active_mode_to_loopback_is_refused_unless_allowed() {
 
     let allowed = serve_ftp(root.path(), &["--allow-loopback-active"]);
     assert_eq!(ftplib(&allowed, &["active", "a.txt"]), "got 12 bytes\n");
+}
+
+/// A passive port nobody connects to is closed after `--passive-timeout`:
+/// the port then refuses connections, the next transfer command gets
+/// `425`, and the session goes on.
+#[test]
+fn an_unused_passive_port_closes_after_the_timeout() {
+    let root = TempDir::new("wire-pasv");
+    std::fs::write(root.join("a.txt"), "data\n").unwrap();
+    let server = serve_ftp(root.path(), &["--passive-timeout", "1"]);
+    let mut ftp = FtpPeer::logged_in(&server.addr);
+    let expired = "425 No data connection: the passive port timed out; use PASV or EPSV again.";
+    for command in ["PASV", "EPSV"] {
+        let addr = match command {
+            "PASV" => {
+                let r = ftp.cmd("PASV");
+                let numbers: Vec<u16> = r
+                    .strip_prefix("227 Entering Passive Mode (")
+                    .and_then(|rest| rest.strip_suffix(").\r\n"))
+                    .unwrap_or_else(|| panic!("PASV reply {r:?}"))
+                    .split(',')
+                    .map(|n| n.parse().unwrap())
+                    .collect();
+                let port = numbers[4] << 8 | numbers[5];
+                std::net::SocketAddr::from(([127, 0, 0, 1], port))
+            }
+            _ => ftp.epsv(),
+        };
+        wait_until(Duration::from_secs(20), "the passive port closes", || {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
+        });
+        ftp.expect("RETR a.txt", expired);
+        ftp.expect("NOOP", "200 NOOP ok.");
+    }
 }

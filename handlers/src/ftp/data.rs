@@ -31,10 +31,40 @@ pub(crate) enum DataPlan {
     #[default]
     None,
     /// A listener waiting for the client (one per session: a new `PASV`
-    /// replaces it).
-    Passive(TcpListener),
+    /// replaces it), closed at `deadline` if no transfer command came.
+    Passive {
+        listener: TcpListener,
+        deadline: Instant,
+    },
+    /// A passive listener was closed at its deadline: the next transfer
+    /// command is told so (`425`).
+    Expired,
     /// Connect to this address of the client.
     Active(SocketAddr),
+}
+
+impl DataPlan {
+    /// How long until a waiting passive listener is to be closed; `None`
+    /// if there is none.
+    pub(crate) fn passive_left(&self) -> Option<Duration> {
+        match self {
+            DataPlan::Passive { deadline, .. } => {
+                Some(deadline.saturating_duration_since(Instant::now()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Closes a passive listener whose deadline has passed (a client that
+    /// asked for one and never used it must not keep a port open for
+    /// ever). True if it did.
+    pub(crate) fn close_expired(&mut self) -> bool {
+        if self.passive_left().is_some_and(|left| left.is_zero()) {
+            *self = DataPlan::Expired;
+            return true;
+        }
+        false
+    }
 }
 
 /// An IP as compared and shown: IPv4-mapped IPv6 addresses (a dual-stack
@@ -234,6 +264,26 @@ mod tests {
         assert_eq!(parse_eprt("|1|::1|1|"), None);
         assert_eq!(parse_eprt("|1|1.2.3.4|1"), None);
         assert_eq!(parse_eprt(""), None);
+    }
+
+    #[test]
+    fn passive_listeners_expire() {
+        let listener = passive_listener("127.0.0.1".parse().unwrap(), None).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut plan = DataPlan::Passive {
+            listener,
+            deadline: Instant::now() + Duration::from_secs(600),
+        };
+        assert!(plan.passive_left().unwrap() > Duration::from_secs(500));
+        assert!(!plan.close_expired());
+        if let DataPlan::Passive { deadline, .. } = &mut plan {
+            *deadline = Instant::now();
+        }
+        assert!(plan.close_expired());
+        assert!(matches!(plan, DataPlan::Expired));
+        assert!(plan.passive_left().is_none());
+        // Closed: the port refuses connections.
+        assert!(TcpStream::connect(addr).is_err());
     }
 
     #[test]

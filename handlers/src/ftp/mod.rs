@@ -106,6 +106,7 @@ impl Ftp {
                 passive_ports: None,
                 active: true,
                 loopback_active: false,
+                passive_timeout: config::DATA_CONNECT_TIMEOUT,
                 max_per_ip: DEFAULT_MAX_PER_IP,
                 login_timeout: DEFAULT_LOGIN_TIMEOUT,
                 max_list_entries: DEFAULT_MAX_LIST_ENTRIES,
@@ -165,6 +166,15 @@ impl Ftp {
     /// trusted.
     pub fn allow_loopback_active(mut self, on: bool) -> Self {
         self.config().loopback_active = on;
+        self
+    }
+
+    /// How long a passive listener (`PASV`, `EPSV`) waits (default
+    /// 30 s): it is closed if no transfer command comes within this time
+    /// (the transfer command then gets `425`), and a transfer command
+    /// waits this long for the client to connect.
+    pub fn passive_timeout(mut self, timeout: Duration) -> Self {
+        self.config().passive_timeout = timeout.max(Duration::from_millis(1));
         self
     }
 

@@ -143,7 +143,13 @@ pub(crate) fn run(config: &Config, digests: &Arc<Digests>, stream: &mut Stream) 
 
 impl Session<'_> {
     fn serve(&mut self, stream: &mut Stream) -> io::Result<()> {
+        // The idle timeout counts from the last command, across the
+        // wake-ups that close an unused passive listener.
+        let mut quiet_since = Instant::now();
         loop {
+            let mut timeout = self
+                .idle
+                .map(|idle| (quiet_since + idle).saturating_duration_since(Instant::now()));
             if self.login.is_none() {
                 let left = self
                     .login_deadline
@@ -152,11 +158,26 @@ impl Session<'_> {
                     reply(stream, 421, "Login timed out.")?;
                     return Ok(());
                 }
-                let timeout = self.idle.map_or(left, |idle| idle.min(left));
-                stream.set_read_timeout(Some(timeout))?;
+                timeout = Some(timeout.map_or(left, |t| t.min(left)));
             }
+            if let Some(left) = self.data.passive_left() {
+                timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            }
+            // A zero timeout is refused by the socket: wait 1 ms at least.
+            stream.set_read_timeout(timeout.map(|t| t.max(Duration::from_millis(1))))?;
             let line = match self.control.next(stream) {
                 Ok(line) => line,
+                // Woken for a passive listener's deadline (or the login
+                // deadline, checked above), not for the idle timeout.
+                Err(e)
+                    if e.kind() == io::ErrorKind::TimedOut
+                        && self.idle.is_none_or(|idle| quiet_since.elapsed() < idle) =>
+                {
+                    if self.data.close_expired() {
+                        log::info!("{}: unused passive listener closed", self.peer);
+                    }
+                    continue;
+                }
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                     log::info!("{}: {e}; closing", self.peer);
                     let text = if self.login.is_none() {
@@ -178,6 +199,7 @@ impl Session<'_> {
                     return stream.lingering_close(LINGER);
                 }
             };
+            quiet_since = Instant::now();
             if self.command(stream, &line)? == Flow::Close {
                 return Ok(());
             }
@@ -598,7 +620,8 @@ impl Session<'_> {
         let ip = canonical(self.local.ip());
         let listener = data::passive_listener(ip, self.config.passive_ports.as_ref())?;
         let port = listener.local_addr()?.port();
-        self.data = DataPlan::Passive(listener);
+        let deadline = Instant::now() + self.config.passive_timeout;
+        self.data = DataPlan::Passive { listener, deadline };
         Ok(port)
     }
 
@@ -644,10 +667,16 @@ impl Session<'_> {
                 reply(stream, 425, "Use PASV, EPSV, PORT or EPRT first.")?;
                 Ok(None)
             }
-            DataPlan::Passive(listener) => {
+            DataPlan::Expired => {
+                let text =
+                    "No data connection: the passive port timed out; use PASV or EPSV again.";
+                reply(stream, 425, text)?;
+                Ok(None)
+            }
+            DataPlan::Passive { listener, .. } => {
                 reply(stream, 150, text)?;
                 stream.flush()?;
-                let deadline = Instant::now() + DATA_CONNECT_TIMEOUT;
+                let deadline = Instant::now() + self.config.passive_timeout;
                 match data::accept_from(&listener, self.peer.ip(), deadline) {
                     Ok(data) => Ok(Some(data)),
                     Err(e) => {
