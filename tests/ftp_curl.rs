@@ -81,7 +81,9 @@ fn curl_lists_gets_and_puts() {
     let server = serve_ftp(root.path(), &[]);
 
     let listing = String::from_utf8(curl_ok(&[&url(&server, "")])).unwrap();
-    let lines: Vec<&str> = listing.lines().collect();
+    // Listings come in the folder's order: sorted by name here.
+    let mut lines: Vec<&str> = listing.lines().collect();
+    lines.sort_by_key(|line| line.rsplit(' ').next());
     assert_eq!(lines.len(), 2, "{listing}");
     assert!(lines[0].starts_with("-rw"), "{listing}");
     assert!(lines[0].ends_with(" data.bin"), "{listing}");

@@ -111,3 +111,51 @@ fn an_unused_passive_port_closes_after_the_timeout() {
         ftp.expect("NOOP", "200 NOOP ok.");
     }
 }
+
+/// The peak resident memory of process `pid` (VmHWM), in bytes.
+fn peak_memory(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read the status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().strip_suffix("kB"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in {status}"));
+    kib * 1024
+}
+
+/// A folder of 50,000 entries lists whole (ftplib's NLST and LIST), and
+/// the server's peak memory grows by far less than the listing: the
+/// entries stream out as they are read, none are collected.
+#[test]
+fn a_large_folder_lists_in_constant_memory() {
+    const COUNT: usize = 50_000;
+    let root = TempDir::new("wire-many");
+    std::fs::create_dir(root.join("small")).unwrap();
+    std::fs::write(root.join("small/one.txt"), "1").unwrap();
+    std::fs::create_dir(root.join("many")).unwrap();
+    let name = |i: usize| format!("an-entry-whose-long-name-makes-the-listing-large-{i:06}.txt");
+    for i in 0..COUNT {
+        std::fs::File::create(root.join("many").join(name(i))).unwrap();
+    }
+    let server = serve_ftp(root.path(), &[]);
+    // The same work on a small folder first: what any listing costs
+    // (threads, buffers) is in the baseline.
+    assert_eq!(ftplib(&server, &["count", "small"]), "nlst 1\nlist 1\n");
+    let before = peak_memory(server.child.id());
+    assert_eq!(
+        ftplib(&server, &["count", "many"]),
+        format!("nlst {COUNT}\nlist {COUNT}\n")
+    );
+    let growth = peak_memory(server.child.id()).saturating_sub(before);
+
+    let mut ftp = FtpPeer::logged_in(&server.addr);
+    let listing = ftp.download("LIST many");
+    assert_eq!(listing.split(|&b| b == b'\n').count(), COUNT + 1);
+    assert!(listing.len() > 5_000_000, "{}", listing.len());
+    assert!(
+        growth < listing.len() as u64 / 2,
+        "the server's peak memory grew by {growth} bytes for a listing of {}",
+        listing.len()
+    );
+}

@@ -18,7 +18,7 @@ use super::config::{Config, HashTransfers, DATA_CONNECT_TIMEOUT, MAX_LOGIN_FAILU
 use super::control::{printable, reply, reply_lines, split_command, Control, Line};
 use super::data::{self, canonical, DataPlan};
 use super::hash::{is_md5_hex, Algorithm, Digests, FileKey, Hasher};
-use super::listing::{self, Facts};
+use super::listing::{self, Entry, Facts, Format, Source};
 use super::transfer::{self, End, NoObserver, Pipeline, Report, Transfer, Watch};
 use super::vfs::{PathError, VPath, Vfs, TEMP_PREFIX};
 
@@ -461,20 +461,38 @@ impl Session<'_> {
             ];
             return reply_lines(stream, 211, "FTP server status:", &lines, "End of status");
         }
-        let Listed { path, entries, .. } = match self.list_target(arg) {
+        let Listed { path, source, .. } = match self.list_target(arg) {
             Ok(found) => found,
             Err(e) => return reply(stream, 550, &e.message()),
         };
-        let now = listing::now();
-        let mut lines = Vec::with_capacity(entries.len());
-        for (name, meta) in &entries {
-            let mut line = Vec::new();
-            listing::ls_line(&mut line, name, meta, now);
-            line.truncate(line.len() - 2);
-            lines.push(String::from_utf8_lossy(&line).into_owned());
-        }
+        // Each line goes out as it is made (the stream's buffer sends as
+        // it fills): a large folder is never held whole.
+        let mut lines = listing::Lines::new(
+            source,
+            Format::Ls {
+                now: listing::now(),
+            },
+        );
         let first = format!("Status of {}:", printable(&path.to_bytes()));
-        reply_lines(stream, 213, &first, &lines, "End of status")
+        stream.write_all(format!("213-{}\r\n", printable(first.as_bytes())).as_bytes())?;
+        while let Some(line) = lines.next_line() {
+            let line = &line[..line.len() - 2];
+            stream.write_all(format!(" {}\r\n", printable(line)).as_bytes())?;
+        }
+        self.warn_truncated(&path, &lines);
+        reply(stream, 213, "End of status")
+    }
+
+    /// Logs a listing cut at `--max-list-entries`.
+    fn warn_truncated(&self, path: &VPath, lines: &listing::Lines) {
+        if lines.truncated() {
+            log::warn!(
+                "{}: listing of {} cut at {} entries",
+                self.peer,
+                printable(&path.to_bytes()),
+                self.config.max_list_entries
+            );
+        }
     }
 
     // Navigation and facts.
@@ -536,7 +554,8 @@ impl Session<'_> {
         }
     }
 
-    /// What `LIST`/`STAT` show for `arg`: a folder's entries, or one file.
+    /// What `LIST`/`STAT` show for `arg`: a folder's entries (read as
+    /// they are listed), or one file.
     fn list_target(&self, arg: &[u8]) -> Result<Listed, PathError> {
         let path = self.vfs.resolve(arg)?;
         let real = self.vfs.existing(&path)?;
@@ -545,24 +564,15 @@ impl Session<'_> {
             let name = path.name().unwrap_or(b"/").to_vec();
             return Ok(Listed {
                 path,
-                entries: vec![(name, meta)],
+                source: Source::File(Some(Entry { name, meta })),
                 folder: false,
             });
         }
-        let (entries, truncated) =
-            listing::read_dir(&self.vfs, &real, self.config.max_list_entries)
-                .map_err(PathError::Io)?;
-        if truncated {
-            log::warn!(
-                "{}: listing of {} cut at {} entries",
-                self.peer,
-                printable(&path.to_bytes()),
-                self.config.max_list_entries
-            );
-        }
+        let entries = listing::Entries::open(self.vfs.clone(), &real, self.config.max_list_entries)
+            .map_err(PathError::Io)?;
         Ok(Listed {
             path,
-            entries: entries.into_iter().map(|e| (e.name, e.meta)).collect(),
+            source: Source::Folder(entries),
             folder: true,
         })
     }
@@ -724,7 +734,7 @@ impl Session<'_> {
         };
         let Listed {
             path,
-            entries,
+            mut source,
             folder: is_folder,
         } = match self.list_target(arg) {
             Ok(found) => found,
@@ -737,28 +747,32 @@ impl Session<'_> {
             reply(stream, 501, "MLSD needs a directory: use MLST for a file.")?;
             return Ok(Flow::Continue);
         }
-        let mut out = Vec::with_capacity(entries.len() * 64);
-        let now = listing::now();
-        for (name, meta) in &entries {
-            match verb {
-                "LIST" => listing::ls_line(&mut out, name, meta, now),
-                "MLSD" => {
-                    listing::facts_line(&mut out, name, meta, self.facts, self.writable());
+        let format = match verb {
+            "LIST" => Format::Ls {
+                now: listing::now(),
+            },
+            "MLSD" => Format::Facts {
+                facts: self.facts,
+                writable: self.writable(),
+            },
+            _ => {
+                // NLST of a file names it as the client did.
+                if let Source::File(Some(entry)) = &mut source {
+                    entry.name = arg.to_vec();
                 }
-                _ => {
-                    out.extend_from_slice(if is_folder { name } else { arg });
-                    out.extend_from_slice(b"\r\n");
-                }
+                Format::Names
             }
-        }
+        };
+        let mut lines = listing::Lines::new(source, format);
         let Some(data) = self.open_data(stream, "Here comes the directory listing.")? else {
             return Ok(Flow::Continue);
         };
         let ascii = std::mem::replace(&mut self.ascii, false);
         let report = self
             .transfer(stream, data)
-            .send(&mut out.as_slice(), Pipeline::<NoObserver>::new(None));
+            .send(&mut lines, Pipeline::<NoObserver>::new(None));
         self.ascii = ascii;
+        self.warn_truncated(&path, &lines);
         let outcome = Outcome::of(report, None);
         self.finish(stream, verb, &path, outcome, "Directory send OK.")
     }
@@ -1251,7 +1265,7 @@ impl Session<'_> {
 /// What a listing shows: a folder's entries, or one file.
 struct Listed {
     path: VPath,
-    entries: Vec<(Vec<u8>, fs::Metadata)>,
+    source: Source,
     folder: bool,
 }
 
