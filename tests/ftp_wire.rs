@@ -159,3 +159,114 @@ fn a_large_folder_lists_in_constant_memory() {
         listing.len()
     );
 }
+
+/// Files whose names could rewrite a terminal or forge lines: an escape
+/// sequence, a right-to-left override, a newline.
+fn hostile_folder(tag: &str) -> TempDir {
+    let root = TempDir::new(tag);
+    for name in [
+        "red\u{1b}[31m.txt",
+        "evil\u{202e}txt.exe",
+        "two\nlines.txt",
+        "plain.txt",
+    ] {
+        std::fs::write(root.join(name), "x").unwrap();
+    }
+    root
+}
+
+/// The names of `hostile_folder` as LIST and MLSD show them.
+const ESCAPED: [&str; 4] = [
+    r"evil\u{202e}txt.exe",
+    "plain.txt",
+    r"red\x1b[31m.txt",
+    r"two\x0alines.txt",
+];
+
+/// True if `bytes` hold a control character other than a line end's CR
+/// or LF, or a bidirectional control.
+fn holds_unsafe(bytes: &[u8]) -> bool {
+    String::from_utf8_lossy(bytes).chars().any(|c| {
+        (c.is_control() && c != '\r' && c != '\n')
+            || matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    })
+}
+
+/// LIST and MLSD show such names escaped, one line each (ftplib reads
+/// them); NLST gives them as they are, for fetching, CR and LF alone
+/// escaped; a `257` reply escapes the name it quotes.
+#[test]
+fn listings_escape_names_that_could_rewrite_a_terminal() {
+    let root = hostile_folder("wire-escape");
+    let server = serve_ftp(root.path(), &[]);
+
+    // ftplib's lines, each printed with Python's ascii(): a raw ESC
+    // would show as \x1b, the escaped one as \\x1b.
+    let out = ftplib(&server, &["list"]);
+    let mut names: Vec<String> = out
+        .lines()
+        .map(|line| {
+            let line = line.strip_suffix('\'').expect("ascii() of a str");
+            line.rsplit(' ').next().unwrap().to_string()
+        })
+        .collect();
+    names.sort();
+    let shown: Vec<String> = ESCAPED.iter().map(|n| n.replace('\\', r"\\")).collect();
+    assert_eq!(names, shown, "{out}");
+
+    let mut ftp = FtpPeer::logged_in(&server.addr);
+    let mlsd = String::from_utf8(ftp.download("MLSD")).unwrap();
+    let mut names: Vec<&str> = mlsd
+        .split_terminator("\r\n")
+        .map(|line| line.split_once("; ").expect("facts; name").1)
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ESCAPED, "{mlsd}");
+    assert!(!holds_unsafe(mlsd.as_bytes()), "{mlsd:?}");
+
+    let nlst = String::from_utf8(ftp.download("NLST")).unwrap();
+    let mut names: Vec<&str> = nlst.split_terminator("\r\n").collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "evil\u{202e}txt.exe",
+            "plain.txt",
+            "red\u{1b}[31m.txt",
+            r"two\x0alines.txt"
+        ]
+    );
+    // A name from NLST fetches its file.
+    assert_eq!(ftp.download("RETR red\u{1b}[31m.txt"), b"x");
+
+    ftp.expect("MKD d\u{1b}[2J", "257 \"/d\\x1b[2J\" created.");
+    ftp.expect("CWD d\u{1b}[2J", "250 Directory successfully changed.");
+    ftp.expect("PWD", "257 \"/d\\x1b[2J\" is the current directory.");
+    ftp.expect(
+        "MKD \u{202e}\"q\"",
+        "257 \"/d\\x1b[2J/\\u{202e}\"\"q\"\"\" created.",
+    );
+}
+
+/// `client ftp ls` escapes what any server sends: pyftpdlib sends such
+/// names raw, this server escaped; neither reaches the terminal raw.
+#[test]
+fn client_ftp_ls_never_prints_raw_control_characters() {
+    let root = hostile_folder("wire-client-ls");
+    let local = TempDir::new("wire-client-ls-local");
+    let user = format!("{USER}:{PASSWORD}");
+    let pyftpd = crate::ftp_util::PyFtpd::start(root.path());
+    let ours = serve_ftp(root.path(), &[]);
+    for addr in [pyftpd.addr.as_str(), ours.addr.as_str()] {
+        let out = crate::ftp_util::client_ftp(local.path(), addr, &["--user", &user, "ls"]);
+        let (stdout, stderr) = crate::ftp_util::texts(&out);
+        assert!(out.status.success(), "{addr}: {stderr}");
+        assert!(!holds_unsafe(&out.stdout), "{addr}: {stdout:?}");
+        assert!(stdout.contains(r" red\x1b[31m.txt"), "{addr}: {stdout:?}");
+        assert!(
+            stdout.contains(r" evil\u{202e}txt.exe"),
+            "{addr}: {stdout:?}"
+        );
+        assert!(stdout.contains(" plain.txt"), "{addr}: {stdout:?}");
+    }
+}

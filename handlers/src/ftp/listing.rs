@@ -3,6 +3,11 @@
 //! timestamps of `MDTM` and `modify=`, all in UTC, formatted with std
 //! alone (Howard Hinnant's days-to-civil algorithm).
 //!
+//! `LIST` and `MLSD` lines show names escaped (control and bidirectional
+//! characters, see `escape.rs`): what a person reads cannot rewrite their
+//! terminal or forge lines. `NLST` gives names as they are, for programs
+//! fetch by them, CR and LF alone escaped.
+//!
 //! A listing never shows what lies outside the root: a symbolic link is
 //! shown as what it points to when that is inside the root, and left out
 //! otherwise (dangling or leading out); its target's path is never shown.
@@ -13,6 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
+use super::escape;
 use super::vfs::{Vfs, TEMP_PREFIX};
 
 /// One entry of a folder, its links followed.
@@ -26,9 +32,9 @@ pub(crate) struct Entry {
 /// constant memory. They come in the folder's own order, not sorted
 /// (sorting needs them all at once). At most `cap` of them.
 ///
-/// Left out always: upload temp files, names that hold CR or LF (they
-/// would break the listing's lines), links that lead outside the root or
-/// nowhere, entries that vanish while they are read.
+/// Left out always: upload temp files, links that lead outside the root
+/// or nowhere, entries that vanish while they are read. (Names holding
+/// CR or LF are shown escaped: see `escape.rs`.)
 pub(crate) struct Entries {
     vfs: Vfs,
     dir: fs::ReadDir,
@@ -61,7 +67,7 @@ impl Iterator for Entries {
             let Ok(item) = self.dir.next()? else { continue };
             let name = item.file_name();
             let name = name.as_bytes();
-            if name.starts_with(TEMP_PREFIX) || name.iter().any(|&b| b == b'\r' || b == b'\n') {
+            if name.starts_with(TEMP_PREFIX) {
                 continue;
             }
             let path = item.path();
@@ -151,7 +157,7 @@ impl Lines {
                 facts_line(&mut self.line, &entry.name, &entry.meta, facts, writable);
             }
             Format::Names => {
-                self.line.extend_from_slice(&entry.name);
+                escape::name_line_into(&mut self.line, &entry.name);
                 self.line.extend_from_slice(b"\r\n");
             }
         }
@@ -182,7 +188,8 @@ impl io::Read for Lines {
     }
 }
 
-/// Appends one `ls -l` line: `-rw-r--r--    1 ftp      ftp          5 Jan  2 15:04 name\r\n`.
+/// Appends one `ls -l` line: `-rw-r--r--    1 ftp      ftp          5 Jan  2 15:04 name\r\n`,
+/// the name escaped (`escape.rs`).
 /// `now` (Unix seconds) decides between the time (within six months) and
 /// the year, as `ls` does.
 pub(crate) fn ls_line(out: &mut Vec<u8>, name: &[u8], meta: &Metadata, now: i64) {
@@ -233,7 +240,7 @@ pub(crate) fn ls_line(out: &mut Vec<u8>, name: &[u8], meta: &Metadata, now: i64)
             meta.len()
         )
     };
-    out.extend_from_slice(name);
+    escape::escape_into(out, name, true);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -308,7 +315,8 @@ impl Facts {
     }
 }
 
-/// Appends one fact line: `type=file;size=5;modify=20240102150405;perm=r; name\r\n`.
+/// Appends one fact line: `type=file;size=5;modify=20240102150405;perm=r; name\r\n`,
+/// the name escaped (`escape.rs`).
 /// `writable`: the session may change things (for the `perm` fact).
 pub(crate) fn facts_line(
     out: &mut Vec<u8>,
@@ -337,7 +345,7 @@ pub(crate) fn facts_line(
         let _ = write!(out, "perm={perm};");
     }
     out.push(b' ');
-    out.extend_from_slice(name);
+    escape::escape_into(out, name, true);
     out.extend_from_slice(b"\r\n");
 }
 

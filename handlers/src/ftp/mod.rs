@@ -14,7 +14,8 @@
 //! | `transfer.rs` | copying with the control connection watched; the observer (hashing) hook; `sendfile(2)` |
 //! | `hash.rs` | MD5, SHA-1, SHA-256; the digest cache; the bound on hash computations |
 //! | `client.rs` | a small FTP client: passive mode, resume, MD5 verification (`client ftp`) |
-//! | `listing.rs` | `LIST`, `NLST`, `MLSD`/`MLST` formats; dates |
+//! | `listing.rs` | `LIST`, `NLST`, `MLSD`/`MLST` formats, streamed entry by entry; dates |
+//! | `escape.rs` | names made safe to show: control and bidirectional characters escaped |
 //! | `auth.rs` | users, passwords, anonymous, read-only |
 //! | `config.rs` | settings and their defaults |
 //!
@@ -45,6 +46,7 @@ pub mod client;
 mod config;
 mod control;
 mod data;
+mod escape;
 mod hash;
 mod listing;
 mod session;

@@ -1458,6 +1458,7 @@ mod tests {
     #[test]
     fn quotes_are_doubled() {
         assert_eq!(quote(b"/a\"b"), "\"/a\"\"b\"");
-        assert_eq!(quote(b"/x\ny"), "\"/x?y\"");
+        assert_eq!(quote(b"/x\ny"), "\"/x\\x0ay\"");
+        assert_eq!(quote("/\u{202e}\x1b".as_bytes()), "\"/\\u{202e}\\x1b\"");
     }
 }
