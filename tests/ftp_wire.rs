@@ -270,3 +270,40 @@ fn client_ftp_ls_never_prints_raw_control_characters() {
         assert!(stdout.contains(" plain.txt"), "{addr}: {stdout:?}");
     }
 }
+
+/// The idle timeout counts from the end of the last command: a download
+/// that lasts longer than it (the data moving all along) is followed by
+/// a session that goes on, with or without a passive port waiting.
+#[test]
+fn a_transfer_longer_than_the_idle_timeout_is_not_idleness() {
+    use std::io::Read;
+    let root = TempDir::new("wire-idle");
+    let size = 24 << 20;
+    std::fs::write(root.join("big.bin"), vec![7u8; size]).unwrap();
+    let server = serve_ftp(root.path(), &["--idle-timeout", "1"]);
+    let mut ftp = FtpPeer::logged_in(&server.addr);
+    let addr = ftp.epsv();
+    let mut data = std::net::TcpStream::connect(addr).unwrap();
+    data.set_read_timeout(Some(crate::util::IO_TIMEOUT))
+        .unwrap();
+    let started = Instant::now();
+    let r = ftp.cmd("RETR big.bin");
+    assert!(r.starts_with("150 "), "{r:?}");
+    // 256 KiB every 25 ms at most: some 10 MiB/s, so 2.4 s at least.
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut got = 0;
+    loop {
+        let n = data.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        got += n;
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert_eq!(got, size);
+    let r = ftp.reply();
+    assert!(r.starts_with("226 "), "{r:?}");
+    assert!(started.elapsed() > Duration::from_millis(1500));
+    ftp.expect("NOOP", "200 NOOP ok.");
+    ftp.expect("QUIT", "221 Goodbye.");
+}

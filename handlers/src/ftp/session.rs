@@ -143,8 +143,8 @@ pub(crate) fn run(config: &Config, digests: &Arc<Digests>, stream: &mut Stream) 
 
 impl Session<'_> {
     fn serve(&mut self, stream: &mut Stream) -> io::Result<()> {
-        // The idle timeout counts from the last command, across the
-        // wake-ups that close an unused passive listener.
+        // The idle timeout counts from the end of the last command, across
+        // the wake-ups that close an unused passive listener.
         let mut quiet_since = Instant::now();
         loop {
             let mut timeout = self
@@ -199,10 +199,11 @@ impl Session<'_> {
                     return stream.lingering_close(LINGER);
                 }
             };
-            quiet_since = Instant::now();
             if self.command(stream, &line)? == Flow::Close {
                 return Ok(());
             }
+            // Waiting starts now: a long transfer is not idleness.
+            quiet_since = Instant::now();
         }
     }
 
