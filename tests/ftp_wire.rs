@@ -243,6 +243,22 @@ fn listings_escape_names_that_could_rewrite_a_terminal() {
             r"two\x0alines.txt"
         ]
     );
+    // STAT path: the same lines over the control connection.
+    let stat = ftp.cmd("STAT /");
+    let lines: Vec<&str> = stat.split_terminator("\r\n").collect();
+    assert_eq!(lines.len(), 6, "{stat:?}");
+    assert_eq!(lines[0], "213-Status of /:");
+    assert_eq!(lines[5], "213 End of status");
+    let mut names: Vec<&str> = lines[1..5]
+        .iter()
+        .map(|line| {
+            assert!(line.starts_with(" -rw"), "{line:?}");
+            line.rsplit(' ').next().unwrap()
+        })
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ESCAPED, "{stat:?}");
+    assert!(!holds_unsafe(stat.as_bytes()), "{stat:?}");
     // A name from NLST fetches its file.
     assert_eq!(ftp.download("RETR red\u{1b}[31m.txt"), b"x");
 
