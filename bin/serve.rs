@@ -183,6 +183,19 @@ struct FtpOptions {
     #[arg(long)]
     no_active: bool,
 
+    /// Allow active mode (PORT, EPRT) for clients on a loopback address.
+    /// Off by default: a client behind a local proxy (stunnel, HAProxy,
+    /// ssh -L) shows up as 127.0.0.1 and could aim the server at a local
+    /// service
+    #[arg(long)]
+    allow_loopback_active: bool,
+
+    /// Close a passive data port (PASV, EPSV) that no transfer command
+    /// used within this time; also how long a transfer command waits for
+    /// the client to connect
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
+    passive_timeout: Duration,
+
     /// Most connections at once from one IP address (threading, pool, sync)
     #[arg(long, value_name = "N", default_value_t = ftp::DEFAULT_MAX_PER_IP)]
     max_per_ip: usize,
@@ -474,6 +487,8 @@ fn ftp_handler(cli: &Cli) -> Result<Ftp, (u8, String)> {
         .anonymous(anonymous)
         .read_only(options.read_only)
         .active(!options.no_active)
+        .allow_loopback_active(options.allow_loopback_active)
+        .passive_timeout(options.passive_timeout)
         .max_per_ip(options.max_per_ip)
         .login_timeout(options.login_timeout)
         .max_list_entries(options.max_list_entries)

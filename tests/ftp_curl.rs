@@ -81,7 +81,9 @@ fn curl_lists_gets_and_puts() {
     let server = serve_ftp(root.path(), &[]);
 
     let listing = String::from_utf8(curl_ok(&[&url(&server, "")])).unwrap();
-    let lines: Vec<&str> = listing.lines().collect();
+    // Listings come in the folder's order: sorted by name here.
+    let mut lines: Vec<&str> = listing.lines().collect();
+    lines.sort_by_key(|line| line.rsplit(' ').next());
     assert_eq!(lines.len(), 2, "{listing}");
     assert!(lines[0].starts_with("-rw"), "{listing}");
     assert!(lines[0].ends_with(" data.bin"), "{listing}");
@@ -177,7 +179,8 @@ fn curl_active_mode() {
     let root = TempDir::new("active");
     let data = pattern(600_000, 5);
     std::fs::write(root.join("data.bin"), &data).unwrap();
-    let server = serve_ftp(root.path(), &[]);
+    // curl runs on this machine: active mode to loopback must be allowed.
+    let server = serve_ftp(root.path(), &["--allow-loopback-active"]);
     assert_eq!(
         curl_ok(&["-P", "127.0.0.1", &url(&server, "data.bin")]),
         data
@@ -204,7 +207,7 @@ fn curl_active_mode() {
     assert_eq!(std::fs::read(root.join("up.bin")).unwrap(), &data[..1000]);
 
     // --no-active turns PORT and EPRT off.
-    let passive_only = serve_ftp(root.path(), &["--no-active"]);
+    let passive_only = serve_ftp(root.path(), &["--no-active", "--allow-loopback-active"]);
     let out = curl(&["-P", "127.0.0.1", &url(&passive_only, "data.bin")]);
     assert!(!out.status.success());
 }
@@ -216,7 +219,11 @@ fn curl_over_ipv6() {
     let data = pattern(300_000, 6);
     std::fs::write(root.join("data.bin"), &data).unwrap();
     let user = format!("{USER}:{PASSWORD}");
-    let server = serve_ftp_on("[::1]:0", root.path(), &["--user", &user]);
+    let server = serve_ftp_on(
+        "[::1]:0",
+        root.path(),
+        &["--user", &user, "--allow-loopback-active"],
+    );
     assert!(server.addr.starts_with("[::1]:"), "{}", server.addr);
     assert_eq!(curl_ok(&["--list-only", &url(&server, "")]), b"data.bin\n");
     assert_eq!(curl_ok(&[&url(&server, "data.bin")]), data);

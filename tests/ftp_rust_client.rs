@@ -25,7 +25,8 @@ fn connect(addr: &str) -> FtpStream {
 fn suppaftp_session() {
     let root = TempDir::new("suppaftp");
     std::fs::write(root.join("big.bin"), vec![1u8; 32 * 1024 * 1024]).unwrap();
-    let server = serve_ftp(root.path(), &[]);
+    // The client is on this machine: its active mode needs the flag.
+    let server = serve_ftp(root.path(), &["--allow-loopback-active"]);
     let mut ftp = connect(&server.addr);
     assert_eq!(ftp.get_welcome_msg(), Some("220 socketserver FTP ready"));
     ftp.login(USER, PASSWORD).unwrap();

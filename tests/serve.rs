@@ -281,6 +281,7 @@ fn help_names_every_flag_with_its_default() {
         ("--max-per-ip <N>", "[default: 16]"),
         ("--login-timeout <SECS>", "[default: 60]"),
         ("--max-list-entries <N>", "[default: 100000]"),
+        ("--passive-timeout <SECS>", "[default: 30]"),
     ] {
         let entry = help_entry(&help, flag);
         assert!(

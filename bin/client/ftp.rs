@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use socketserver::describe;
-use socketserver_handlers::ftp::client::{Check, Client, Error, Transferred};
+use socketserver_handlers::ftp::client::{displayable, Check, Client, Error, Transferred};
 use socketserver_handlers::ftp::parse_size;
 
 use super::Failure;
@@ -109,7 +109,8 @@ pub fn run(args: &FtpArgs, timeout: Option<Duration>) -> Result<(), Failure> {
             let listing = ftp.list(path.as_deref().unwrap_or("")).map_err(failed)?;
             use std::io::Write;
             let mut out = io::stdout().lock();
-            let _ = out.write_all(&listing);
+            // The server's bytes go to a terminal: escaped, never trusted.
+            let _ = out.write_all(&displayable(&listing));
             let _ = out.flush();
         }
         FtpCommand::Get { remote, local } => {

@@ -33,6 +33,7 @@ use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+use super::escape::{escape_into, printable};
 use super::hash::{is_md5_hex, Algorithm, Hasher};
 use super::transfer::Pipeline;
 
@@ -54,9 +55,43 @@ pub struct Reply {
 }
 
 impl fmt::Display for Reply {
+    /// The code and the text, its control and bidirectional characters
+    /// escaped (`\x1b`, `\u{202e}`): a server's reply is shown to a person
+    /// and must not rewrite their terminal. Lines stay lines.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.code, self.text)
+        let lines: Vec<String> = self
+            .text
+            .split('\n')
+            .map(|line| printable(line.as_bytes()))
+            .collect();
+        write!(f, "{} {}", self.code, lines.join("\n"))
     }
+}
+
+/// A listing as it may be shown to a person: each line's control and
+/// bidirectional characters escaped (`\x1b`, `\u{202e}`, as the server
+/// escapes names in its own listings), its line end kept (LF, or CRLF).
+/// The bytes come from the server, which need not be this one: they are
+/// not trusted to be harmless to a terminal.
+///
+/// ```
+/// use socketserver_handlers::ftp::client::displayable;
+/// assert_eq!(displayable(b"a\x1b[31mb\r\nc\xe2\x80\xaed\n"), b"a\\x1b[31mb\r\nc\\u{202e}d\n");
+/// ```
+pub fn displayable(listing: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(listing.len());
+    for line in listing.split_inclusive(|&b| b == b'\n') {
+        let (text, end): (&[u8], &[u8]) = if let Some(text) = line.strip_suffix(b"\r\n") {
+            (text, b"\r\n")
+        } else if let Some(text) = line.strip_suffix(b"\n") {
+            (text, b"\n")
+        } else {
+            (line, b"")
+        };
+        escape_into(&mut out, text, false);
+        out.extend_from_slice(end);
+    }
+    out
 }
 
 impl Reply {
@@ -377,7 +412,7 @@ impl Client {
     }
 
     /// The listing of `path` (the current folder if empty): `LIST`'s
-    /// lines, as the server sends them.
+    /// lines, as the server sends them (see [`displayable`] to show them).
     ///
     /// # Errors
     /// If the server refuses, or a connection fails.

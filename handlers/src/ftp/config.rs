@@ -21,8 +21,8 @@ pub const DEFAULT_BANNER: &str = "socketserver FTP ready";
 /// The longest command line accepted, CRLF included; a longer one is
 /// answered `500` and the connection is closed.
 pub const MAX_COMMAND_LINE: usize = 4096;
-/// How long a passive listener waits for the client's data connection,
-/// and an active connection for the client to accept.
+/// How long an active connection waits for the client to accept, and the
+/// default of [`super::Ftp::passive_timeout`].
 pub const DATA_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Failed logins allowed before the connection is closed.
 pub const MAX_LOGIN_FAILURES: u32 = 3;
@@ -78,6 +78,12 @@ pub(crate) struct Config {
     /// Passive ports to pick from; `None`: any port the kernel gives.
     pub(crate) passive_ports: Option<RangeInclusive<u16>>,
     pub(crate) active: bool,
+    /// Active mode for control peers on a loopback address (off: they
+    /// could be anyone behind a local proxy).
+    pub(crate) loopback_active: bool,
+    /// How long a passive listener waits: for a transfer command after
+    /// `PASV`/`EPSV`, then for the client's connection after it.
+    pub(crate) passive_timeout: Duration,
     pub(crate) max_per_ip: usize,
     pub(crate) login_timeout: Duration,
     pub(crate) max_list_entries: usize,

@@ -8,9 +8,10 @@
 //! During a transfer the control connection is still read: `ABOR`, `STAT`
 //! and `QUIT` act at once, other commands wait until the transfer ends.
 //!
-//! Replies never hold a CR or LF from the client (a file name, say): each
-//! control character in a reply's text is replaced by `?`, so nothing the
-//! client names can forge a reply line.
+//! Replies never hold a CR or LF from the client (a file name, say): names
+//! are escaped ([`printable`], `\x0d`, `\u{202e}`), and any control or
+//! bidirectional character left in a reply's text is replaced by `?`, so
+//! nothing the client names can forge a reply line or rewrite a terminal.
 
 use std::collections::VecDeque;
 use std::io;
@@ -18,6 +19,8 @@ use std::io;
 use socketserver::Stream;
 
 use super::config::MAX_COMMAND_LINE;
+use super::escape::is_unsafe_char;
+pub(crate) use super::escape::printable;
 
 /// What the next command line read was.
 #[derive(Debug, PartialEq, Eq)]
@@ -160,21 +163,13 @@ pub(crate) fn split_command(line: &[u8]) -> (String, &[u8]) {
     (String::from_utf8_lossy(verb).to_ascii_uppercase(), arg)
 }
 
-/// Text safe to put in a reply: control characters become `?`, invalid
-/// UTF-8 its replacement character.
-pub(crate) fn printable(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes)
-        .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
-}
-
 /// Writes the one-line reply `CODE TEXT\r\n` (buffered; it goes out before
-/// the next read, or on flush).
+/// the next read, or on flush). Names in `text` come escaped
+/// ([`printable`]); any unsafe character left becomes `?`.
 pub(crate) fn reply(stream: &mut Stream, code: u16, text: &str) -> io::Result<()> {
     let text: String = text
         .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
+        .map(|c| if is_unsafe_char(c) { '?' } else { c })
         .collect();
     stream.write_all(format!("{code} {text}\r\n").as_bytes())
 }
@@ -225,7 +220,7 @@ mod tests {
 
     #[test]
     fn replies_cannot_be_forged() {
-        assert_eq!(printable(b"a\r\n200 ok"), "a??200 ok");
+        assert_eq!(printable(b"a\r\n200 ok"), "a\\x0d\\x0a200 ok");
         assert_eq!(printable(b"\xff"), "\u{fffd}");
     }
 }

@@ -8,6 +8,12 @@
 //! the wait goes on), and an active connection goes only to the control
 //! peer's IP, on a port of 1024 or more (no "FTP bounce" to other hosts or
 //! to privileged services).
+//!
+//! A control peer on a loopback address gets no active mode at all (unless
+//! the server allows it): a client behind a local proxy (stunnel, HAProxy,
+//! `ssh -L`) shows up as 127.0.0.1, and "its" address is then this machine,
+//! where `PORT 127,0,0,1,39,14` would aim the server at a local service
+//! such as the remote shell.
 
 use std::hash::{BuildHasher, Hasher};
 use std::io;
@@ -25,10 +31,40 @@ pub(crate) enum DataPlan {
     #[default]
     None,
     /// A listener waiting for the client (one per session: a new `PASV`
-    /// replaces it).
-    Passive(TcpListener),
+    /// replaces it), closed at `deadline` if no transfer command came.
+    Passive {
+        listener: TcpListener,
+        deadline: Instant,
+    },
+    /// A passive listener was closed at its deadline: the next transfer
+    /// command is told so (`425`).
+    Expired,
     /// Connect to this address of the client.
     Active(SocketAddr),
+}
+
+impl DataPlan {
+    /// How long until a waiting passive listener is to be closed; `None`
+    /// if there is none.
+    pub(crate) fn passive_left(&self) -> Option<Duration> {
+        match self {
+            DataPlan::Passive { deadline, .. } => {
+                Some(deadline.saturating_duration_since(Instant::now()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Closes a passive listener whose deadline has passed (a client that
+    /// asked for one and never used it must not keep a port open for
+    /// ever). True if it did.
+    pub(crate) fn close_expired(&mut self) -> bool {
+        if self.passive_left().is_some_and(|left| left.is_zero()) {
+            *self = DataPlan::Expired;
+            return true;
+        }
+        false
+    }
 }
 
 /// An IP as compared and shown: IPv4-mapped IPv6 addresses (a dual-stack
@@ -117,12 +153,27 @@ pub(crate) fn parse_eprt(arg: &str) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port.parse().ok()?))
 }
 
-/// Why an active-mode address was refused, or `None` if it is allowed.
-pub(crate) fn refuse_active(addr: SocketAddr, control_peer: IpAddr) -> Option<&'static str> {
-    if canonical(addr.ip()) != canonical(control_peer) {
-        Some("Data connections go only to the address of the control connection.")
+/// Why an active-mode address was refused (the reply's code and text),
+/// or `None` if it is allowed. `allow_loopback`: a control peer on a
+/// loopback address may use active mode (see the module's docs).
+pub(crate) fn refuse_active(
+    addr: SocketAddr,
+    control_peer: IpAddr,
+    allow_loopback: bool,
+) -> Option<(u16, &'static str)> {
+    if canonical(control_peer).is_loopback() && !allow_loopback {
+        // 504: PORT is implemented, not for this parameter.
+        Some((
+            504,
+            "Active mode to a loopback address is refused: use PASV or EPSV.",
+        ))
+    } else if canonical(addr.ip()) != canonical(control_peer) {
+        Some((
+            501,
+            "Data connections go only to the address of the control connection.",
+        ))
     } else if addr.port() < 1024 {
-        Some("Data connections go only to ports 1024 and above.")
+        Some((501, "Data connections go only to ports 1024 and above."))
     } else {
         None
     }
@@ -216,6 +267,26 @@ mod tests {
     }
 
     #[test]
+    fn passive_listeners_expire() {
+        let listener = passive_listener("127.0.0.1".parse().unwrap(), None).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut plan = DataPlan::Passive {
+            listener,
+            deadline: Instant::now() + Duration::from_secs(600),
+        };
+        assert!(plan.passive_left().unwrap() > Duration::from_secs(500));
+        assert!(!plan.close_expired());
+        if let DataPlan::Passive { deadline, .. } = &mut plan {
+            *deadline = Instant::now();
+        }
+        assert!(plan.close_expired());
+        assert!(matches!(plan, DataPlan::Expired));
+        assert!(plan.passive_left().is_none());
+        // Closed: the port refuses connections.
+        assert!(TcpStream::connect(addr).is_err());
+    }
+
+    #[test]
     fn pasv_reply_text() {
         assert_eq!(
             pasv_text(Ipv4Addr::new(127, 0, 0, 1), 51210),
@@ -226,14 +297,39 @@ mod tests {
     #[test]
     fn active_mode_goes_only_to_the_control_peer() {
         let peer: IpAddr = "127.0.0.1".parse().unwrap();
-        assert_eq!(refuse_active("127.0.0.1:2000".parse().unwrap(), peer), None);
-        assert!(refuse_active("127.0.0.2:2000".parse().unwrap(), peer).is_some());
-        assert!(refuse_active("127.0.0.1:25".parse().unwrap(), peer).is_some());
-        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let to = |a: &str| a.parse::<SocketAddr>().unwrap();
+        assert_eq!(refuse_active(to("127.0.0.1:2000"), peer, true), None);
         assert_eq!(
-            refuse_active("127.0.0.1:2000".parse().unwrap(), mapped),
-            None
+            refuse_active(to("127.0.0.2:2000"), peer, true).unwrap().0,
+            501
         );
+        assert_eq!(
+            refuse_active(to("127.0.0.1:25"), peer, true).unwrap().0,
+            501
+        );
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert_eq!(refuse_active(to("127.0.0.1:2000"), mapped, true), None);
+        let remote: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(refuse_active(to("192.0.2.7:2000"), remote, false), None);
+    }
+
+    #[test]
+    fn loopback_peers_get_no_active_mode_unless_allowed() {
+        let to = |a: &str| a.parse::<SocketAddr>().unwrap();
+        for (peer, addr) in [
+            ("127.0.0.1", "127.0.0.1:9998"),
+            ("127.1.2.3", "127.1.2.3:9998"),
+            ("::1", "[::1]:9998"),
+            ("::ffff:127.0.0.1", "127.0.0.1:9998"),
+        ] {
+            let peer: IpAddr = peer.parse().unwrap();
+            assert_eq!(
+                refuse_active(to(addr), peer, false).unwrap().0,
+                504,
+                "{peer}"
+            );
+            assert_eq!(refuse_active(to(addr), peer, true), None, "{peer}");
+        }
     }
 
     #[test]

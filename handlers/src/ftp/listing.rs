@@ -3,6 +3,11 @@
 //! timestamps of `MDTM` and `modify=`, all in UTC, formatted with std
 //! alone (Howard Hinnant's days-to-civil algorithm).
 //!
+//! `LIST` and `MLSD` lines show names escaped (control and bidirectional
+//! characters, see `escape.rs`): what a person reads cannot rewrite their
+//! terminal or forge lines. `NLST` gives names as they are, for programs
+//! fetch by them, CR and LF alone escaped.
+//!
 //! A listing never shows what lies outside the root: a symbolic link is
 //! shown as what it points to when that is inside the root, and left out
 //! otherwise (dangling or leading out); its target's path is never shown.
@@ -13,6 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
+use super::escape;
 use super::vfs::{Vfs, TEMP_PREFIX};
 
 /// One entry of a folder, its links followed.
@@ -21,43 +27,169 @@ pub(crate) struct Entry {
     pub(crate) meta: Metadata,
 }
 
-/// The entries of the folder `dir` (canonical, under the root), sorted by
-/// name, at most `cap` of them; the flag tells if some were left out for
-/// the cap. Left out always: upload temp files, names that hold CR or LF
-/// (they would break the listing's lines), links that lead outside the
-/// root or nowhere.
-pub(crate) fn read_dir(vfs: &Vfs, dir: &Path, cap: usize) -> io::Result<(Vec<Entry>, bool)> {
-    let mut entries = Vec::new();
-    let mut truncated = false;
-    for item in fs::read_dir(dir)? {
-        let Ok(item) = item else { continue };
-        let name = item.file_name();
-        let name = name.as_bytes();
-        if name.starts_with(TEMP_PREFIX) || name.iter().any(|&b| b == b'\r' || b == b'\n') {
-            continue;
-        }
-        let path = item.path();
-        let is_link = item.file_type().is_ok_and(|t| t.is_symlink());
-        if is_link && !vfs.contains(&path) {
-            continue;
-        }
-        let Ok(meta) = fs::metadata(&path) else {
-            continue;
-        };
-        if entries.len() == cap {
-            truncated = true;
-            break;
-        }
-        entries.push(Entry {
-            name: name.to_vec(),
-            meta,
-        });
-    }
-    entries.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok((entries, truncated))
+/// The entries of a folder (canonical, under the root), read one at a
+/// time as the listing goes out: a folder of any size is listed in
+/// constant memory. They come in the folder's own order, not sorted
+/// (sorting needs them all at once). At most `cap` of them.
+///
+/// Left out always: upload temp files, links that lead outside the root
+/// or nowhere, entries that vanish while they are read. (Names holding
+/// CR or LF are shown escaped: see `escape.rs`.)
+pub(crate) struct Entries {
+    vfs: Vfs,
+    dir: fs::ReadDir,
+    left: usize,
+    truncated: bool,
 }
 
-/// Appends one `ls -l` line: `-rw-r--r--    1 ftp      ftp          5 Jan  2 15:04 name\r\n`.
+impl Entries {
+    /// Opens the folder `dir`; `vfs` checks where its links lead.
+    ///
+    /// # Errors
+    /// If the folder cannot be opened.
+    pub(crate) fn open(vfs: Vfs, dir: &Path, cap: usize) -> io::Result<Entries> {
+        Ok(Entries {
+            vfs,
+            dir: fs::read_dir(dir)?,
+            left: cap,
+            truncated: false,
+        })
+    }
+}
+
+impl Iterator for Entries {
+    type Item = Entry;
+
+    fn next(&mut self) -> Option<Entry> {
+        // Each turn reads one directory entry: the loop ends with the
+        // folder (std's ReadDir ends after an error too).
+        loop {
+            let Ok(item) = self.dir.next()? else { continue };
+            let name = item.file_name();
+            let name = name.as_bytes();
+            if name.starts_with(TEMP_PREFIX) {
+                continue;
+            }
+            let path = item.path();
+            let is_link = item.file_type().is_ok_and(|t| t.is_symlink());
+            if is_link && !self.vfs.contains(&path) {
+                continue;
+            }
+            let Ok(meta) = fs::metadata(&path) else {
+                continue;
+            };
+            if self.left == 0 {
+                self.truncated = true;
+                return None;
+            }
+            self.left -= 1;
+            return Some(Entry {
+                name: name.to_vec(),
+                meta,
+            });
+        }
+    }
+}
+
+/// What a listing shows: a folder's entries, or one file.
+pub(crate) enum Source {
+    Folder(Entries),
+    File(Option<Entry>),
+}
+
+impl Source {
+    /// True if the folder had more entries than the cap allowed.
+    pub(crate) fn truncated(&self) -> bool {
+        matches!(self, Source::Folder(entries) if entries.truncated)
+    }
+}
+
+impl Iterator for Source {
+    type Item = Entry;
+
+    fn next(&mut self) -> Option<Entry> {
+        match self {
+            Source::Folder(entries) => entries.next(),
+            Source::File(entry) => entry.take(),
+        }
+    }
+}
+
+/// How each entry of a listing is written.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Format {
+    /// `ls -l` lines (`LIST`, `STAT path`); `now` in Unix seconds.
+    Ls { now: i64 },
+    /// Fact lines (`MLSD`); `writable`: the session may change things.
+    Facts { facts: Facts, writable: bool },
+    /// Names alone (`NLST`).
+    Names,
+}
+
+/// A listing's lines, formatted one entry at a time as they are read:
+/// the bytes of the data connection (`Read`), or lines for a reply.
+pub(crate) struct Lines {
+    source: Source,
+    format: Format,
+    /// The line being sent, and how much of it went.
+    line: Vec<u8>,
+    sent: usize,
+}
+
+impl Lines {
+    pub(crate) fn new(source: Source, format: Format) -> Lines {
+        Lines {
+            source,
+            format,
+            line: Vec::with_capacity(256),
+            sent: 0,
+        }
+    }
+
+    /// The next whole line, CRLF included.
+    pub(crate) fn next_line(&mut self) -> Option<&[u8]> {
+        let entry = self.source.next()?;
+        self.line.clear();
+        self.sent = 0;
+        match self.format {
+            Format::Ls { now } => ls_line(&mut self.line, &entry.name, &entry.meta, now),
+            Format::Facts { facts, writable } => {
+                facts_line(&mut self.line, &entry.name, &entry.meta, facts, writable);
+            }
+            Format::Names => {
+                escape::name_line_into(&mut self.line, &entry.name);
+                self.line.extend_from_slice(b"\r\n");
+            }
+        }
+        Some(&self.line)
+    }
+
+    /// True if the folder had more entries than the cap allowed (known
+    /// once the listing is read).
+    pub(crate) fn truncated(&self) -> bool {
+        self.source.truncated()
+    }
+}
+
+impl io::Read for Lines {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut n = 0;
+        while n < buf.len() {
+            if self.sent == self.line.len() && self.next_line().is_none() {
+                break;
+            }
+            let part = &self.line[self.sent..];
+            let k = part.len().min(buf.len() - n);
+            buf[n..n + k].copy_from_slice(&part[..k]);
+            self.sent += k;
+            n += k;
+        }
+        Ok(n)
+    }
+}
+
+/// Appends one `ls -l` line: `-rw-r--r--    1 ftp      ftp          5 Jan  2 15:04 name\r\n`,
+/// the name escaped (`escape.rs`).
 /// `now` (Unix seconds) decides between the time (within six months) and
 /// the year, as `ls` does.
 pub(crate) fn ls_line(out: &mut Vec<u8>, name: &[u8], meta: &Metadata, now: i64) {
@@ -108,7 +240,7 @@ pub(crate) fn ls_line(out: &mut Vec<u8>, name: &[u8], meta: &Metadata, now: i64)
             meta.len()
         )
     };
-    out.extend_from_slice(name);
+    escape::escape_into(out, name, true);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -183,7 +315,8 @@ impl Facts {
     }
 }
 
-/// Appends one fact line: `type=file;size=5;modify=20240102150405;perm=r; name\r\n`.
+/// Appends one fact line: `type=file;size=5;modify=20240102150405;perm=r; name\r\n`,
+/// the name escaped (`escape.rs`).
 /// `writable`: the session may change things (for the `perm` fact).
 pub(crate) fn facts_line(
     out: &mut Vec<u8>,
@@ -212,7 +345,7 @@ pub(crate) fn facts_line(
         let _ = write!(out, "perm={perm};");
     }
     out.push(b' ');
-    out.extend_from_slice(name);
+    escape::escape_into(out, name, true);
     out.extend_from_slice(b"\r\n");
 }
 

@@ -14,7 +14,8 @@
 //! | `transfer.rs` | copying with the control connection watched; the observer (hashing) hook; `sendfile(2)` |
 //! | `hash.rs` | MD5, SHA-1, SHA-256; the digest cache; the bound on hash computations |
 //! | `client.rs` | a small FTP client: passive mode, resume, MD5 verification (`client ftp`) |
-//! | `listing.rs` | `LIST`, `NLST`, `MLSD`/`MLST` formats; dates |
+//! | `listing.rs` | `LIST`, `NLST`, `MLSD`/`MLST` formats, streamed entry by entry; dates |
+//! | `escape.rs` | names made safe to show: control and bidirectional characters escaped |
 //! | `auth.rs` | users, passwords, anonymous, read-only |
 //! | `config.rs` | settings and their defaults |
 //!
@@ -46,6 +47,7 @@ pub mod client;
 mod config;
 mod control;
 mod data;
+mod escape;
 mod hash;
 mod listing;
 mod session;
@@ -108,6 +110,8 @@ impl Ftp {
                 read_only: false,
                 passive_ports: None,
                 active: true,
+                loopback_active: false,
+                passive_timeout: config::DATA_CONNECT_TIMEOUT,
                 max_per_ip: DEFAULT_MAX_PER_IP,
                 login_timeout: DEFAULT_LOGIN_TIMEOUT,
                 max_list_entries: DEFAULT_MAX_LIST_ENTRIES,
@@ -154,9 +158,30 @@ impl Ftp {
     }
 
     /// Allows `PORT` and `EPRT` (on by default; only ever to the control
-    /// connection's address, ports 1024 and above).
+    /// connection's address, ports 1024 and above, and never for a client
+    /// on a loopback address unless [`Ftp::allow_loopback_active`]).
     pub fn active(mut self, on: bool) -> Self {
         self.config().active = on;
+        self
+    }
+
+    /// Allows active mode (`PORT`, `EPRT`) for clients whose control
+    /// connection comes from a loopback address (off by default: a client
+    /// behind a local proxy such as stunnel, HAProxy or `ssh -L` shows up
+    /// as 127.0.0.1, and could aim the server's data connection at any
+    /// service of this machine). Turn on only when every local client is
+    /// trusted.
+    pub fn allow_loopback_active(mut self, on: bool) -> Self {
+        self.config().loopback_active = on;
+        self
+    }
+
+    /// How long a passive listener (`PASV`, `EPSV`) waits (default
+    /// 30 s): it is closed if no transfer command comes within this time
+    /// (the transfer command then gets `425`), and a transfer command
+    /// waits this long for the client to connect.
+    pub fn passive_timeout(mut self, timeout: Duration) -> Self {
+        self.config().passive_timeout = timeout.max(Duration::from_millis(1));
         self
     }
 

@@ -18,7 +18,7 @@ use super::config::{Config, HashTransfers, DATA_CONNECT_TIMEOUT, MAX_LOGIN_FAILU
 use super::control::{printable, reply, reply_lines, split_command, Control, Line};
 use super::data::{self, canonical, DataPlan};
 use super::hash::{is_md5_hex, Algorithm, Digests, FileKey, Hasher};
-use super::listing::{self, Facts};
+use super::listing::{self, Entry, Facts, Format, Source};
 use super::transfer::{self, End, NoObserver, Pipeline, Report, Transfer, Watch};
 use super::vfs::{PathError, VPath, Vfs, TEMP_PREFIX};
 
@@ -143,7 +143,13 @@ pub(crate) fn run(config: &Config, digests: &Arc<Digests>, stream: &mut Stream) 
 
 impl Session<'_> {
     fn serve(&mut self, stream: &mut Stream) -> io::Result<()> {
+        // The idle timeout counts from the end of the last command, across
+        // the wake-ups that close an unused passive listener.
+        let mut quiet_since = Instant::now();
         loop {
+            let mut timeout = self
+                .idle
+                .map(|idle| (quiet_since + idle).saturating_duration_since(Instant::now()));
             if self.login.is_none() {
                 let left = self
                     .login_deadline
@@ -152,11 +158,26 @@ impl Session<'_> {
                     reply(stream, 421, "Login timed out.")?;
                     return Ok(());
                 }
-                let timeout = self.idle.map_or(left, |idle| idle.min(left));
-                stream.set_read_timeout(Some(timeout))?;
+                timeout = Some(timeout.map_or(left, |t| t.min(left)));
             }
+            if let Some(left) = self.data.passive_left() {
+                timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            }
+            // A zero timeout is refused by the socket: wait 1 ms at least.
+            stream.set_read_timeout(timeout.map(|t| t.max(Duration::from_millis(1))))?;
             let line = match self.control.next(stream) {
                 Ok(line) => line,
+                // Woken for a passive listener's deadline (or the login
+                // deadline, checked above), not for the idle timeout.
+                Err(e)
+                    if e.kind() == io::ErrorKind::TimedOut
+                        && self.idle.is_none_or(|idle| quiet_since.elapsed() < idle) =>
+                {
+                    if self.data.close_expired() {
+                        log::info!("{}: unused passive listener closed", self.peer);
+                    }
+                    continue;
+                }
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                     log::info!("{}: {e}; closing", self.peer);
                     let text = if self.login.is_none() {
@@ -181,6 +202,8 @@ impl Session<'_> {
             if self.command(stream, &line)? == Flow::Close {
                 return Ok(());
             }
+            // Waiting starts now: a long transfer is not idleness.
+            quiet_since = Instant::now();
         }
     }
 
@@ -447,20 +470,38 @@ impl Session<'_> {
             ];
             return reply_lines(stream, 211, "FTP server status:", &lines, "End of status");
         }
-        let Listed { path, entries, .. } = match self.list_target(arg) {
+        let Listed { path, source, .. } = match self.list_target(arg) {
             Ok(found) => found,
             Err(e) => return reply(stream, 550, &e.message()),
         };
-        let now = listing::now();
-        let mut lines = Vec::with_capacity(entries.len());
-        for (name, meta) in &entries {
-            let mut line = Vec::new();
-            listing::ls_line(&mut line, name, meta, now);
-            line.truncate(line.len() - 2);
-            lines.push(String::from_utf8_lossy(&line).into_owned());
-        }
+        // Each line goes out as it is made (the stream's buffer sends as
+        // it fills): a large folder is never held whole.
+        let mut lines = listing::Lines::new(
+            source,
+            Format::Ls {
+                now: listing::now(),
+            },
+        );
         let first = format!("Status of {}:", printable(&path.to_bytes()));
-        reply_lines(stream, 213, &first, &lines, "End of status")
+        stream.write_all(format!("213-{}\r\n", printable(first.as_bytes())).as_bytes())?;
+        while let Some(line) = lines.next_line() {
+            let line = &line[..line.len() - 2];
+            stream.write_all(format!(" {}\r\n", printable(line)).as_bytes())?;
+        }
+        self.warn_truncated(&path, &lines);
+        reply(stream, 213, "End of status")
+    }
+
+    /// Logs a listing cut at `--max-list-entries`.
+    fn warn_truncated(&self, path: &VPath, lines: &listing::Lines) {
+        if lines.truncated() {
+            log::warn!(
+                "{}: listing of {} cut at {} entries",
+                self.peer,
+                printable(&path.to_bytes()),
+                self.config.max_list_entries
+            );
+        }
     }
 
     // Navigation and facts.
@@ -522,7 +563,8 @@ impl Session<'_> {
         }
     }
 
-    /// What `LIST`/`STAT` show for `arg`: a folder's entries, or one file.
+    /// What `LIST`/`STAT` show for `arg`: a folder's entries (read as
+    /// they are listed), or one file.
     fn list_target(&self, arg: &[u8]) -> Result<Listed, PathError> {
         let path = self.vfs.resolve(arg)?;
         let real = self.vfs.existing(&path)?;
@@ -531,24 +573,15 @@ impl Session<'_> {
             let name = path.name().unwrap_or(b"/").to_vec();
             return Ok(Listed {
                 path,
-                entries: vec![(name, meta)],
+                source: Source::File(Some(Entry { name, meta })),
                 folder: false,
             });
         }
-        let (entries, truncated) =
-            listing::read_dir(&self.vfs, &real, self.config.max_list_entries)
-                .map_err(PathError::Io)?;
-        if truncated {
-            log::warn!(
-                "{}: listing of {} cut at {} entries",
-                self.peer,
-                printable(&path.to_bytes()),
-                self.config.max_list_entries
-            );
-        }
+        let entries = listing::Entries::open(self.vfs.clone(), &real, self.config.max_list_entries)
+            .map_err(PathError::Io)?;
         Ok(Listed {
             path,
-            entries: entries.into_iter().map(|e| (e.name, e.meta)).collect(),
+            source: Source::Folder(entries),
             folder: true,
         })
     }
@@ -606,7 +639,8 @@ impl Session<'_> {
         let ip = canonical(self.local.ip());
         let listener = data::passive_listener(ip, self.config.passive_ports.as_ref())?;
         let port = listener.local_addr()?.port();
-        self.data = DataPlan::Passive(listener);
+        let deadline = Instant::now() + self.config.passive_timeout;
+        self.data = DataPlan::Passive { listener, deadline };
         Ok(port)
     }
 
@@ -634,9 +668,10 @@ impl Session<'_> {
                 reply(stream, 501, "Syntax error in the address.")
             };
         };
-        if let Some(why) = data::refuse_active(addr, self.peer.ip()) {
+        let allow_loopback = self.config.loopback_active;
+        if let Some((code, why)) = data::refuse_active(addr, self.peer.ip(), allow_loopback) {
             log::warn!("{}: refused an active connection to {addr}", self.peer);
-            return reply(stream, 501, why);
+            return reply(stream, code, why);
         }
         self.data = DataPlan::Active(addr);
         let verb = if extended { "EPRT" } else { "PORT" };
@@ -651,10 +686,16 @@ impl Session<'_> {
                 reply(stream, 425, "Use PASV, EPSV, PORT or EPRT first.")?;
                 Ok(None)
             }
-            DataPlan::Passive(listener) => {
+            DataPlan::Expired => {
+                let text =
+                    "No data connection: the passive port timed out; use PASV or EPSV again.";
+                reply(stream, 425, text)?;
+                Ok(None)
+            }
+            DataPlan::Passive { listener, .. } => {
                 reply(stream, 150, text)?;
                 stream.flush()?;
-                let deadline = Instant::now() + DATA_CONNECT_TIMEOUT;
+                let deadline = Instant::now() + self.config.passive_timeout;
                 match data::accept_from(&listener, self.peer.ip(), deadline) {
                     Ok(data) => Ok(Some(data)),
                     Err(e) => {
@@ -702,7 +743,7 @@ impl Session<'_> {
         };
         let Listed {
             path,
-            entries,
+            mut source,
             folder: is_folder,
         } = match self.list_target(arg) {
             Ok(found) => found,
@@ -715,28 +756,32 @@ impl Session<'_> {
             reply(stream, 501, "MLSD needs a directory: use MLST for a file.")?;
             return Ok(Flow::Continue);
         }
-        let mut out = Vec::with_capacity(entries.len() * 64);
-        let now = listing::now();
-        for (name, meta) in &entries {
-            match verb {
-                "LIST" => listing::ls_line(&mut out, name, meta, now),
-                "MLSD" => {
-                    listing::facts_line(&mut out, name, meta, self.facts, self.writable());
+        let format = match verb {
+            "LIST" => Format::Ls {
+                now: listing::now(),
+            },
+            "MLSD" => Format::Facts {
+                facts: self.facts,
+                writable: self.writable(),
+            },
+            _ => {
+                // NLST of a file names it as the client did.
+                if let Source::File(Some(entry)) = &mut source {
+                    entry.name = arg.to_vec();
                 }
-                _ => {
-                    out.extend_from_slice(if is_folder { name } else { arg });
-                    out.extend_from_slice(b"\r\n");
-                }
+                Format::Names
             }
-        }
+        };
+        let mut lines = listing::Lines::new(source, format);
         let Some(data) = self.open_data(stream, "Here comes the directory listing.")? else {
             return Ok(Flow::Continue);
         };
         let ascii = std::mem::replace(&mut self.ascii, false);
         let report = self
             .transfer(stream, data)
-            .send(&mut out.as_slice(), Pipeline::<NoObserver>::new(None));
+            .send(&mut lines, Pipeline::<NoObserver>::new(None));
         self.ascii = ascii;
+        self.warn_truncated(&path, &lines);
         let outcome = Outcome::of(report, None);
         self.finish(stream, verb, &path, outcome, "Directory send OK.")
     }
@@ -1229,7 +1274,7 @@ impl Session<'_> {
 /// What a listing shows: a folder's entries, or one file.
 struct Listed {
     path: VPath,
-    entries: Vec<(Vec<u8>, fs::Metadata)>,
+    source: Source,
     folder: bool,
 }
 
@@ -1422,6 +1467,7 @@ mod tests {
     #[test]
     fn quotes_are_doubled() {
         assert_eq!(quote(b"/a\"b"), "\"/a\"\"b\"");
-        assert_eq!(quote(b"/x\ny"), "\"/x?y\"");
+        assert_eq!(quote(b"/x\ny"), "\"/x\\x0ay\"");
+        assert_eq!(quote("/\u{202e}\x1b".as_bytes()), "\"/\\u{202e}\\x1b\"");
     }
 }
