@@ -16,4 +16,5 @@ mod ftp_security;
 mod ftp_util;
 mod serve;
 mod shell;
+mod shell_run;
 mod udp;

@@ -28,10 +28,10 @@ const AUTH_REQUIRED: &str = "error: authentication required: send \"auth TOKEN\"
 
 /// A fresh directory for one test, removed at the end; its path is
 /// canonical (the server reports canonical directories).
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn new(name: &str) -> TempDir {
+    pub(crate) fn new(name: &str) -> TempDir {
         static COUNT: AtomicUsize = AtomicUsize::new(0);
         let path = std::env::temp_dir().join(format!(
             "socketserver-shell-{}-{}-{name}",
@@ -43,11 +43,11 @@ impl TempDir {
         TempDir(path.canonicalize().expect("canonical test directory"))
     }
 
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 
-    fn join(&self, name: &str) -> PathBuf {
+    pub(crate) fn join(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
 }
@@ -59,7 +59,7 @@ impl Drop for TempDir {
 }
 
 /// `serve --handler shell --bind 127.0.0.1:0 ARGS...`, run in `dir`.
-fn serve_shell(dir: &Path, args: &[&str]) -> ServerProcess {
+pub(crate) fn serve_shell(dir: &Path, args: &[&str]) -> ServerProcess {
     let mut command = serve_command();
     command
         .args(["--handler", "shell", "--bind", "127.0.0.1:0"])
@@ -88,12 +88,12 @@ fn serve_shell_logging(dir: &Path, log: &Path, args: &[&str]) -> ServerProcess {
 
 /// A raw client with read and write timeouts: exact bytes in, exact bytes
 /// out.
-struct Raw {
+pub(crate) struct Raw {
     reader: BufReader<TcpStream>,
 }
 
 impl Raw {
-    fn connect(addr: &str) -> Raw {
+    pub(crate) fn connect(addr: &str) -> Raw {
         let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
         stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
@@ -104,7 +104,7 @@ impl Raw {
     }
 
     /// Connects and switches to status mode.
-    fn status_mode(addr: &str) -> Raw {
+    pub(crate) fn status_mode(addr: &str) -> Raw {
         let mut raw = Raw::connect(addr);
         raw.send(b"#shell/1\n");
         raw.expect(b"#shell/1 ok\n");
@@ -115,18 +115,18 @@ impl Raw {
         self.reader.get_ref()
     }
 
-    fn set_read_timeout(&self, timeout: Duration) {
+    pub(crate) fn set_read_timeout(&self, timeout: Duration) {
         self.stream().set_read_timeout(Some(timeout)).unwrap();
     }
 
-    fn send(&mut self, bytes: &[u8]) {
+    pub(crate) fn send(&mut self, bytes: &[u8]) {
         self.reader
             .get_mut()
             .write_all(bytes)
             .unwrap_or_else(|e| panic!("send {:?}: {e}", String::from_utf8_lossy(bytes)));
     }
 
-    fn read_exact(&mut self, len: usize) -> Vec<u8> {
+    pub(crate) fn read_exact(&mut self, len: usize) -> Vec<u8> {
         let mut buf = vec![0; len];
         self.reader
             .read_exact(&mut buf)
@@ -134,7 +134,7 @@ impl Raw {
         buf
     }
 
-    fn expect(&mut self, expected: &[u8]) {
+    pub(crate) fn expect(&mut self, expected: &[u8]) {
         let got = self.read_exact(expected.len());
         assert_eq!(
             String::from_utf8_lossy(&got),
@@ -142,7 +142,7 @@ impl Raw {
         );
     }
 
-    fn read_line(&mut self) -> String {
+    pub(crate) fn read_line(&mut self) -> String {
         let mut line = Vec::new();
         self.reader
             .read_until(b'\n', &mut line)
@@ -188,7 +188,7 @@ impl Raw {
     /// Status mode: runs `command`, returns the header's status field (the
     /// second, e.g. `exit=0`) and the body; checks the header's shape
     /// `LEN STATUS time=SECS`. Waits up to `within` for the reply.
-    fn run_within(&mut self, command: &str, within: Duration) -> (String, Vec<u8>) {
+    pub(crate) fn run_within(&mut self, command: &str, within: Duration) -> (String, Vec<u8>) {
         self.send(format!("{command}\n").as_bytes());
         self.set_read_timeout(within);
         let header = self.read_line();
@@ -210,7 +210,7 @@ impl Raw {
         (status, self.read_exact(len))
     }
 
-    fn run(&mut self, command: &str) -> (String, Vec<u8>) {
+    pub(crate) fn run(&mut self, command: &str) -> (String, Vec<u8>) {
         self.run_within(command, IO_TIMEOUT)
     }
 
@@ -279,7 +279,7 @@ fn descendants(root: i32) -> Vec<Proc> {
 
 /// Waits until the file `path` holds a number followed by a newline (a
 /// command wrote `$$` there) and returns it.
-fn wait_for_number(path: &Path) -> i32 {
+pub(crate) fn wait_for_number(path: &Path) -> i32 {
     let mut number = None;
     wait_until(TIMEOUT, &format!("{} written", path.display()), || {
         number = fs::read_to_string(path)
@@ -345,7 +345,7 @@ fn tutorial_transcript(body: &str) -> String {
 }
 
 /// `client shell ADDR ARGS...` typing `input`.
-fn client_shell(addr: &str, args: &[&str], input: &[u8]) -> std::process::Output {
+pub(crate) fn client_shell(addr: &str, args: &[&str], input: &[u8]) -> std::process::Output {
     let mut client = client_command();
     client
         .args(["shell", addr])
@@ -356,7 +356,7 @@ fn client_shell(addr: &str, args: &[&str], input: &[u8]) -> std::process::Output
 
 /// `client shell`'s status lines on standard error, with the durations
 /// (`, 0.003 s`) taken out.
-fn status_lines(stderr: &[u8]) -> Vec<String> {
+pub(crate) fn status_lines(stderr: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(stderr)
         .lines()
         .map(|line| match line.rsplit_once(", ") {
@@ -667,7 +667,7 @@ fn binary_output_arrives_intact() {
 }
 
 /// Deterministic bytes in which every value occurs (xorshift).
-fn pseudo_random(len: usize) -> Vec<u8> {
+pub(crate) fn pseudo_random(len: usize) -> Vec<u8> {
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut bytes: Vec<u8> = (0..=255).collect();
     while bytes.len() < len {
@@ -681,7 +681,7 @@ fn pseudo_random(len: usize) -> Vec<u8> {
 }
 
 /// The MD5 of `bytes`, by md5sum.
-fn md5sum(bytes: &[u8]) -> String {
+pub(crate) fn md5sum(bytes: &[u8]) -> String {
     let mut md5 = Command::new("md5sum");
     md5.stdin(Stdio::piped());
     let out = run_with_input(md5, bytes);

@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+mod environment;
 pub mod protocol;
 mod run;
 

@@ -48,6 +48,8 @@ use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use super::environment;
+
 /// How much is read from the pipe at once.
 const CHUNK: usize = 64 * 1024;
 /// The longest pause between two looks at a shell that closed its output
@@ -122,11 +124,11 @@ pub(crate) fn run(
         sh.arg("-c")
             .arg(OsStr::from_bytes(command))
             .current_dir(dir)
-            .env("PWD", dir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(writer.try_clone()?))
             .stderr(Stdio::from(writer))
             .process_group(0);
+        environment::clean(&mut sh, dir);
         sh.spawn()?
     };
     let leader = Pid::from_raw(i32::try_from(child.id()).expect("a pid fits in an i32"));
@@ -279,14 +281,16 @@ fn become_subreaper() {
 /// with the rest of the group by [`Group::kill_and_reap`].
 fn spawn_watcher(leader: Pid) -> io::Result<OwnedFd> {
     let (guard_read, guard_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    Command::new("sh")
+    let mut watcher = Command::new("sh");
+    watcher
         .args(["-c", "read -r line; kill -KILL 0"])
         .current_dir("/")
         .stdin(Stdio::from(guard_read))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .process_group(leader.as_raw())
-        .spawn()?;
+        .process_group(leader.as_raw());
+    environment::clean(&mut watcher, Path::new("/"));
+    watcher.spawn()?;
     Ok(guard_write)
 }
 
