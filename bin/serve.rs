@@ -283,7 +283,12 @@ fn main() -> ExitCode {
             }
         }
         HandlerKind::Shell => match shell_handler(&cli) {
-            Ok(shell) => run(&cli, model, stream_builder(&cli, shell)),
+            Ok(shell) => {
+                // Probed (and logged) once here, before any fork, so that
+                // forked children inherit the answer.
+                shell::containment();
+                run(&cli, model, stream_builder(&cli, shell))
+            }
             Err((code, message)) => {
                 eprintln!("serve: {message}");
                 ExitCode::from(code)

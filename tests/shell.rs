@@ -71,7 +71,7 @@ pub(crate) fn serve_shell(dir: &Path, args: &[&str]) -> ServerProcess {
 
 /// The same, with the server's log (RUST_LOG=info) appended to `log`.
 /// `sh` execs `serve`, so the process is still the server itself.
-fn serve_shell_logging(dir: &Path, log: &Path, args: &[&str]) -> ServerProcess {
+pub(crate) fn serve_shell_logging(dir: &Path, log: &Path, args: &[&str]) -> ServerProcess {
     let mut command = Command::new("sh");
     command
         .arg("-c")

@@ -27,6 +27,7 @@
 
 #![forbid(unsafe_code)]
 
+mod cgroup;
 pub mod client;
 mod environment;
 pub mod protocol;
@@ -40,6 +41,7 @@ use std::time::Duration;
 
 use socketserver::{describe, LimitExceeded, RequestHandler, Stream};
 
+pub use cgroup::{containment, Containment};
 pub use protocol::Status;
 use protocol::{Header, HELLO, HELLO_AUTH, HELLO_OK, NO_OUTPUT};
 pub use run::End;

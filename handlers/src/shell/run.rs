@@ -48,6 +48,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use super::cgroup::{self, CommandCgroup};
 use super::environment;
 
 /// How much is read from the pipe at once.
@@ -115,15 +116,23 @@ pub(crate) fn run(
     let started = Instant::now();
     let deadline = limits.timeout.map(|t| started + t);
     become_subreaper();
+    let cgroup = CommandCgroup::for_command()?;
     let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let child = {
         // The writer's two copies live in `sh`, and in `command` until it
         // is dropped at the end of this block: only then can the reader see
         // end of file.
         let mut sh = Command::new("sh");
-        sh.arg("-c")
-            .arg(OsStr::from_bytes(command))
-            .current_dir(dir)
+        match &cgroup {
+            // `sh -c WRAPPER COMMAND DIR`: the shell enters the cgroup,
+            // then execs `sh -c COMMAND`.
+            Some(cgroup) => sh
+                .args(["-c", cgroup::WRAPPER])
+                .arg(OsStr::from_bytes(command))
+                .arg(cgroup.dir()),
+            None => sh.arg("-c").arg(OsStr::from_bytes(command)),
+        };
+        sh.current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(writer.try_clone()?))
             .stderr(Stdio::from(writer))
@@ -132,12 +141,14 @@ pub(crate) fn run(
         sh.spawn()?
     };
     let leader = Pid::from_raw(i32::try_from(child.id()).expect("a pid fits in an i32"));
+    let watched = cgroup.as_ref().map(|c| c.dir().to_path_buf());
     let mut group = Group {
         leader,
         reaped: false,
         guard: None,
+        cgroup,
     };
-    group.guard = Some(spawn_watcher(leader)?);
+    group.guard = Some(spawn_watcher(leader, watched.as_deref())?);
 
     let mut pipe = File::from(reader);
     let mut output = Vec::new();
@@ -270,20 +281,34 @@ fn become_subreaper() {
     }
 }
 
-/// Starts the command's watcher, a second member of its process group, and
-/// returns the write end of its guard pipe. The watcher (`sh -c 'read -r
-/// line; kill -KILL 0'`) reads the pipe, in which nothing is ever written:
+/// The watcher's script: wait for the guard pipe's end of file; then kill
+/// the command's cgroup (`$1`, when there is one; freezing it and killing
+/// its members one by one before Linux 5.14) and remove it (the watcher is
+/// not in it), and kill the process group, itself included.
+const WATCHER: &str = "read -r line; \
+    if [ -n \"$1\" ]; then \
+      echo 1 >\"$1/cgroup.kill\" 2>/dev/null \
+        || { echo 1 >\"$1/cgroup.freeze\"; kill -KILL $(cat \"$1/cgroup.procs\"); } 2>/dev/null; \
+      n=0; while [ $n -lt 100 ] && ! rmdir \"$1\" 2>/dev/null; do sleep 0.01; n=$((n+1)); done; \
+    fi; \
+    kill -KILL 0";
+
+/// Starts the command's watcher, a second member of its process group (but
+/// outside its cgroup), and returns the write end of its guard pipe. The
+/// watcher ([`WATCHER`]) reads the pipe, in which nothing is ever written:
 /// its read ends only when every copy of the write end is closed, that is
 /// when this process is gone without having cleaned up (killed by a
 /// signal, as a forked server's child is at the drain deadline, or
-/// crashed). It then kills the whole group, itself included, so that a
-/// command never outlives the server that runs it. Normally it is killed
-/// with the rest of the group by [`Group::kill_and_reap`].
-fn spawn_watcher(leader: Pid) -> io::Result<OwnedFd> {
+/// crashed). It then kills the command's cgroup and the whole group, itself
+/// included, so that a command never outlives the server that runs it.
+/// Normally it is killed with the rest of the group by
+/// [`Group::kill_and_reap`].
+fn spawn_watcher(leader: Pid, cgroup: Option<&Path>) -> io::Result<OwnedFd> {
     let (guard_read, guard_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let mut watcher = Command::new("sh");
     watcher
-        .args(["-c", "read -r line; kill -KILL 0"])
+        .args(["-c", WATCHER, "sh"])
+        .arg(cgroup.unwrap_or(Path::new("")))
         .current_dir("/")
         .stdin(Stdio::from(guard_read))
         .stdout(Stdio::null())
@@ -301,6 +326,8 @@ struct Group {
     /// The write end of the watcher's guard pipe: held until the group is
     /// reaped.
     guard: Option<OwnedFd>,
+    /// The command's cgroup, where there is one: removed once reaped.
+    cgroup: Option<CommandCgroup>,
 }
 
 impl Group {
@@ -348,6 +375,13 @@ impl Group {
             return None;
         }
         self.reaped = true;
+        // First the cgroup, frozen then killed: it holds whatever left the
+        // group (`setsid`).
+        let members = self
+            .cgroup
+            .as_ref()
+            .map(CommandCgroup::freeze_and_kill)
+            .unwrap_or_default();
         // The leader is not reaped yet, so the group id is still its own:
         // the signal cannot reach anyone else. ESRCH (nobody left) is fine.
         let _ = killpg(self.leader, Signal::SIGKILL);
@@ -362,6 +396,11 @@ impl Group {
                 Err(Errno::EINTR) => {}
                 // ECHILD: no child of ours is left in the group.
                 Err(_) => {
+                    if let Some(cgroup) = self.cgroup.take() {
+                        // The orphans that left the group, then the
+                        // cgroup's directory (when `cgroup` is dropped).
+                        cgroup.reap_orphans(&members);
+                    }
                     self.guard = None;
                     return leader_status;
                 }
