@@ -11,7 +11,7 @@ use std::path::Path;
 use std::thread;
 use std::time::Instant;
 
-use crate::shell::{client_shell, serve_shell_logging, Raw, TempDir};
+use crate::shell::{client_shell, md5sum, pseudo_random, serve_shell_logging, Raw, TempDir};
 use crate::util::{serve_command, wait_until, ServerProcess, IO_TIMEOUT, TIMEOUT};
 
 /// `serve --handler shell` on an ephemeral loopback port, in `dir`, with
@@ -314,4 +314,51 @@ fn cgroup_dirs() -> Vec<String> {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect()
+}
+
+// ------------------------------------------------------------------ spool
+
+/// A line of /proc/PID/status, in KiB (`VmHWM`: the peak resident size).
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|value| value.trim().strip_suffix(" kB"))
+        .and_then(|kib| kib.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// A command's output waits for its reply in a spool file, not in the
+/// server's memory: 12 MiB of output (under the 16 MiB limit) arrive whole
+/// (same MD5) in status mode and in line mode, while the server's peak
+/// resident size (VmHWM) grows by less than 2 MiB (holding the output
+/// would take 12 MiB or more).
+#[test]
+fn output_is_spooled_not_held_in_memory() {
+    let dir = TempDir::new("spool");
+    let blob = pseudo_random(12 * 1024 * 1024);
+    fs::write(dir.join("blob"), &blob).unwrap();
+    let server = serve_shell_with_env(&dir, &[], &[]);
+    let pid = server.child.id();
+    let mut raw = Raw::status_mode(&server.addr);
+    // What any command costs (buffers, a thread's stack) is counted before.
+    assert_eq!(raw.run("head -c 200000 blob").0, "exit=0");
+    let before = status_kib(pid, "VmHWM");
+
+    let (status, body) = raw.run("cat blob");
+    assert_eq!(status, "exit=0");
+    assert_eq!(md5sum(&body), md5sum(&blob));
+    let mut line = Raw::connect(&server.addr);
+    line.send(b"cat blob\n");
+    assert_eq!(line.read_line(), blob.len().to_string());
+    let body = line.read_exact(blob.len());
+    assert_eq!(md5sum(&body), md5sum(&blob));
+
+    let after = status_kib(pid, "VmHWM");
+    eprintln!("VmHWM {before} KiB before, {after} KiB after 2 x 12 MiB of output");
+    assert!(
+        after.saturating_sub(before) < 2048,
+        "the server's peak memory grew from {before} KiB to {after} KiB"
+    );
 }

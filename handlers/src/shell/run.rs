@@ -50,6 +50,7 @@ use nix::unistd::Pid;
 
 use super::cgroup::{self, CommandCgroup};
 use super::environment;
+use super::spool::Spool;
 
 /// How much is read from the pipe at once.
 const CHUNK: usize = 64 * 1024;
@@ -86,8 +87,8 @@ pub enum End {
 #[derive(Debug)]
 pub(crate) struct Outcome {
     /// Standard output and standard error, interleaved as written (at most
-    /// the output limit).
-    pub output: Vec<u8>,
+    /// the output limit), spooled to an anonymous file as they came.
+    pub output: Spool,
     pub end: End,
     pub elapsed: Duration,
 }
@@ -116,6 +117,7 @@ pub(crate) fn run(
     let started = Instant::now();
     let deadline = limits.timeout.map(|t| started + t);
     become_subreaper();
+    let mut output = Spool::new()?;
     let cgroup = CommandCgroup::for_command()?;
     let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let child = {
@@ -151,7 +153,6 @@ pub(crate) fn run(
     group.guard = Some(spawn_watcher(leader, watched.as_deref())?);
 
     let mut pipe = File::from(reader);
-    let mut output = Vec::new();
     let stop = match collect(&mut pipe, client, deadline, limits.max_output, &mut output) {
         Ok(stop) => stop,
         Err(e) => {
@@ -190,14 +191,15 @@ pub(crate) fn run(
     })
 }
 
-/// Reads the pipe into `output` until end of file, the deadline, the
-/// output limit or the client's hang-up.
+/// Reads the pipe into the `output` spool until end of file, the deadline,
+/// the output limit or the client's hang-up. Memory holds one chunk at a
+/// time, whatever the output's size.
 fn collect(
     pipe: &mut File,
     client: BorrowedFd<'_>,
     deadline: Option<Instant>,
     max_output: usize,
-    output: &mut Vec<u8>,
+    output: &mut Spool,
 ) -> io::Result<Stop> {
     let mut chunk = vec![0; CHUNK];
     loop {
@@ -225,12 +227,12 @@ fn collect(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        let room = max_output - output.len();
-        if n > room {
-            output.extend_from_slice(&chunk[..room]);
+        let room = (max_output as u64).saturating_sub(output.len());
+        if n as u64 > room {
+            output.append(&chunk[..room as usize])?;
             return Ok(Stop::Full);
         }
-        output.extend_from_slice(&chunk[..n]);
+        output.append(&chunk[..n])?;
     }
 }
 
@@ -418,6 +420,7 @@ impl Drop for Group {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shell::spool::Body;
     use std::os::unix::net::UnixStream;
 
     fn limits(timeout_ms: u64, max_output: usize) -> Limits {
@@ -433,14 +436,21 @@ mod tests {
         (outcome, theirs)
     }
 
+    /// The spooled output, read back.
+    fn bytes(outcome: Outcome) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        Body::Spooled(outcome.output).write_to(&mut bytes).unwrap();
+        bytes
+    }
+
     #[test]
     fn output_and_errors_interleave_in_order() {
         let (outcome, _peer) = run_sh(
             "echo one; echo two >&2; echo three; exit 3",
             limits(10_000, 1000),
         );
-        assert_eq!(outcome.output, b"one\ntwo\nthree\n");
         assert_eq!(outcome.end, End::Exited(3));
+        assert_eq!(bytes(outcome), b"one\ntwo\nthree\n");
     }
 
     #[test]
@@ -453,8 +463,9 @@ mod tests {
     fn output_past_the_limit_is_cut() {
         let (outcome, _peer) = run_sh("yes", limits(10_000, 100_000));
         assert_eq!(outcome.end, End::Cut(100_000));
-        assert_eq!(outcome.output.len(), 100_000);
-        assert!(outcome.output.chunks(2).all(|c| c == b"y\n"));
+        let output = bytes(outcome);
+        assert_eq!(output.len(), 100_000);
+        assert!(output.chunks(2).all(|c| c == b"y\n"));
     }
 
     #[test]
@@ -469,7 +480,7 @@ mod tests {
         let started = Instant::now();
         let (outcome, _peer) = run_sh("echo start; sleep 100 & sleep 100", limits(300, 1000));
         assert_eq!(outcome.end, End::TimedOut(Duration::from_millis(300)));
-        assert_eq!(outcome.output, b"start\n");
+        assert_eq!(bytes(outcome), b"start\n");
         assert!(started.elapsed() < Duration::from_secs(10));
     }
 
