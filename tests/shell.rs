@@ -152,7 +152,7 @@ impl Raw {
     }
 
     /// The next read is an orderly end of input.
-    fn expect_eof(&mut self) {
+    pub(crate) fn expect_eof(&mut self) {
         let mut buf = [0; 256];
         match self.reader.read(&mut buf) {
             Ok(0) => {}

@@ -221,13 +221,63 @@ fn start_time(pid: i32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Waits until process `pid` (started at `started`) is gone: reaped, not
-/// merely killed (a zombie still has its /proc entry).
-fn wait_reaped(pid: i32, started: Option<u64>) {
-    wait_until(TIMEOUT, &format!("process {pid} reaped"), || {
-        let now = start_time(pid);
-        now.is_none() || now != started
-    });
+/// A daemon a command started, by the pid it printed: killed (by that
+/// pid, if it is still that process) when dropped, so that a failing test
+/// leaves nothing running.
+struct Daemon {
+    pid: i32,
+    started: Option<u64>,
+}
+
+impl Daemon {
+    /// The daemon whose pid `text` holds (digits and a newline).
+    fn from_pid_text(text: &[u8]) -> Daemon {
+        let text = String::from_utf8_lossy(text);
+        let pid = text
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("not a pid: {text:?}"));
+        Daemon {
+            pid,
+            started: start_time(pid),
+        }
+    }
+
+    /// Whether it is still that process, and not a zombie.
+    fn running(&self) -> bool {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next());
+        start_time(self.pid) == self.started && !matches!(state, None | Some('Z') | Some('X'))
+    }
+
+    /// Waits until it is reaped, not merely killed (a zombie still has its
+    /// /proc entry; a later process may have its pid).
+    fn wait_reaped(&self) {
+        wait_until(TIMEOUT, &format!("process {} reaped", self.pid), || {
+            let now = start_time(self.pid);
+            now.is_none() || now != self.started
+        });
+    }
+
+    /// Waits until it is killed (reaped, or a zombie of whoever adopted
+    /// it).
+    fn wait_dead(&self) {
+        wait_until(TIMEOUT, &format!("process {} dead", self.pid), || {
+            !self.running()
+        });
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.running() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &self.pid.to_string()])
+                .status();
+        }
+    }
 }
 
 /// A command that leaves its process group (`setsid`) and starts a daemon
@@ -253,26 +303,25 @@ fn a_command_that_calls_setsid_does_not_outlive_its_reply() {
 
         // Ends by itself, leaving a daemon behind.
         let (status, body) = raw.run("setsid sh -c 'sleep 1000 >/dev/null 2>&1 & echo $!'");
+        let daemon = Daemon::from_pid_text(&body);
         assert_eq!(status, "exit=0", "{mode}");
-        let daemon: i32 = String::from_utf8(body).unwrap().trim().parse().unwrap();
-        wait_reaped(daemon, start_time(daemon));
+        daemon.wait_reaped();
 
         // Killed at the time limit, with a daemon behind.
         let (status, _) = raw.run_within(
             "setsid sh -c 'sleep 1000 >/dev/null 2>&1 & echo $! > daemon'; sleep 100",
             TIMEOUT,
         );
+        let daemon = Daemon::from_pid_text(&fs::read(dir.join("daemon")).unwrap());
         assert_eq!(status, "timeout=2", "{mode}");
-        let daemon = fs::read_to_string(dir.join("daemon")).unwrap();
-        let daemon: i32 = daemon.trim().parse().unwrap();
-        wait_reaped(daemon, start_time(daemon));
+        daemon.wait_reaped();
 
         // A child that exits after its parent left the group and died: the
         // server adopts it, and must reap it.
         let (status, body) = raw.run("setsid sh -c 'true & echo $!'; sleep 0.2");
+        let orphan = Daemon::from_pid_text(&body);
         assert_eq!(status, "exit=0", "{mode}");
-        let orphan: i32 = String::from_utf8(body).unwrap().trim().parse().unwrap();
-        wait_reaped(orphan, start_time(orphan));
+        orphan.wait_reaped();
 
         // No cgroup is left behind.
         let (status, _) = raw.run("true");
@@ -286,6 +335,48 @@ fn a_command_that_calls_setsid_does_not_outlive_its_reply() {
             .filter(|name| name.starts_with(&format!("socketserver-shell-{pid}-")))
             .collect();
         assert!(leftovers.is_empty(), "{mode}: cgroups left: {leftovers:?}");
+    }
+}
+
+/// A server that dies mid-command (SIGKILL; or, forking, a child killed at
+/// the drain deadline) leaves no daemon of the command running: the
+/// command's watcher kills its cgroup, and removes it.
+#[test]
+fn a_server_that_dies_leaves_no_daemon_of_a_command() {
+    for (mode, signal) in [("threading", "KILL"), ("forking", "TERM")] {
+        let dir = TempDir::new("setsid-dies");
+        let log = dir.join("serve.log");
+        let args = ["--drain-timeout", "1"];
+        let (mut server, cgroup) = serve_contained(&dir, &log, mode, &args);
+        if !cgroup {
+            eprintln!("{mode}/{signal}: no cgroup v2 here: checked the server's warning only");
+            continue;
+        }
+        let pid = server.child.id();
+        let mut raw = Raw::status_mode(&server.addr);
+        raw.send(b"setsid sh -c 'sleep 1000 >/dev/null 2>&1 & echo $! > daemon'; sleep 100\n");
+        let mut daemon_pid = None;
+        wait_until(TIMEOUT, "the daemon's pid written", || {
+            daemon_pid = fs::read(dir.join("daemon"))
+                .ok()
+                .filter(|text| text.ends_with(b"\n"));
+            daemon_pid.is_some()
+        });
+        let daemon = Daemon::from_pid_text(&daemon_pid.unwrap());
+        assert!(daemon.running(), "{mode}/{signal}: the daemon runs");
+        server.signal(signal);
+        server.wait(TIMEOUT);
+        daemon.wait_dead();
+        wait_until(
+            TIMEOUT,
+            &format!("{mode}/{signal}: cgroups removed"),
+            || {
+                !cgroup_dirs()
+                    .iter()
+                    .any(|name| name.starts_with(&format!("socketserver-shell-{pid}-")))
+            },
+        );
+        raw.expect_eof();
     }
 }
 
