@@ -380,6 +380,98 @@ fn a_server_that_dies_leaves_no_daemon_of_a_command() {
     }
 }
 
+/// Without a writable cgroup v2 the server falls back to process groups
+/// and says so at start, as a warning naming the risk; commands still run
+/// and their groups are still killed. The cgroup2 mount is made read-only
+/// in a mount namespace of the server's own (`unshare -m`); where there is
+/// no cgroup2 mount the server is started as it is, and where namespaces
+/// are not available the test says so and checks nothing more.
+#[test]
+fn without_cgroups_the_server_warns_and_uses_process_groups() {
+    let dir = TempDir::new("no-cgroup");
+    let log = dir.join("serve.log");
+    let script = match cgroup2_mount() {
+        Some(mount) => {
+            let probe = std::process::Command::new("unshare")
+                .args(["-m", "sh", "-c", "mount -o remount,bind,ro \"$0\""])
+                .arg(&mount)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+            if !probe.is_ok_and(|status| status.success()) {
+                eprintln!(
+                    "no mount namespace here: cannot hide cgroup v2 from the server; skipped"
+                );
+                return;
+            }
+            eprintln!("cgroup v2 made read-only in the server's mount namespace");
+            format!(
+                "mount -o remount,bind,ro '{mount}' && exec \"$0\" \"$@\" 2>>\"$SHELL_TEST_LOG\""
+            )
+        }
+        None => {
+            eprintln!("no cgroup v2 mounted here");
+            "exec \"$0\" \"$@\" 2>>\"$SHELL_TEST_LOG\"".to_string()
+        }
+    };
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args(["-m", "sh", "-c", &script])
+        .arg(env!("CARGO_BIN_EXE_serve"))
+        .args(["--handler", "shell", "--bind", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env("SHELL_TEST_LOG", &log)
+        .env("RUST_LOG", "info");
+    let server = ServerProcess::start(command);
+    wait_until(TIMEOUT, "the warning logged", || {
+        fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .any(|line| {
+                line.contains("WARN")
+                    && line
+                        .contains("shell commands are contained by a process group per command (")
+                    && line.ends_with("): a command that calls setsid() can escape its limits")
+            })
+    });
+    let mut raw = Raw::status_mode(&server.addr);
+    let (status, body) = raw.run("echo $$; sleep 100 >/dev/null 2>&1 &");
+    assert_eq!(status, "exit=0");
+    let pgid: i32 = String::from_utf8(body).unwrap().trim().parse().unwrap();
+    wait_until(TIMEOUT, "the group's background job killed", || {
+        group_members(pgid) == 0
+    });
+}
+
+/// Where cgroup v2 is mounted, if it is.
+fn cgroup2_mount() -> Option<String> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mountinfo
+        .lines()
+        .find(|l| {
+            l.split_once(" - ")
+                .is_some_and(|(_, fs)| fs.starts_with("cgroup2 "))
+        })
+        .and_then(|l| l.split(' ').nth(4))
+        .map(str::to_string)
+}
+
+/// How many processes (zombies included) are in process group `pgid`.
+fn group_members(pgid: i32) -> usize {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| fs::read_to_string(entry.path().join("stat")).ok())
+        .filter(|stat| {
+            stat.rsplit_once(") ")
+                .and_then(|(_, rest)| rest.split_whitespace().nth(2)?.parse::<i32>().ok())
+                == Some(pgid)
+        })
+        .count()
+}
+
 /// The names of the directories beside this process's cgroup v2 (where the
 /// server, started by this process, makes its commands' cgroups).
 fn cgroup_dirs() -> Vec<String> {
@@ -389,16 +481,7 @@ fn cgroup_dirs() -> Vec<String> {
         .find_map(|l| l.strip_prefix("0::"))
         .unwrap()
         .to_string();
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let point = mountinfo
-        .lines()
-        .find(|l| {
-            l.split_once(" - ")
-                .is_some_and(|(_, fs)| fs.starts_with("cgroup2 "))
-        })
-        .and_then(|l| l.split(' ').nth(4))
-        .unwrap()
-        .to_string();
+    let point = cgroup2_mount().expect("a cgroup2 mount");
     let dir = Path::new(&point).join(own.trim_start_matches('/'));
     fs::read_dir(dir)
         .unwrap()
