@@ -1,5 +1,7 @@
-//! Running one command: `sh -c COMMAND` in a process group of its own,
-//! with a time limit, an output limit, and an eye on the client.
+//! Running one command: `sh -c COMMAND` in a process group of its own (and
+//! a cgroup v2 of its own where available, see [`super::cgroup`]), with a
+//! cleaned environment, a time limit, an output limit, and an eye on the
+//! client.
 //!
 //! The life of a command:
 //!
@@ -8,17 +10,23 @@
 //!    the two streams arrive interleaved in the order they were written.
 //!    Standard input is `/dev/null`. `process_group(0)` makes the shell the
 //!    leader of a new group, whose id is its pid; everything it starts
-//!    stays in that group unless it leaves on purpose (`setsid`).
-//!    A watcher joins the group: a tiny `sh` that kills the group if this
-//!    process dies without cleaning up (see [`spawn_watcher`]).
-//! 2. **Collect.** `poll` on the pipe and on the client's socket until the
+//!    stays in that group unless it leaves on purpose (`setsid`); where
+//!    there is a cgroup, the shell enters it before it execs the command,
+//!    and nothing it starts can leave that.
+//!    A watcher joins the group: a tiny `sh` that kills the cgroup and the
+//!    group if this process dies without cleaning up (see
+//!    [`spawn_watcher`]).
+//! 2. **Collect.** The output goes to a spool file as it comes (never
+//!    whole in memory). `poll` on the pipe and on the client's socket until the
 //!    pipe's end of file (every process holding it closed it), the time
 //!    limit, the output limit, or the client hanging up (`POLLRDHUP`: its
 //!    FIN, or `POLLHUP`/`POLLERR`: a reset).
 //! 3. **Wait for the leader.** After end of file the shell may still run
 //!    (`exec >&-; sleep 5`): its exit is watched, without reaping it, within
 //!    the same deadline and with the same eye on the client.
-//! 4. **Kill and reap.** `killpg(SIGKILL)` always, while the leader is
+//! 4. **Kill and reap.** The cgroup, if any, is frozen, killed and, after
+//!    the group, its adopted orphans reaped and it removed
+//!    ([`CommandCgroup`]). `killpg(SIGKILL)` always, while the leader is
 //!    still unreaped (so its pid, the group's id, cannot be reused), which
 //!    ends whatever the command left running in the background. Then the
 //!    whole group is reaped: the leader, and the grandchildren that the
