@@ -145,6 +145,12 @@ fn own_cgroup_dir() -> Result<PathBuf, String> {
     let own = own_cgroup_path().ok_or("this process is in no cgroup v2")?;
     let mountinfo = fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
+    cgroup_dir_in(&mountinfo, &own).ok_or_else(|| "no cgroup v2 is mounted".into())
+}
+
+/// The directory of cgroup `own` (a path in the hierarchy) under the first
+/// cgroup2 mount of `mountinfo` whose root holds it.
+fn cgroup_dir_in(mountinfo: &str, own: &str) -> Option<PathBuf> {
     for line in mountinfo.lines() {
         // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS... - FSTYPE SOURCE ...
         let Some((mount, fs)) = line.split_once(" - ") else {
@@ -160,14 +166,17 @@ fn own_cgroup_dir() -> Result<PathBuf, String> {
         let Some(inside) = own.strip_prefix(root.trim_end_matches('/')) else {
             continue;
         };
+        if !(inside.is_empty() || inside.starts_with('/')) {
+            continue; // root /a does not hold /ab
+        }
         let inside = inside.trim_start_matches('/');
-        return Ok(if inside.is_empty() {
+        return Some(if inside.is_empty() {
             PathBuf::from(point)
         } else {
             Path::new(point).join(inside)
         });
     }
-    Err("no cgroup v2 is mounted".into())
+    None
 }
 
 /// This process's path in the cgroup v2 hierarchy (`/` or `/a/b`).
@@ -360,4 +369,39 @@ fn own_children() -> Vec<Pid> {
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+35 25 0:30 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn the_cgroup2_mount_is_found_among_v1_mounts() {
+        assert_eq!(
+            cgroup_dir_in(HYBRID, "/"),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        assert_eq!(
+            cgroup_dir_in(HYBRID, "/system.slice/serve.service"),
+            Some(PathBuf::from(
+                "/sys/fs/cgroup/unified/system.slice/serve.service"
+            ))
+        );
+    }
+
+    #[test]
+    fn a_mount_of_part_of_the_tree_holds_only_its_part() {
+        let container = "99 1 0:40 /docker/abc /sys/fs/cgroup ro - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            cgroup_dir_in(container, "/docker/abc/app"),
+            Some(PathBuf::from("/sys/fs/cgroup/app"))
+        );
+        assert_eq!(cgroup_dir_in(container, "/docker/abcd"), None);
+        assert_eq!(cgroup_dir_in("", "/"), None);
+    }
 }
