@@ -65,6 +65,12 @@ enum Command {
         /// `serve` wrote for its port]
         #[arg(long, value_name = "TOKEN")]
         token: Option<String>,
+
+        /// Refuse a reply announced longer than this (none of it is read):
+        /// the server's default limit; raise it for a server started with
+        /// a larger --max-output
+        #[arg(long, value_name = "BYTES", default_value_t = shell::DEFAULT_MAX_OUTPUT as u64)]
+        max_output: u64,
     },
     /// An FTP client for the ftp handler (or any FTP server): ls, get,
     /// put, mkdir, rm, with resume and a progress bar; every transfer's
@@ -127,7 +133,11 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Echo { addr, udp: false } => echo(addr, timeout),
         Command::Echo { addr, udp: true } => echo_datagrams(addr, timeout),
-        Command::Shell { addr, token } => remote_shell(addr, token.clone(), timeout),
+        Command::Shell {
+            addr,
+            token,
+            max_output,
+        } => remote_shell(addr, token.clone(), *max_output, timeout),
         Command::Ftp(args) => ftp::run(args, timeout),
     };
     match result {
@@ -302,13 +312,20 @@ fn read_answer(stream: &mut Stream, at_least: usize) -> io::Result<Vec<u8>> {
 fn remote_shell(
     addr: &str,
     token: Option<String>,
+    max_output: u64,
     timeout: Option<Duration>,
 ) -> Result<(), Failure> {
-    use shell::client::Client;
+    use shell::client::{Client, ReplyTooLong};
     use shell::Status;
 
-    let lost = |e: io::Error| Failure(format!("connection to {addr} lost: {}", describe(&e)));
-    let mut client = Client::start(connect(addr, timeout)?).map_err(lost)?;
+    let lost = |e: io::Error| match e.get_ref().and_then(|e| e.downcast_ref::<ReplyTooLong>()) {
+        Some(too_long) => Failure(format!(
+            "{addr} announced a reply of {} bytes, over the limit of {} bytes (--max-output)",
+            too_long.announced, too_long.limit
+        )),
+        None => Failure(format!("connection to {addr} lost: {}", describe(&e))),
+    };
+    let mut client = Client::start_with_limit(connect(addr, timeout)?, max_output).map_err(lost)?;
     if client.is_tutorial() {
         eprintln!("client: {addr} speaks the tutorial's protocol: no exit statuses");
     }

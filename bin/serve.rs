@@ -312,6 +312,9 @@ fn main() -> ExitCode {
         }
         HandlerKind::Shell => match shell_handler(&cli) {
             Ok((shell, generated)) => {
+                // Probed (and logged) once here, before any fork, so that
+                // forked children inherit the answer.
+                shell::containment();
                 let announce = |address: &socketserver::Address| match generated {
                     Some(token) => TokenFile::create(address, &token).map(Some).map_err(|e| {
                         format!(

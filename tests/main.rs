@@ -18,4 +18,5 @@ mod ftp_wire;
 mod serve;
 mod shell;
 mod shell_auth;
+mod shell_run;
 mod udp;

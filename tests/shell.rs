@@ -325,7 +325,7 @@ fn descendants(root: i32) -> Vec<Proc> {
 
 /// Waits until the file `path` holds a number followed by a newline (a
 /// command wrote `$$` there) and returns it.
-fn wait_for_number(path: &Path) -> i32 {
+pub(crate) fn wait_for_number(path: &Path) -> i32 {
     let mut number = None;
     wait_until(TIMEOUT, &format!("{} written", path.display()), || {
         number = fs::read_to_string(path)
@@ -405,7 +405,7 @@ pub(crate) fn client_shell(addr: &str, args: &[&str], input: &[u8]) -> std::proc
 
 /// `client shell`'s status lines on standard error, with the durations
 /// (`, 0.003 s`) taken out.
-fn status_lines(stderr: &[u8]) -> Vec<String> {
+pub(crate) fn status_lines(stderr: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(stderr)
         .lines()
         .map(|line| match line.rsplit_once(", ") {
@@ -716,7 +716,7 @@ fn binary_output_arrives_intact() {
 }
 
 /// Deterministic bytes in which every value occurs (xorshift).
-fn pseudo_random(len: usize) -> Vec<u8> {
+pub(crate) fn pseudo_random(len: usize) -> Vec<u8> {
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut bytes: Vec<u8> = (0..=255).collect();
     while bytes.len() < len {
@@ -730,7 +730,7 @@ fn pseudo_random(len: usize) -> Vec<u8> {
 }
 
 /// The MD5 of `bytes`, by md5sum.
-fn md5sum(bytes: &[u8]) -> String {
+pub(crate) fn md5sum(bytes: &[u8]) -> String {
     let mut md5 = Command::new("md5sum");
     md5.stdin(Stdio::piped());
     let out = run_with_input(md5, bytes);

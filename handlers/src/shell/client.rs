@@ -13,12 +13,14 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+use std::fmt;
 use std::io::{self, BufRead, Read};
 use std::time::Duration;
 
 use socketserver::Stream;
 
 use super::protocol::{Header, Status, HELLO, HELLO_OK};
+use super::DEFAULT_MAX_OUTPUT;
 
 /// The environment variable `client shell` reads the token from when
 /// `--token` is not given.
@@ -27,6 +29,37 @@ pub const TOKEN_ENV: &str = "SOCKETSERVER_SHELL_TOKEN";
 const ACK: &[u8] = "准备好接受了".as_bytes();
 /// The longest header line accepted.
 const MAX_HEADER: usize = 1024;
+
+/// The error inside the `io::Error` (kind `InvalidData`) that
+/// [`Client::run`] returns when the server announces a reply longer than
+/// the client's limit: the client reads none of it, so a server cannot make
+/// it hold more than the limit (a malicious one could announce 2^63 bytes).
+///
+/// ```
+/// use socketserver_handlers::shell::client::ReplyTooLong;
+/// let e = std::io::Error::new(std::io::ErrorKind::InvalidData, ReplyTooLong { announced: 11, limit: 10 });
+/// let inner = e.get_ref().and_then(|e| e.downcast_ref::<ReplyTooLong>());
+/// assert_eq!(inner, Some(&ReplyTooLong { announced: 11, limit: 10 }));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplyTooLong {
+    /// The length the server announced.
+    pub announced: u64,
+    /// The client's limit.
+    pub limit: u64,
+}
+
+impl fmt::Display for ReplyTooLong {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the server announced a reply of {} bytes, over the limit of {} bytes",
+            self.announced, self.limit
+        )
+    }
+}
+
+impl std::error::Error for ReplyTooLong {}
 
 /// One command's reply.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,6 +81,7 @@ pub struct Client {
     tutorial: bool,
     auth_required: bool,
     reply_timeout: Option<Duration>,
+    max_output: u64,
 }
 
 impl Client {
@@ -56,10 +90,23 @@ impl Client {
     /// server, which ran the hello as a shell comment) is spoken to in the
     /// tutorial's protocol from then on.
     ///
+    /// Replies longer than the server's default output limit (16 MiB) are
+    /// refused; [`Client::start_with_limit`] sets another limit.
+    ///
     /// # Errors
     /// Fails if the server closes the connection, answers something else,
     /// or as the stream does.
-    pub fn start(mut stream: Stream) -> io::Result<Client> {
+    pub fn start(stream: Stream) -> io::Result<Client> {
+        Client::start_with_limit(stream, DEFAULT_MAX_OUTPUT as u64)
+    }
+
+    /// As [`Client::start`], refusing any reply whose body is announced
+    /// longer than `max_output` bytes (a [`ReplyTooLong`] error): the body
+    /// is never read, and never allocated.
+    ///
+    /// # Errors
+    /// As [`Client::start`].
+    pub fn start_with_limit(mut stream: Stream, max_output: u64) -> io::Result<Client> {
         stream.write_all(HELLO.as_bytes())?;
         stream.write_all(b"\n")?;
         stream.flush()?;
@@ -73,6 +120,7 @@ impl Client {
                 tutorial: true,
                 auth_required: false,
                 reply_timeout: None,
+                max_output,
             };
             client.tutorial_reply()?;
             return Ok(client);
@@ -87,6 +135,7 @@ impl Client {
             tutorial: false,
             auth_required,
             reply_timeout: None,
+            max_output,
         })
     }
 
@@ -124,7 +173,8 @@ impl Client {
     /// # Errors
     /// `InvalidInput` for a command with a newline (status mode has one
     /// command per line); `UnexpectedEof` if the server closes the
-    /// connection; `InvalidData` for a malformed reply; or as the stream
+    /// connection; `InvalidData` for a malformed reply, or one announced
+    /// longer than the limit (holding a [`ReplyTooLong`]); or as the stream
     /// does.
     pub fn run(&mut self, command: &str) -> io::Result<Reply> {
         if self.tutorial {
@@ -144,7 +194,7 @@ impl Client {
         let line = self.wait_for_reply(read_header_line)?;
         let header = Header::parse(&line)
             .ok_or_else(|| invalid(format!("malformed reply header {line:?}")))?;
-        let output = read_body(&mut self.stream, header.len)?;
+        let output = self.read_body(header.len)?;
         Ok(Reply {
             output,
             status: header.status,
@@ -169,13 +219,40 @@ impl Client {
                     String::from_utf8_lossy(&digits)
                 ))
             })?;
+        self.check_length(len)?;
         self.stream.write_all(ACK)?;
         self.stream.flush()?;
         Ok(Reply {
-            output: read_body(&mut self.stream, len)?,
+            output: self.read_body(len)?,
             status: None,
             time: None,
         })
+    }
+
+    /// Refuses a reply announced longer than the limit, before reading any
+    /// of it.
+    fn check_length(&self, len: u64) -> io::Result<()> {
+        if len > self.max_output {
+            let too_long = ReplyTooLong {
+                announced: len,
+                limit: self.max_output,
+            };
+            return Err(io::Error::new(io::ErrorKind::InvalidData, too_long));
+        }
+        Ok(())
+    }
+
+    /// Reads a body of `len` bytes, which must be within the limit. The
+    /// buffer grows as bytes arrive: an announced length is a claim, not
+    /// an allocation.
+    fn read_body(&mut self, len: u64) -> io::Result<Vec<u8>> {
+        self.check_length(len)?;
+        let mut body = Vec::with_capacity(len.min(1 << 20) as usize);
+        (&mut self.stream).take(len).read_to_end(&mut body)?;
+        if (body.len() as u64) < len {
+            return Err(closed());
+        }
+        Ok(body)
     }
 
     /// Waits for the first bytes of a reply with the reply timeout (the
@@ -200,15 +277,6 @@ fn read_header_line(stream: &mut Stream) -> io::Result<String> {
         return Err(closed());
     }
     String::from_utf8(line).map_err(|_| invalid("reply header is not UTF-8".into()))
-}
-
-fn read_body(stream: &mut Stream, len: u64) -> io::Result<Vec<u8>> {
-    let mut body = Vec::with_capacity(len.min(1 << 20) as usize);
-    stream.take(len).read_to_end(&mut body)?;
-    if (body.len() as u64) < len {
-        return Err(closed());
-    }
-    Ok(body)
 }
 
 fn closed() -> io::Error {

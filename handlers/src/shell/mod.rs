@@ -39,10 +39,13 @@
 
 mod auth;
 mod cd;
+mod cgroup;
 pub mod client;
+mod environment;
 mod policy;
 pub mod protocol;
 mod run;
+mod spool;
 mod token;
 pub mod token_file;
 
@@ -58,11 +61,13 @@ use socketserver::{describe, LimitExceeded, RequestHandler, Stream};
 use crate::throttle::Throttle;
 use cd::parse_cd;
 pub use policy::{running_as_root, PolicyError};
+pub use cgroup::{containment, Containment};
 pub use protocol::Status;
 use protocol::{Header, HELLO, HELLO_AUTH, HELLO_OK, NO_OUTPUT};
 pub use run::End;
 use run::Limits;
 pub use token::{generate as generate_token, same_token, MIN_TOKEN_LEN};
+use spool::Body;
 
 /// The port `serve --handler shell` listens on by default (the tutorial's
 /// 9999 belongs to the chat bot).
@@ -236,7 +241,7 @@ enum Mode {
 
 /// One reply, before framing.
 struct Reply {
-    body: Vec<u8>,
+    body: Body,
     status: Status,
     elapsed: Duration,
     /// Close the connection after this reply.
@@ -244,7 +249,7 @@ struct Reply {
 }
 
 impl Reply {
-    fn done(body: impl Into<Vec<u8>>, status: Status) -> Reply {
+    fn done(body: impl Into<Body>, status: Status) -> Reply {
         Reply {
             body: body.into(),
             status,
@@ -254,10 +259,10 @@ impl Reply {
     }
 
     /// The body of tutorial and line modes, which carry no status, in two
-    /// parts (no copy of the output): the output, or the tutorial's text
-    /// for no output; then a note, on a line of its own, when the server
-    /// stopped the command.
-    fn text_body(&self) -> (&[u8], String) {
+    /// parts (no copy of the output): the output, or `None` for the
+    /// tutorial's text for no output; then a note, on a line of its own,
+    /// when the server stopped the command.
+    fn text_body(&self) -> (Option<&Body>, String) {
         let note = match self.status {
             Status::Timeout(limit) => format!(
                 "[timed out after {} s: the command was killed]\n",
@@ -266,13 +271,13 @@ impl Reply {
             Status::Cut(limit) => {
                 format!("[output cut at {limit} bytes: the command was stopped]\n")
             }
-            _ if self.body.is_empty() => return (NO_OUTPUT.as_bytes(), String::new()),
-            _ => return (&self.body, String::new()),
+            _ if self.body.is_empty() => return (None, String::new()),
+            _ => return (Some(&self.body), String::new()),
         };
-        if self.body.is_empty() || self.body.ends_with(b"\n") {
-            (&self.body, note)
+        if self.body.is_empty() || self.body.last() == Some(b'\n') {
+            (Some(&self.body), note)
         } else {
-            (&self.body, format!("\n{note}"))
+            (Some(&self.body), format!("\n{note}"))
         }
     }
 }
@@ -337,7 +342,7 @@ impl Session<'_> {
                     outcome.output.len()
                 );
                 Some(Reply {
-                    body: outcome.output,
+                    body: Body::Spooled(outcome.output),
                     status,
                     elapsed: outcome.elapsed,
                     close: false,
@@ -495,32 +500,42 @@ fn send(stream: &mut Stream, mode: Mode, reply: &Reply) -> io::Result<bool> {
     match mode {
         Mode::Tutorial => {
             let (body, note) = reply.text_body();
-            let len = body.len() + note.len();
-            stream.write_all(len.to_string().as_bytes())?;
+            stream.write_all(text_len(body, &note).to_string().as_bytes())?;
             stream.flush()?;
             // The tutorial's fix for sticky packets: the output goes only
             // after the client acknowledged the length. Any bytes will do.
             if stream.read_chunk()?.is_empty() {
                 return Ok(false);
             }
-            stream.write_all(body)?;
-            stream.write_all(note.as_bytes())?;
+            write_text(stream, body, &note)?;
         }
         Mode::Lines => {
             let (body, note) = reply.text_body();
-            let len = body.len() + note.len();
-            stream.write_all(format!("{len}\n").as_bytes())?;
-            stream.write_all(body)?;
-            stream.write_all(note.as_bytes())?;
+            stream.write_all(format!("{}\n", text_len(body, &note)).as_bytes())?;
+            write_text(stream, body, &note)?;
         }
         Mode::Status => {
             let header = Header::line(reply.body.len(), reply.status, reply.elapsed);
             stream.write_all(header.as_bytes())?;
-            stream.write_all(&reply.body)?;
+            reply.body.write_to(stream)?;
         }
     }
     stream.flush()?;
     Ok(true)
+}
+
+/// The length of a text body (see [`Reply::text_body`]).
+fn text_len(body: Option<&Body>, note: &str) -> u64 {
+    body.map_or(NO_OUTPUT.len() as u64, Body::len) + note.len() as u64
+}
+
+/// Writes a text body (see [`Reply::text_body`]).
+fn write_text(stream: &mut Stream, body: Option<&Body>, note: &str) -> io::Result<()> {
+    match body {
+        Some(body) => body.write_to(stream)?,
+        None => stream.write_all(NO_OUTPUT.as_bytes())?,
+    }
+    stream.write_all(note.as_bytes())
 }
 
 /// `word` alone or followed by whitespace: the rest, trimmed.
@@ -543,7 +558,13 @@ mod tests {
     fn text_bodies_say_why_the_server_stopped() {
         let whole = |reply: &Reply| {
             let (body, note) = reply.text_body();
-            [body, note.as_bytes()].concat()
+            let mut bytes = Vec::new();
+            match body {
+                Some(body) => body.write_to(&mut bytes).unwrap(),
+                None => bytes.extend_from_slice(NO_OUTPUT.as_bytes()),
+            }
+            bytes.extend_from_slice(note.as_bytes());
+            bytes
         };
         let reply = Reply::done("part", Status::Timeout(Duration::from_secs(1)));
         assert_eq!(

@@ -60,7 +60,7 @@ pub struct Header {
 
 impl Header {
     /// Formats a header line, `\n` included.
-    pub fn line(len: usize, status: Status, time: Duration) -> String {
+    pub fn line(len: u64, status: Status, time: Duration) -> String {
         format!("{len} {status} time={:.3}\n", time.as_secs_f64())
     }
 

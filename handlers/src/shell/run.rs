@@ -1,5 +1,7 @@
-//! Running one command: `sh -c COMMAND` in a process group of its own,
-//! with a time limit, an output limit, and an eye on the client.
+//! Running one command: `sh -c COMMAND` in a process group of its own (and
+//! a cgroup v2 of its own where available, see [`super::cgroup`]), with a
+//! cleaned environment, a time limit, an output limit, and an eye on the
+//! client.
 //!
 //! The life of a command:
 //!
@@ -8,17 +10,23 @@
 //!    the two streams arrive interleaved in the order they were written.
 //!    Standard input is `/dev/null`. `process_group(0)` makes the shell the
 //!    leader of a new group, whose id is its pid; everything it starts
-//!    stays in that group unless it leaves on purpose (`setsid`).
-//!    A watcher joins the group: a tiny `sh` that kills the group if this
-//!    process dies without cleaning up (see [`spawn_watcher`]).
-//! 2. **Collect.** `poll` on the pipe and on the client's socket until the
+//!    stays in that group unless it leaves on purpose (`setsid`); where
+//!    there is a cgroup, the shell enters it before it execs the command,
+//!    and nothing it starts can leave that.
+//!    A watcher joins the group: a tiny `sh` that kills the cgroup and the
+//!    group if this process dies without cleaning up (see
+//!    [`spawn_watcher`]).
+//! 2. **Collect.** The output goes to a spool file as it comes (never
+//!    whole in memory). `poll` on the pipe and on the client's socket until the
 //!    pipe's end of file (every process holding it closed it), the time
 //!    limit, the output limit, or the client hanging up (`POLLRDHUP`: its
 //!    FIN, or `POLLHUP`/`POLLERR`: a reset).
 //! 3. **Wait for the leader.** After end of file the shell may still run
 //!    (`exec >&-; sleep 5`): its exit is watched, without reaping it, within
 //!    the same deadline and with the same eye on the client.
-//! 4. **Kill and reap.** `killpg(SIGKILL)` always, while the leader is
+//! 4. **Kill and reap.** The cgroup, if any, is frozen, killed and, after
+//!    the group, its adopted orphans reaped and it removed
+//!    ([`CommandCgroup`]). `killpg(SIGKILL)` always, while the leader is
 //!    still unreaped (so its pid, the group's id, cannot be reused), which
 //!    ends whatever the command left running in the background. Then the
 //!    whole group is reaped: the leader, and the grandchildren that the
@@ -47,6 +55,10 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+
+use super::cgroup::{self, CommandCgroup};
+use super::environment;
+use super::spool::Spool;
 
 /// How much is read from the pipe at once.
 const CHUNK: usize = 64 * 1024;
@@ -83,8 +95,8 @@ pub enum End {
 #[derive(Debug)]
 pub(crate) struct Outcome {
     /// Standard output and standard error, interleaved as written (at most
-    /// the output limit).
-    pub output: Vec<u8>,
+    /// the output limit), spooled to an anonymous file as they came.
+    pub output: Spool,
     pub end: End,
     pub elapsed: Duration,
 }
@@ -113,32 +125,42 @@ pub(crate) fn run(
     let started = Instant::now();
     let deadline = limits.timeout.map(|t| started + t);
     become_subreaper();
+    let mut output = Spool::new()?;
+    let cgroup = CommandCgroup::for_command()?;
     let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let child = {
         // The writer's two copies live in `sh`, and in `command` until it
         // is dropped at the end of this block: only then can the reader see
         // end of file.
         let mut sh = Command::new("sh");
-        sh.arg("-c")
-            .arg(OsStr::from_bytes(command))
-            .current_dir(dir)
-            .env("PWD", dir)
+        match &cgroup {
+            // `sh -c WRAPPER COMMAND DIR`: the shell enters the cgroup,
+            // then execs `sh -c COMMAND`.
+            Some(cgroup) => sh
+                .args(["-c", cgroup::WRAPPER])
+                .arg(OsStr::from_bytes(command))
+                .arg(cgroup.dir()),
+            None => sh.arg("-c").arg(OsStr::from_bytes(command)),
+        };
+        sh.current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(writer.try_clone()?))
             .stderr(Stdio::from(writer))
             .process_group(0);
+        environment::clean(&mut sh, dir);
         sh.spawn()?
     };
     let leader = Pid::from_raw(i32::try_from(child.id()).expect("a pid fits in an i32"));
+    let watched = cgroup.as_ref().map(|c| c.dir().to_path_buf());
     let mut group = Group {
         leader,
         reaped: false,
         guard: None,
+        cgroup,
     };
-    group.guard = Some(spawn_watcher(leader)?);
+    group.guard = Some(spawn_watcher(leader, watched.as_deref())?);
 
     let mut pipe = File::from(reader);
-    let mut output = Vec::new();
     let stop = match collect(&mut pipe, client, deadline, limits.max_output, &mut output) {
         Ok(stop) => stop,
         Err(e) => {
@@ -177,14 +199,15 @@ pub(crate) fn run(
     })
 }
 
-/// Reads the pipe into `output` until end of file, the deadline, the
-/// output limit or the client's hang-up.
+/// Reads the pipe into the `output` spool until end of file, the deadline,
+/// the output limit or the client's hang-up. Memory holds one chunk at a
+/// time, whatever the output's size.
 fn collect(
     pipe: &mut File,
     client: BorrowedFd<'_>,
     deadline: Option<Instant>,
     max_output: usize,
-    output: &mut Vec<u8>,
+    output: &mut Spool,
 ) -> io::Result<Stop> {
     let mut chunk = vec![0; CHUNK];
     loop {
@@ -212,12 +235,12 @@ fn collect(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        let room = max_output - output.len();
-        if n > room {
-            output.extend_from_slice(&chunk[..room]);
+        let room = (max_output as u64).saturating_sub(output.len());
+        if n as u64 > room {
+            output.append(&chunk[..room as usize])?;
             return Ok(Stop::Full);
         }
-        output.extend_from_slice(&chunk[..n]);
+        output.append(&chunk[..n])?;
     }
 }
 
@@ -268,25 +291,41 @@ fn become_subreaper() {
     }
 }
 
-/// Starts the command's watcher, a second member of its process group, and
-/// returns the write end of its guard pipe. The watcher (`sh -c 'read -r
-/// line; kill -KILL 0'`) reads the pipe, in which nothing is ever written:
+/// The watcher's script: wait for the guard pipe's end of file; then kill
+/// the command's cgroup (`$1`, when there is one; freezing it and killing
+/// its members one by one before Linux 5.14) and remove it (the watcher is
+/// not in it), and kill the process group, itself included.
+const WATCHER: &str = "read -r line; \
+    if [ -n \"$1\" ]; then \
+      echo 1 >\"$1/cgroup.kill\" 2>/dev/null \
+        || { echo 1 >\"$1/cgroup.freeze\"; kill -KILL $(cat \"$1/cgroup.procs\"); } 2>/dev/null; \
+      n=0; while [ $n -lt 100 ] && ! rmdir \"$1\" 2>/dev/null; do sleep 0.01; n=$((n+1)); done; \
+    fi; \
+    kill -KILL 0";
+
+/// Starts the command's watcher, a second member of its process group (but
+/// outside its cgroup), and returns the write end of its guard pipe. The
+/// watcher ([`WATCHER`]) reads the pipe, in which nothing is ever written:
 /// its read ends only when every copy of the write end is closed, that is
 /// when this process is gone without having cleaned up (killed by a
 /// signal, as a forked server's child is at the drain deadline, or
-/// crashed). It then kills the whole group, itself included, so that a
-/// command never outlives the server that runs it. Normally it is killed
-/// with the rest of the group by [`Group::kill_and_reap`].
-fn spawn_watcher(leader: Pid) -> io::Result<OwnedFd> {
+/// crashed). It then kills the command's cgroup and the whole group, itself
+/// included, so that a command never outlives the server that runs it.
+/// Normally it is killed with the rest of the group by
+/// [`Group::kill_and_reap`].
+fn spawn_watcher(leader: Pid, cgroup: Option<&Path>) -> io::Result<OwnedFd> {
     let (guard_read, guard_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    Command::new("sh")
-        .args(["-c", "read -r line; kill -KILL 0"])
+    let mut watcher = Command::new("sh");
+    watcher
+        .args(["-c", WATCHER, "sh"])
+        .arg(cgroup.unwrap_or(Path::new("")))
         .current_dir("/")
         .stdin(Stdio::from(guard_read))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .process_group(leader.as_raw())
-        .spawn()?;
+        .process_group(leader.as_raw());
+    environment::clean(&mut watcher, Path::new("/"));
+    watcher.spawn()?;
     Ok(guard_write)
 }
 
@@ -297,6 +336,8 @@ struct Group {
     /// The write end of the watcher's guard pipe: held until the group is
     /// reaped.
     guard: Option<OwnedFd>,
+    /// The command's cgroup, where there is one: removed once reaped.
+    cgroup: Option<CommandCgroup>,
 }
 
 impl Group {
@@ -344,6 +385,13 @@ impl Group {
             return None;
         }
         self.reaped = true;
+        // First the cgroup, frozen then killed: it holds whatever left the
+        // group (`setsid`).
+        let members = self
+            .cgroup
+            .as_ref()
+            .map(CommandCgroup::freeze_and_kill)
+            .unwrap_or_default();
         // The leader is not reaped yet, so the group id is still its own:
         // the signal cannot reach anyone else. ESRCH (nobody left) is fine.
         let _ = killpg(self.leader, Signal::SIGKILL);
@@ -358,6 +406,11 @@ impl Group {
                 Err(Errno::EINTR) => {}
                 // ECHILD: no child of ours is left in the group.
                 Err(_) => {
+                    if let Some(cgroup) = self.cgroup.take() {
+                        // The orphans that left the group, then the
+                        // cgroup's directory (when `cgroup` is dropped).
+                        cgroup.reap_orphans(&members);
+                    }
                     self.guard = None;
                     return leader_status;
                 }
@@ -375,6 +428,7 @@ impl Drop for Group {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shell::spool::Body;
     use std::os::unix::net::UnixStream;
 
     fn limits(timeout_ms: u64, max_output: usize) -> Limits {
@@ -390,14 +444,21 @@ mod tests {
         (outcome, theirs)
     }
 
+    /// The spooled output, read back.
+    fn bytes(outcome: Outcome) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        Body::Spooled(outcome.output).write_to(&mut bytes).unwrap();
+        bytes
+    }
+
     #[test]
     fn output_and_errors_interleave_in_order() {
         let (outcome, _peer) = run_sh(
             "echo one; echo two >&2; echo three; exit 3",
             limits(10_000, 1000),
         );
-        assert_eq!(outcome.output, b"one\ntwo\nthree\n");
         assert_eq!(outcome.end, End::Exited(3));
+        assert_eq!(bytes(outcome), b"one\ntwo\nthree\n");
     }
 
     #[test]
@@ -410,8 +471,9 @@ mod tests {
     fn output_past_the_limit_is_cut() {
         let (outcome, _peer) = run_sh("yes", limits(10_000, 100_000));
         assert_eq!(outcome.end, End::Cut(100_000));
-        assert_eq!(outcome.output.len(), 100_000);
-        assert!(outcome.output.chunks(2).all(|c| c == b"y\n"));
+        let output = bytes(outcome);
+        assert_eq!(output.len(), 100_000);
+        assert!(output.chunks(2).all(|c| c == b"y\n"));
     }
 
     #[test]
@@ -426,7 +488,7 @@ mod tests {
         let started = Instant::now();
         let (outcome, _peer) = run_sh("echo start; sleep 100 & sleep 100", limits(300, 1000));
         assert_eq!(outcome.end, End::TimedOut(Duration::from_millis(300)));
-        assert_eq!(outcome.output, b"start\n");
+        assert_eq!(bytes(outcome), b"start\n");
         assert!(started.elapsed() < Duration::from_secs(10));
     }
 
