@@ -322,7 +322,11 @@ fn shell_handler(cli: &Cli) -> Result<Shell, (u8, String)> {
         return Err((2, "the token is empty".to_string()));
     }
     if token.is_none() {
-        if let Some(exposed) = cli.bind.as_deref().and_then(non_loopback) {
+        if let Some(exposed) = cli
+            .bind
+            .as_deref()
+            .and_then(|b| non_loopback(b, cli.handler.default_port()))
+        {
             return Err((
                 2,
                 format!(
@@ -374,7 +378,11 @@ fn ftp_handler(cli: &Cli) -> Result<Ftp, (u8, String)> {
     }
     let mut anonymous = options.anonymous;
     if users.is_empty() && !anonymous {
-        if let Some(exposed) = cli.bind.as_deref().and_then(non_loopback) {
+        if let Some(exposed) = cli
+            .bind
+            .as_deref()
+            .and_then(|b| non_loopback(b, cli.handler.default_port()))
+        {
             return Err((
                 2,
                 format!(
@@ -406,15 +414,15 @@ fn ftp_handler(cli: &Cli) -> Result<Ftp, (u8, String)> {
     Ok(ftp)
 }
 
-/// The first address `bind` resolves to that is not loopback, if any.
-/// Unix sockets are local; an address that does not resolve is left for
-/// the bind to report.
-fn non_loopback(bind: &str) -> Option<std::net::SocketAddr> {
+/// The first address `bind` resolves to that is not loopback, if any, with
+/// the port the handler would listen on. Unix sockets are local; an address
+/// that does not resolve is left for the bind to report.
+fn non_loopback(bind: &str, default_port: u16) -> Option<std::net::SocketAddr> {
     use std::net::ToSocketAddrs;
     if bind.starts_with("unix:") {
         return None;
     }
-    let addr = with_default_port(bind, shell::DEFAULT_PORT);
+    let addr = with_default_port(bind, default_port);
     addr.to_socket_addrs()
         .ok()?
         .find(|a| !a.ip().to_canonical().is_loopback())
@@ -615,18 +623,26 @@ mod tests {
 
     #[test]
     fn only_loopback_is_safe_for_the_shell() {
-        assert_eq!(non_loopback("127.0.0.1:0"), None);
-        assert_eq!(non_loopback("[::1]:0"), None);
-        assert_eq!(non_loopback("localhost"), None);
-        assert_eq!(non_loopback("unix:/tmp/x.sock"), None);
-        assert_eq!(non_loopback("[::ffff:127.0.0.1]:1"), None);
+        let shell = shell::DEFAULT_PORT;
+        assert_eq!(non_loopback("127.0.0.1:0", shell), None);
+        assert_eq!(non_loopback("[::1]:0", shell), None);
+        assert_eq!(non_loopback("localhost", shell), None);
+        assert_eq!(non_loopback("unix:/tmp/x.sock", shell), None);
+        assert_eq!(non_loopback("[::ffff:127.0.0.1]:1", shell), None);
         assert_eq!(
-            non_loopback("0.0.0.0"),
+            non_loopback("0.0.0.0", shell),
             Some("0.0.0.0:9998".parse().unwrap())
         );
-        assert_eq!(non_loopback("[::]:22"), Some("[::]:22".parse().unwrap()));
         assert_eq!(
-            non_loopback("10.1.2.3:80"),
+            non_loopback("0.0.0.0", ftp::DEFAULT_PORT),
+            Some("0.0.0.0:2121".parse().unwrap())
+        );
+        assert_eq!(
+            non_loopback("[::]:22", shell),
+            Some("[::]:22".parse().unwrap())
+        );
+        assert_eq!(
+            non_loopback("10.1.2.3:80", shell),
             Some("10.1.2.3:80".parse().unwrap())
         );
     }

@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    client_command, closed_port, run_with_input, seed_client, serve, wait_exit, Peer,
-    ServerProcess, GREETING, TIMEOUT,
+    client_command, closed_port, run_with_input, serve, tutorial_program, Peer, ServerProcess,
+    GREETING,
 };
 
 /// The tutorial's prompt, printed by its client before each message.
@@ -20,7 +20,7 @@ fn tutorial_chat(server: &ServerProcess, input: &str) -> String {
     let (host, port) = server.host_port();
     let mut client = Command::new("python3");
     client
-        .arg(seed_client("chat_client.py"))
+        .arg(tutorial_program("chat_client.py"))
         .args([&host, &port])
         .env("PYTHONIOENCODING", "utf-8");
     let out = run_with_input(client, input.as_bytes());
@@ -327,45 +327,37 @@ fn client_echo_connection_refused_is_one_line_exit_1() {
     assert_eq!(out.status.code(), Some(1));
 }
 
-/// The tutorial's server code (its first section), on a free port instead
-/// of 9999, ending after its one client. It prints the line `serve` prints
-/// so that ServerProcess can read the port.
-const TUTORIAL_SERVER: &str = r#"
-import socket
-
-s1 = socket.socket()
-s1.bind(("127.0.0.1", 0))
-s1.listen(5)
-print("serving tutorial on 127.0.0.1:%d (sync)" % s1.getsockname()[1], flush=True)
-
-conn, address = s1.accept()
-conn.sendall(bytes("欢迎致电babyshen", encoding="utf-8"))
-while True:
-    result_bytes = conn.recv(1024)
-    result_str = str(result_bytes, encoding="utf-8")
-    if result_str == "q":
-        break
-    conn.sendall(bytes(result_str + "好", encoding="utf-8"))
-conn.close()
-"#;
-
 /// `client echo` speaks the tutorial's protocol: against the tutorial's own
-/// Python server it prints the same transcript, and its "q" ends the
-/// server's loop (the server exits 0).
+/// Python server (`examples/tutorial/chat_server.py`) it prints the same
+/// transcript, and its "q" ends the server's loop for that client, so the
+/// server (one client at a time) serves the next one.
 #[test]
 fn client_echo_against_the_tutorials_python_server() {
     let mut python = Command::new("python3");
-    python.args(["-c", TUTORIAL_SERVER]);
-    let mut server = ServerProcess::start(python);
-    let mut client = client_command();
-    client.args(["echo", &server.addr]);
-    let out = run_with_input(client, "hello\n我\nworld\nq\n".as_bytes());
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "欢迎致电babyshen\nhello好\n我好\nworld好\n"
+    python
+        .arg(tutorial_program("chat_server.py"))
+        .args(["127.0.0.1", "0"])
+        .env("PYTHONIOENCODING", "utf-8");
+    let server = ServerProcess::start(python);
+    assert!(
+        server.first_line.starts_with("listening on 127.0.0.1:"),
+        "{}",
+        server.first_line
     );
-    assert_eq!(out.status.code(), Some(0));
-    let status = wait_exit(&mut server.child, TIMEOUT);
-    assert!(status.success(), "the tutorial's server: {status}");
+    for input in ["hello\n我\nworld\nq\n", "again\nq\n"] {
+        let mut client = client_command();
+        client.args(["echo", &server.addr]);
+        let out = run_with_input(client, input.as_bytes());
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+        let answers: String = input
+            .lines()
+            .take_while(|line| *line != "q")
+            .map(|line| format!("{line}好\n"))
+            .collect();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("欢迎致电babyshen\n{answers}")
+        );
+        assert_eq!(out.status.code(), Some(0));
+    }
 }

@@ -13,14 +13,16 @@ use std::time::{Duration, Instant};
 /// How long any single step of a test may take before it fails.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The folder of the tutorial's clients, beside the project.
-pub fn seed_client(name: &str) -> PathBuf {
+/// One of the tutorial's Python programs, made runnable, in
+/// `examples/tutorial/` (each says which section of the tutorial it comes
+/// from and how to run it).
+pub fn tutorial_program(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/seed/clients")
+        .join("examples/tutorial")
         .join(name);
     assert!(
         path.exists(),
-        "the tutorial's client {} is missing",
+        "the tutorial's program {} is missing",
         path.display()
     );
     path
