@@ -106,7 +106,7 @@ struct EchoOptions {
     #[arg(long, value_name = "TEXT", default_value = echo::DEFAULT_SUFFIX)]
     suffix: String,
 
-    /// Longest line accepted in line mode, in bytes; longer ones get an error and the connection closes
+    /// Longest line (or message, with no newline) accepted, in bytes; longer ones get an error and the connection closes
     #[arg(long, value_name = "BYTES", default_value_t = echo::DEFAULT_MAX_LINE)]
     max_line: usize,
 }

@@ -189,6 +189,65 @@ fn unfinished_character_is_answered_after_a_bounded_wait() {
     peer.expect_eof();
 }
 
+/// A 60,000-byte message as the first thing a client sends (one write,
+/// under the 64 KiB limit) comes back whole, with the suffix once at its
+/// end: a read that filled the server's 16 KiB buffer does not end the
+/// message (it used to be answered as four messages, the first cut after
+/// byte 16,384). Without a newline (message mode), and with one (a line),
+/// in text whose characters straddle the 16 KiB reads.
+#[test]
+fn a_long_first_message_comes_back_whole() {
+    let server = serve(&[]);
+    let ascii: Vec<u8> = (0..60_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut peer = Peer::greeted(&server.addr);
+    peer.send(&ascii);
+    peer.expect(&[&ascii[..], "好".as_bytes()].concat());
+    peer.send(b"q");
+    peer.expect_eof(); // and nothing else was answered
+
+    let chinese = "我".repeat(20_000).into_bytes(); // 60,000 bytes
+    let mut peer = Peer::greeted(&server.addr);
+    peer.send(&[&chinese[..], b"\n"].concat());
+    peer.expect(&[&chinese[..], "好\n".as_bytes()].concat());
+    peer.send(b"short\n"); // still in line mode
+    peer.expect("short好\n".as_bytes());
+    peer.send(b"q\n");
+    peer.expect_eof();
+}
+
+/// A message of exactly 16 KiB fills the server's read buffer with nothing
+/// behind it: the server waits briefly (500 ms) for more, then answers
+/// the message whole; the client is not left waiting for ever.
+#[test]
+fn a_message_the_size_of_the_read_buffer_is_answered() {
+    let server = serve(&[]);
+    let message = vec![b'x'; 16 * 1024];
+    let mut peer = Peer::greeted(&server.addr);
+    let started = Instant::now();
+    peer.send(&message);
+    peer.expect(&[&message[..], "好".as_bytes()].concat());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    peer.send(b"q");
+    peer.expect_eof();
+}
+
+/// A message over --max-line (no newline: message mode) gets one error
+/// line and an orderly end of input, as an over-long line does.
+#[test]
+fn over_long_message_gets_one_error_line_then_eof() {
+    let server = serve(&["--max-line", "1024"]);
+    let mut peer = Peer::greeted(&server.addr);
+    peer.send(b"short");
+    peer.expect("short好".as_bytes());
+    peer.send(&[b'x'; 20_000]);
+    peer.expect(b"error: message longer than 1024 bytes\n");
+    peer.expect_eof();
+}
+
 /// Bytes, not strings: invalid UTF-8 comes back exactly as it came, with
 /// the suffix's bytes after it, in message mode and in line mode.
 #[test]
