@@ -5,7 +5,10 @@ use std::net::UdpSocket;
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-use crate::util::{client_command, run_with_input, serve, serve_command, serve_on, IO_TIMEOUT};
+use crate::util::{
+    client_command, run_with_input, serve, serve_command, serve_on, wait_for_line, ServerProcess,
+    IO_TIMEOUT,
+};
 
 fn udp_client(server: &str) -> UdpSocket {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP client");
@@ -144,4 +147,99 @@ fn client_echo_udp_without_a_server_fails_cleanly() {
         stderr.starts_with(&format!("client: no answer from 127.0.0.1:{port}")),
         "{stderr}"
     );
+}
+
+/// `serve --handler echo --udp --mode sync` on 127.0.0.1, logging the Echo
+/// handler's debug lines (the datagrams it does not answer).
+fn serve_udp_logged() -> (ServerProcess, std::sync::mpsc::Receiver<String>) {
+    let mut command = serve_command();
+    command
+        .args(["--handler", "echo", "--udp", "--mode", "sync"])
+        .args(["--bind", "127.0.0.1:0"])
+        .env("RUST_LOG", "error,socketserver_handlers::echo=debug");
+    ServerProcess::start_logged(command)
+}
+
+/// Waits for the log line saying that the datagram from `peer` was not
+/// answered, `why`.
+fn wait_not_answered(log: &std::sync::mpsc::Receiver<String>, peer: &str, why: &str) {
+    let expected = format!("] {peer}: datagram not answered: {why}");
+    wait_for_line(log, &expected, |line| line.ends_with(&expected));
+}
+
+/// After the server logged that it dropped a datagram: a normal client is
+/// still answered (the sync server handles datagrams in order, so the
+/// dropped one was handled before this), and nothing at all came back to
+/// `dropped_from`.
+fn only_the_client_is_answered(server: &ServerProcess, dropped_from: &UdpSocket) {
+    let client = udp_client(&server.addr);
+    assert_eq!(round_trip(&client, b"hello"), "hello好".as_bytes());
+    dropped_from.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 64];
+    match dropped_from.recv_from(&mut buf) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the dropped datagram was answered: {other:?}"),
+    }
+}
+
+/// A UDP socket on 127.0.0.1 bound to a port below 1024 (needs root or
+/// CAP_NET_BIND_SERVICE); `None` if this process may not bind one.
+fn privileged_udp_socket() -> Option<UdpSocket> {
+    for port in (900..1024).rev() {
+        match UdpSocket::bind(("127.0.0.1", port)) {
+            Ok(socket) => return Some(socket),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return None,
+            Err(_) => continue, // in use
+        }
+    }
+    panic!("no free UDP port in 900..1024 on 127.0.0.1");
+}
+
+/// A datagram from a port below 1024 (a service's: echo, chargen, DNS...,
+/// which could answer the answer, for ever) gets no answer, while a client
+/// on an ordinary port is answered. A process that may not bind such a
+/// port (not root) cannot send one: the rule is then checked by the Echo
+/// handler's unit test only, and this says so on standard error.
+#[test]
+fn a_datagram_from_a_privileged_port_is_not_answered() {
+    let Some(service) = privileged_udp_socket() else {
+        eprintln!("not root: no port below 1024 to send from; the unit test checks the rule");
+        return;
+    };
+    let (server, log) = serve_udp_logged();
+    service.send_to(b"bounce", &server.addr).unwrap();
+    let peer = service.local_addr().unwrap().to_string();
+    wait_not_answered(
+        &log,
+        &peer,
+        "its source port is below 1024, a service's, which may answer in turn",
+    );
+    only_the_client_is_answered(&server, &service);
+}
+
+/// A datagram from the server's own address would have the server answer
+/// itself for ever (each answer longer than the last). Sent for real: a
+/// socket bound with SO_REUSEADDR (which the server sets too) to the
+/// wildcard address and the server's port sends from 127.0.0.1 and that
+/// port, the server's own address; the kernel hands the datagram to the
+/// server, the more specific bind. It is not answered.
+#[test]
+fn a_datagram_from_the_servers_own_address_is_not_answered() {
+    let (server, log) = serve_udp_logged();
+    let port = server
+        .addr
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .parse::<u16>()
+        .unwrap();
+    let twin = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+    twin.set_reuse_address(true).unwrap();
+    let wildcard: std::net::SocketAddr = ([0, 0, 0, 0], port).into();
+    twin.bind(&wildcard.into())
+        .expect("bind the server's port beside it");
+    let twin: UdpSocket = twin.into();
+    twin.send_to(b"bounce", &server.addr).unwrap();
+    wait_not_answered(&log, &server.addr, "it comes from the server's own address");
+    only_the_client_is_answered(&server, &twin);
 }

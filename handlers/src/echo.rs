@@ -29,7 +29,7 @@ use std::io::{self, BufRead};
 use std::sync::Arc;
 use std::time::Duration;
 
-use socketserver::{Datagram, DatagramHandler, LimitExceeded, RequestHandler, Stream};
+use socketserver::{Address, Datagram, DatagramHandler, LimitExceeded, RequestHandler, Stream};
 
 /// The tutorial's greeting.
 pub const DEFAULT_GREETING: &str = "欢迎致电babyshen";
@@ -221,12 +221,60 @@ impl RequestHandler for Echo {
 /// Over datagrams (`serve --handler echo --udp`) there is no conversation:
 /// no greeting, no `q`, no framing. Each datagram is one message, answered
 /// with one datagram: the message and the suffix.
+///
+/// Except a datagram that may itself be an answer (see [`not_answered`]):
+/// a source address can be forged, and a forged datagram "from" another
+/// echo service, or from this server itself, would bounce between the two
+/// for ever, growing at each turn. Those are dropped, with a debug line
+/// in the log.
 impl DatagramHandler for Echo {
     fn handle(&mut self, datagram: &mut Datagram<'_>) -> io::Result<()> {
+        let local = datagram.local_addr().ok();
+        if let Some(why) = not_answered(datagram.peer_addr(), local.as_ref()) {
+            log::debug!("{}: datagram not answered: {why}", datagram.peer_addr());
+            return Ok(());
+        }
         let mut answer = Vec::with_capacity(datagram.data().len() + self.suffix.len());
         answer.extend_from_slice(datagram.data());
         answer.extend_from_slice(&self.suffix);
         datagram.reply(&answer)
+    }
+}
+
+/// Why a datagram from `peer`, received on `local`, must not be answered,
+/// if it must not:
+///
+/// * from a port below 1024: those belong to services (echo on 7, chargen
+///   on 19, DNS on 53...), which may answer the answer; no client sends
+///   from one;
+/// * from the server's own address (same IP and port; for a server bound
+///   to a wildcard address, the same port on loopback), which would make
+///   the server answer itself for ever.
+///
+/// ```
+/// use socketserver::Address;
+/// use socketserver_handlers::echo::not_answered;
+/// let server = Address::Inet("127.0.0.1:9999".parse().unwrap());
+/// let client = Address::Inet("127.0.0.1:40000".parse().unwrap());
+/// assert_eq!(not_answered(&client, Some(&server)), None);
+/// assert!(not_answered(&server, Some(&server)).is_some());
+/// ```
+pub fn not_answered(peer: &Address, local: Option<&Address>) -> Option<&'static str> {
+    match (peer, local) {
+        (Address::Inet(peer), _) if peer.port() < 1024 => {
+            Some("its source port is below 1024, a service's, which may answer in turn")
+        }
+        (Address::Inet(peer), Some(Address::Inet(local)))
+            if peer.port() == local.port()
+                && (peer.ip().to_canonical() == local.ip().to_canonical()
+                    || (local.ip().is_unspecified() && peer.ip().to_canonical().is_loopback())) =>
+        {
+            Some("it comes from the server's own address")
+        }
+        (Address::Unix(Some(peer)), Some(Address::Unix(Some(local)))) if peer == local => {
+            Some("it comes from the server's own address")
+        }
+        _ => None,
     }
 }
 
@@ -289,6 +337,49 @@ mod tests {
         let emoji = "😀".as_bytes();
         assert_eq!(incomplete_tail(&emoji[..3]), 1);
         assert_eq!(incomplete_tail(&[b'a', 0xFF]), 0);
+    }
+
+    #[test]
+    fn datagrams_that_may_be_answers_are_not_answered() {
+        let inet = |text: &str| Address::Inet(text.parse().unwrap());
+        let server = inet("127.0.0.1:9999");
+        let wildcard = inet("0.0.0.0:9999");
+        let wildcard6 = inet("[::]:9999");
+        // Clients.
+        for client in ["127.0.0.1:40000", "10.0.0.1:1024", "10.0.0.1:9999"] {
+            assert_eq!(not_answered(&inet(client), Some(&server)), None, "{client}");
+            assert_eq!(
+                not_answered(&inet(client), Some(&wildcard)),
+                None,
+                "{client}"
+            );
+        }
+        assert_eq!(not_answered(&inet("127.0.0.2:9999"), Some(&server)), None);
+        assert_eq!(not_answered(&inet("127.0.0.1:40000"), None), None);
+        // Privileged ports, whatever the server's address.
+        for service in ["127.0.0.1:7", "10.0.0.1:19", "[::1]:53", "127.0.0.1:1023"] {
+            assert!(
+                not_answered(&inet(service), Some(&server)).is_some(),
+                "{service}"
+            );
+            assert!(not_answered(&inet(service), None).is_some(), "{service}");
+        }
+        // The server's own address, also as IPv4-mapped IPv6 and behind
+        // a wildcard bind.
+        for own in ["127.0.0.1:9999", "[::ffff:127.0.0.1]:9999"] {
+            assert!(not_answered(&inet(own), Some(&server)).is_some(), "{own}");
+            assert!(not_answered(&inet(own), Some(&wildcard)).is_some(), "{own}");
+        }
+        // All of 127.0.0.0/8 is this machine's: a wildcard bind owns
+        // 127.0.0.2:9999 too.
+        assert!(not_answered(&inet("127.0.0.2:9999"), Some(&wildcard)).is_some());
+        assert!(not_answered(&inet("[::1]:9999"), Some(&wildcard6)).is_some());
+        // Unix datagram sockets: only the server's own path.
+        let path = |p: &str| Address::Unix(Some(p.into()));
+        let unix = path("/tmp/echo.sock");
+        assert!(not_answered(&unix, Some(&unix)).is_some());
+        assert_eq!(not_answered(&path("/tmp/client.sock"), Some(&unix)), None);
+        assert_eq!(not_answered(&Address::Unix(None), Some(&unix)), None);
     }
 
     #[test]
