@@ -108,7 +108,7 @@ struct EchoOptions {
     #[arg(long, value_name = "TEXT", default_value = echo::DEFAULT_SUFFIX)]
     suffix: String,
 
-    /// Longest line accepted in line mode, in bytes; longer ones get an error and the connection closes
+    /// Longest line (or message, with no newline) accepted, in bytes; longer ones get an error and the connection closes
     #[arg(long, value_name = "BYTES", default_value_t = echo::DEFAULT_MAX_LINE)]
     max_line: usize,
 }
@@ -376,7 +376,11 @@ fn shell_handler(cli: &Cli) -> Result<(Shell, Option<String>), (u8, String)> {
         }
     }
     if options.no_token {
-        if let Some(exposed) = cli.bind.as_deref().and_then(non_loopback) {
+        if let Some(exposed) = cli
+            .bind
+            .as_deref()
+            .and_then(|b| non_loopback(b, cli.handler.default_port()))
+        {
             return Err((
                 2,
                 format!(
@@ -470,7 +474,11 @@ fn ftp_handler(cli: &Cli) -> Result<Ftp, (u8, String)> {
     }
     let mut anonymous = options.anonymous;
     if users.is_empty() && !anonymous {
-        if let Some(exposed) = cli.bind.as_deref().and_then(non_loopback) {
+        if let Some(exposed) = cli
+            .bind
+            .as_deref()
+            .and_then(|b| non_loopback(b, cli.handler.default_port()))
+        {
             return Err((
                 2,
                 format!(
@@ -504,15 +512,15 @@ fn ftp_handler(cli: &Cli) -> Result<Ftp, (u8, String)> {
     Ok(ftp)
 }
 
-/// The first address `bind` resolves to that is not loopback, if any.
-/// Unix sockets are local; an address that does not resolve is left for
-/// the bind to report.
-fn non_loopback(bind: &str) -> Option<std::net::SocketAddr> {
+/// The first address `bind` resolves to that is not loopback, if any, with
+/// the port the handler would listen on. Unix sockets are local; an address
+/// that does not resolve is left for the bind to report.
+fn non_loopback(bind: &str, default_port: u16) -> Option<std::net::SocketAddr> {
     use std::net::ToSocketAddrs;
     if bind.starts_with("unix:") {
         return None;
     }
-    let addr = with_default_port(bind, shell::DEFAULT_PORT);
+    let addr = with_default_port(bind, default_port);
     addr.to_socket_addrs()
         .ok()?
         .find(|a| !a.ip().to_canonical().is_loopback())
@@ -739,18 +747,26 @@ mod tests {
 
     #[test]
     fn only_loopback_is_safe_for_the_shell() {
-        assert_eq!(non_loopback("127.0.0.1:0"), None);
-        assert_eq!(non_loopback("[::1]:0"), None);
-        assert_eq!(non_loopback("localhost"), None);
-        assert_eq!(non_loopback("unix:/tmp/x.sock"), None);
-        assert_eq!(non_loopback("[::ffff:127.0.0.1]:1"), None);
+        let shell = shell::DEFAULT_PORT;
+        assert_eq!(non_loopback("127.0.0.1:0", shell), None);
+        assert_eq!(non_loopback("[::1]:0", shell), None);
+        assert_eq!(non_loopback("localhost", shell), None);
+        assert_eq!(non_loopback("unix:/tmp/x.sock", shell), None);
+        assert_eq!(non_loopback("[::ffff:127.0.0.1]:1", shell), None);
         assert_eq!(
-            non_loopback("0.0.0.0"),
+            non_loopback("0.0.0.0", shell),
             Some("0.0.0.0:9998".parse().unwrap())
         );
-        assert_eq!(non_loopback("[::]:22"), Some("[::]:22".parse().unwrap()));
         assert_eq!(
-            non_loopback("10.1.2.3:80"),
+            non_loopback("0.0.0.0", ftp::DEFAULT_PORT),
+            Some("0.0.0.0:2121".parse().unwrap())
+        );
+        assert_eq!(
+            non_loopback("[::]:22", shell),
+            Some("[::]:22".parse().unwrap())
+        );
+        assert_eq!(
+            non_loopback("10.1.2.3:80", shell),
             Some("10.1.2.3:80".parse().unwrap())
         );
     }

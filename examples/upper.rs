@@ -2,7 +2,7 @@
 //! in upper case.
 //!
 //! Run it:   cargo run --example upper            (or: -- 127.0.0.1:0 for any free port)
-//! Poke it:  python3 ../shared/seed/clients/phone_client.py 127.0.0.1 9999 "hello"
+//! Poke it:  python3 examples/tutorial/phone_client.py 127.0.0.1 9999 "hello"
 //!      or:  nc 127.0.0.1 9999
 //!
 //! The tutorial's client sends one message with no newline and reads one

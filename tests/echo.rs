@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    client_command, closed_port, run_with_input, seed_client, serve, wait_exit, Peer,
-    ServerProcess, GREETING, TIMEOUT,
+    client_command, closed_port, run_with_input, serve, tutorial_program, Peer, ServerProcess,
+    GREETING,
 };
 
 /// The tutorial's prompt, printed by its client before each message.
@@ -20,7 +20,7 @@ fn tutorial_chat(server: &ServerProcess, input: &str) -> String {
     let (host, port) = server.host_port();
     let mut client = Command::new("python3");
     client
-        .arg(seed_client("chat_client.py"))
+        .arg(tutorial_program("chat_client.py"))
         .args([&host, &port])
         .env("PYTHONIOENCODING", "utf-8");
     let out = run_with_input(client, input.as_bytes());
@@ -189,6 +189,65 @@ fn unfinished_character_is_answered_after_a_bounded_wait() {
     peer.expect_eof();
 }
 
+/// A 60,000-byte message as the first thing a client sends (one write,
+/// under the 64 KiB limit) comes back whole, with the suffix once at its
+/// end: a read that filled the server's 16 KiB buffer does not end the
+/// message (it used to be answered as four messages, the first cut after
+/// byte 16,384). Without a newline (message mode), and with one (a line),
+/// in text whose characters straddle the 16 KiB reads.
+#[test]
+fn a_long_first_message_comes_back_whole() {
+    let server = serve(&[]);
+    let ascii: Vec<u8> = (0..60_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut peer = Peer::greeted(&server.addr);
+    peer.send(&ascii);
+    peer.expect(&[&ascii[..], "好".as_bytes()].concat());
+    peer.send(b"q");
+    peer.expect_eof(); // and nothing else was answered
+
+    let chinese = "我".repeat(20_000).into_bytes(); // 60,000 bytes
+    let mut peer = Peer::greeted(&server.addr);
+    peer.send(&[&chinese[..], b"\n"].concat());
+    peer.expect(&[&chinese[..], "好\n".as_bytes()].concat());
+    peer.send(b"short\n"); // still in line mode
+    peer.expect("short好\n".as_bytes());
+    peer.send(b"q\n");
+    peer.expect_eof();
+}
+
+/// A message of exactly 16 KiB fills the server's read buffer with nothing
+/// behind it: the server waits briefly (500 ms) for more, then answers
+/// the message whole; the client is not left waiting for ever.
+#[test]
+fn a_message_the_size_of_the_read_buffer_is_answered() {
+    let server = serve(&[]);
+    let message = vec![b'x'; 16 * 1024];
+    let mut peer = Peer::greeted(&server.addr);
+    let started = Instant::now();
+    peer.send(&message);
+    peer.expect(&[&message[..], "好".as_bytes()].concat());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    peer.send(b"q");
+    peer.expect_eof();
+}
+
+/// A message over --max-line (no newline: message mode) gets one error
+/// line and an orderly end of input, as an over-long line does.
+#[test]
+fn over_long_message_gets_one_error_line_then_eof() {
+    let server = serve(&["--max-line", "1024"]);
+    let mut peer = Peer::greeted(&server.addr);
+    peer.send(b"short");
+    peer.expect("short好".as_bytes());
+    peer.send(&[b'x'; 20_000]);
+    peer.expect(b"error: message longer than 1024 bytes\n");
+    peer.expect_eof();
+}
+
 /// Bytes, not strings: invalid UTF-8 comes back exactly as it came, with
 /// the suffix's bytes after it, in message mode and in line mode.
 #[test]
@@ -327,45 +386,37 @@ fn client_echo_connection_refused_is_one_line_exit_1() {
     assert_eq!(out.status.code(), Some(1));
 }
 
-/// The tutorial's server code (its first section), on a free port instead
-/// of 9999, ending after its one client. It prints the line `serve` prints
-/// so that ServerProcess can read the port.
-const TUTORIAL_SERVER: &str = r#"
-import socket
-
-s1 = socket.socket()
-s1.bind(("127.0.0.1", 0))
-s1.listen(5)
-print("serving tutorial on 127.0.0.1:%d (sync)" % s1.getsockname()[1], flush=True)
-
-conn, address = s1.accept()
-conn.sendall(bytes("欢迎致电babyshen", encoding="utf-8"))
-while True:
-    result_bytes = conn.recv(1024)
-    result_str = str(result_bytes, encoding="utf-8")
-    if result_str == "q":
-        break
-    conn.sendall(bytes(result_str + "好", encoding="utf-8"))
-conn.close()
-"#;
-
 /// `client echo` speaks the tutorial's protocol: against the tutorial's own
-/// Python server it prints the same transcript, and its "q" ends the
-/// server's loop (the server exits 0).
+/// Python server (`examples/tutorial/chat_server.py`) it prints the same
+/// transcript, and its "q" ends the server's loop for that client, so the
+/// server (one client at a time) serves the next one.
 #[test]
 fn client_echo_against_the_tutorials_python_server() {
     let mut python = Command::new("python3");
-    python.args(["-c", TUTORIAL_SERVER]);
-    let mut server = ServerProcess::start(python);
-    let mut client = client_command();
-    client.args(["echo", &server.addr]);
-    let out = run_with_input(client, "hello\n我\nworld\nq\n".as_bytes());
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "欢迎致电babyshen\nhello好\n我好\nworld好\n"
+    python
+        .arg(tutorial_program("chat_server.py"))
+        .args(["127.0.0.1", "0"])
+        .env("PYTHONIOENCODING", "utf-8");
+    let server = ServerProcess::start(python);
+    assert!(
+        server.first_line.starts_with("listening on 127.0.0.1:"),
+        "{}",
+        server.first_line
     );
-    assert_eq!(out.status.code(), Some(0));
-    let status = wait_exit(&mut server.child, TIMEOUT);
-    assert!(status.success(), "the tutorial's server: {status}");
+    for input in ["hello\n我\nworld\nq\n", "again\nq\n"] {
+        let mut client = client_command();
+        client.args(["echo", &server.addr]);
+        let out = run_with_input(client, input.as_bytes());
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+        let answers: String = input
+            .lines()
+            .take_while(|line| *line != "q")
+            .map(|line| format!("{line}好\n"))
+            .collect();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("欢迎致电babyshen\n{answers}")
+        );
+        assert_eq!(out.status.code(), Some(0));
+    }
 }

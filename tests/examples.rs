@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::util::{example, run_with_input, seed_client, ServerProcess};
+use crate::util::{example, run_with_input, tutorial_program, ServerProcess, TIMEOUT};
 
 /// The tutorial's phone client sends one message without a newline and
 /// prints the reply; the `upper` example answers it in upper case.
@@ -20,7 +20,7 @@ fn upper_serves_the_tutorials_phone_client() {
     for message in ["Hello World", "abc xyz 123", "hello wörld"] {
         let mut client = Command::new("python3");
         client
-            .arg(seed_client("phone_client.py"))
+            .arg(tutorial_program("phone_client.py"))
             .args([&host, &port, message]);
         let out = run_with_input(client, b"");
         assert!(
@@ -65,6 +65,51 @@ fn echo_example_answers_lines_in_every_model() {
         );
         assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\n");
     }
+}
+
+/// The tutorial's programs in `examples/tutorial/` also talk to each
+/// other, as in the tutorial: the phone client gets its message back in
+/// upper case from the phone server, which then ends; the fixed shell
+/// client gets a command's output from the fixed shell server.
+#[test]
+fn tutorial_clients_against_the_tutorials_servers() {
+    let mut phone = Command::new("python3");
+    phone
+        .arg(tutorial_program("phone_server.py"))
+        .args(["127.0.0.1", "0"])
+        .env("PYTHONIOENCODING", "utf-8");
+    let mut server = ServerProcess::start(phone);
+    let (host, port) = server.host_port();
+    let mut client = Command::new("python3");
+    client
+        .arg(tutorial_program("phone_client.py"))
+        .args([&host, &port]);
+    let out = run_with_input(client, b"");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "recv: b'HELLO WORLD'\n"
+    );
+    assert!(server.wait(TIMEOUT).success(), "phone_server.py failed");
+
+    let mut shell = Command::new("python3");
+    shell
+        .arg(tutorial_program("shell_server.py"))
+        .args(["127.0.0.1", "0"])
+        .env("PYTHONIOENCODING", "utf-8");
+    let server = ServerProcess::start(shell);
+    let (host, port) = server.host_port();
+    let mut client = Command::new("python3");
+    client
+        .arg(tutorial_program("shell_client.py"))
+        .args([&host, &port])
+        .env("PYTHONIOENCODING", "utf-8");
+    let out = run_with_input(client, b"echo hello\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        ">>：命令结果大小： b'6'\ncmd res receive done.... 6\nhello\n\n>>："
+    );
 }
 
 /// How Python prints a bytes object of this text.

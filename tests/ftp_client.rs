@@ -9,7 +9,9 @@ use std::process::{Command, Stdio};
 use crate::ftp_util::{
     client_ftp, md5_hex, random_bytes, serve_ftp, texts, PyFtpd, TempDir, PASSWORD, USER,
 };
-use crate::util::{closed_port, wait_exit, wait_until, TIMEOUT};
+use crate::util::{
+    closed_port, run_with_input, wait_exit, wait_for_line, wait_until, ServerProcess, TIMEOUT,
+};
 
 fn user() -> String {
     format!("{USER}:{PASSWORD}")
@@ -157,6 +159,75 @@ fn get_resumes_after_a_kill_and_catches_a_bad_partial_file() {
             md5_hex(&wrong)
         )
     );
+}
+
+/// A download still running at the drain deadline of a shutdown (SIGTERM,
+/// --drain-timeout 1; the client reads at 4 MiB/s a 64 MiB file) is cut:
+/// the server logs the transfer as cut by the shutdown, not as a client
+/// gone, and `client ftp get` says how many bytes arrived and that
+/// `--resume` goes on (exit 1); against the restarted server, it does.
+#[test]
+fn get_cut_by_the_servers_shutdown_says_how_far_and_resumes() {
+    let root = TempDir::new("client-cut-root");
+    let local = TempDir::new("client-cut-local");
+    let data = random_bytes(64 << 20, 3);
+    std::fs::write(root.join("big.bin"), &data).unwrap();
+    let mut command = crate::util::serve_command();
+    command
+        .args(["--handler", "ftp", "--bind", "127.0.0.1:0", "--root"])
+        .arg(root.path())
+        .args(["--user", &user(), "--drain-timeout", "1"])
+        .env("RUST_LOG", "error,socketserver_handlers::ftp=info");
+    let (mut server, log) = ServerProcess::start_logged(command);
+
+    let mut get = crate::util::client_command();
+    get.current_dir(local.path())
+        .args(["--timeout", "10", "ftp", &server.addr, "--user", &user()])
+        .args(["--limit-rate", "4M", "get", "big.bin"]);
+    let client = std::thread::spawn(move || run_with_input(get, b""));
+    let size = || std::fs::metadata(local.join("big.bin")).map_or(0, |m| m.len());
+    wait_until(TIMEOUT, "the download has begun", || size() >= 1 << 20);
+    server.signal("TERM");
+    let line = wait_for_line(&log, "the transfer's log line", |line| {
+        line.contains("transfer ") && line.contains(" RETR ")
+    });
+    assert!(
+        line.contains(" RETR /big.bin ") && line.ends_with(" result=cut by the shutdown"),
+        "{line}"
+    );
+    assert!(server.wait(TIMEOUT).success(), "serve after SIGTERM");
+
+    let out = client.join().expect("the client's thread");
+    let (stdout, stderr) = texts(&out);
+    let arrived = size();
+    assert!(arrived < 64 << 20, "{arrived}");
+    assert_eq!(
+        stderr,
+        format!(
+            "client: the server closed the connection after {arrived} of {} bytes; \
+             run the same command with --resume to go on\n",
+            64 << 20
+        )
+    );
+    assert_eq!(stdout, "");
+    assert_eq!(out.status.code(), Some(1));
+
+    let server = serve_ftp(root.path(), &[]);
+    let out = client_ftp(
+        local.path(),
+        &server.addr,
+        &["--user", &user(), "--resume", "get", "big.bin"],
+    );
+    let (stdout, stderr) = texts(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_transferred(
+        &stdout,
+        "get big.bin -> big.bin",
+        (64 << 20) - arrived,
+        &md5_hex(&data),
+        Some(arrived),
+    );
+    assert!(std::fs::read(local.join("big.bin")).unwrap() == data);
 }
 
 /// `put --resume` sends only what the server lacks (SIZE, then APPE); the

@@ -1,5 +1,5 @@
 //! End-to-end tests: real programs, real sockets, real clients written by
-//! others (the tutorial's clients in ../shared/seed/clients).
+//! others (the tutorial's own programs are in examples/tutorial).
 
 mod util;
 

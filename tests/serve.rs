@@ -6,8 +6,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    client_command, run_with_input, seed_client, serve, serve_command, serve_on, wait_until, Peer,
-    GREETING,
+    client_command, run_with_input, serve, serve_command, serve_on, tutorial_program, wait_until,
+    Peer, GREETING,
 };
 
 /// The first line on standard output is exactly
@@ -54,7 +54,7 @@ fn every_model_serves_the_same_conversation() {
         );
         let (host, port) = server.host_port();
         let mut chat = Command::new("python3");
-        chat.arg(seed_client("chat_client.py"))
+        chat.arg(tutorial_program("chat_client.py"))
             .args([&host, &port])
             .env("PYTHONIOENCODING", "utf-8");
         let out = run_with_input(chat, "我\n你\n他\n".as_bytes());
@@ -255,6 +255,40 @@ fn usage_errors_exit_2() {
         assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
         assert!(stderr.contains("try '--help'"), "{args:?}: {stderr}");
         assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{args:?}");
+    }
+}
+
+/// A handler refused on a non-loopback address with no port given names
+/// the address with its own default port: 2121 for ftp, 9998 for shell
+/// (ftp used to be told 9998, the shell's). Nothing is bound: exit 2.
+#[test]
+fn refusal_on_a_public_address_names_the_handlers_port() {
+    for (handler, expected) in [
+        (
+            "ftp",
+            "serve: no one could log in to ftp on 0.0.0.0:2121: give --user NAME:PASSWORD, \
+             --users FILE or --anonymous (anonymous read-only access is on by default only \
+             on loopback)\n",
+        ),
+        (
+            "shell",
+            "serve: refusing to serve shell on 0.0.0.0:9998 without a token: ",
+        ),
+    ] {
+        let mut command = serve_command();
+        command
+            .args(["--handler", handler, "--bind", "0.0.0.0"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        let out = run_with_input(command, b"");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{handler}: {stderr}");
+        if handler == "ftp" {
+            assert_eq!(stderr, expected);
+        } else {
+            assert!(stderr.starts_with(expected), "{stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        }
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{handler}");
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    client_command, run_with_input, seed_client, serve_command, wait_exit, wait_until,
+    client_command, run_with_input, serve_command, tutorial_program, wait_exit, wait_until,
     ServerProcess, IO_TIMEOUT, TIMEOUT,
 };
 
@@ -369,7 +369,7 @@ pub(crate) fn tutorial_client(server: &ServerProcess, input: &str) -> String {
     let (host, port) = server.host_port();
     let mut client = Command::new("python3");
     client
-        .arg(seed_client("shell_client.py"))
+        .arg(tutorial_program("shell_client.py"))
         .args([&host, &port])
         .env("PYTHONIOENCODING", "utf-8");
     let out = run_with_input(client, input.as_bytes());

@@ -5,7 +5,10 @@ use std::net::UdpSocket;
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-use crate::util::{client_command, run_with_input, serve, serve_command, serve_on, IO_TIMEOUT};
+use crate::util::{
+    client_command, run_with_input, serve, serve_command, serve_on, wait_for_line, ServerProcess,
+    IO_TIMEOUT,
+};
 
 fn udp_client(server: &str) -> UdpSocket {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP client");
@@ -144,4 +147,172 @@ fn client_echo_udp_without_a_server_fails_cleanly() {
         stderr.starts_with(&format!("client: no answer from 127.0.0.1:{port}")),
         "{stderr}"
     );
+}
+
+/// `serve --handler echo --udp --mode sync` on 127.0.0.1, logging the Echo
+/// handler's debug lines (the datagrams it does not answer).
+fn serve_udp_logged() -> (ServerProcess, std::sync::mpsc::Receiver<String>) {
+    let mut command = serve_command();
+    command
+        .args(["--handler", "echo", "--udp", "--mode", "sync"])
+        .args(["--bind", "127.0.0.1:0"])
+        .env("RUST_LOG", "error,socketserver_handlers::echo=debug");
+    ServerProcess::start_logged(command)
+}
+
+/// Waits for the log line saying that the datagram from `peer` was not
+/// answered, `why`.
+fn wait_not_answered(log: &std::sync::mpsc::Receiver<String>, peer: &str, why: &str) {
+    let expected = format!("] {peer}: datagram not answered: {why}");
+    wait_for_line(log, &expected, |line| line.ends_with(&expected));
+}
+
+/// After the server logged that it dropped a datagram: a normal client is
+/// still answered (the sync server handles datagrams in order, so the
+/// dropped one was handled before this), and nothing at all came back to
+/// `dropped_from`.
+fn only_the_client_is_answered(server: &ServerProcess, dropped_from: &UdpSocket) {
+    let client = udp_client(&server.addr);
+    assert_eq!(round_trip(&client, b"hello"), "hello好".as_bytes());
+    dropped_from.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 64];
+    match dropped_from.recv_from(&mut buf) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the dropped datagram was answered: {other:?}"),
+    }
+}
+
+/// A UDP socket on 127.0.0.1 bound to a free port of `ports`, all below
+/// 1024 (needs root or CAP_NET_BIND_SERVICE); `None` if this process may
+/// not bind one. Each test looks in its own range, so that two tests
+/// running at once never pick the same port.
+fn privileged_udp_socket(ports: std::ops::Range<u16>) -> Option<UdpSocket> {
+    for port in ports.clone().rev() {
+        match UdpSocket::bind(("127.0.0.1", port)) {
+            Ok(socket) => return Some(socket),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return None,
+            Err(_) => continue, // in use
+        }
+    }
+    panic!("no free UDP port in {ports:?} on 127.0.0.1");
+}
+
+/// A datagram from a port below 1024 (a service's: echo, chargen, DNS...,
+/// which could answer the answer, for ever) gets no answer, while a client
+/// on an ordinary port is answered. A process that may not bind such a
+/// port (not root) cannot send one: the rule is then checked by the Echo
+/// handler's unit test only, and this says so on standard error.
+#[test]
+fn a_datagram_from_a_privileged_port_is_not_answered() {
+    let Some(service) = privileged_udp_socket(900..1024) else {
+        eprintln!("not root: no port below 1024 to send from; the unit test checks the rule");
+        return;
+    };
+    let (server, log) = serve_udp_logged();
+    service.send_to(b"bounce", &server.addr).unwrap();
+    let peer = service.local_addr().unwrap().to_string();
+    wait_not_answered(
+        &log,
+        &peer,
+        "its source port is below 1024, a service's, which may answer in turn",
+    );
+    only_the_client_is_answered(&server, &service);
+}
+
+/// Sends `payload` to `to` in a UDP datagram from 127.0.0.1 and port
+/// `from_port`, forged: a raw socket writes the UDP header itself (no
+/// checksum, which IPv4 allows), the kernel adds the IP header. False if
+/// this process may not open a raw socket (it needs root or CAP_NET_RAW).
+fn send_forged(from_port: u16, to: &str, payload: &[u8]) -> bool {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let to: std::net::SocketAddr = to.parse().expect("an IPv4 address");
+    let raw = match Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::UDP)) {
+        Ok(raw) => raw,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return false,
+        Err(e) => panic!("open a raw socket: {e}"),
+    };
+    let length = u16::try_from(8 + payload.len()).expect("a small payload");
+    let mut packet = Vec::new();
+    packet.extend_from_slice(&from_port.to_be_bytes());
+    packet.extend_from_slice(&to.port().to_be_bytes());
+    packet.extend_from_slice(&length.to_be_bytes());
+    packet.extend_from_slice(&[0, 0]); // no checksum
+    packet.extend_from_slice(payload);
+    let sent = raw
+        .send_to(&packet, &to.into())
+        .expect("send the forged datagram");
+    assert_eq!(sent, packet.len());
+    true
+}
+
+/// A datagram from the server's own address would have the server answer
+/// itself for ever (each answer longer than the last). Sent for real, with
+/// a forged source (127.0.0.1 and the server's port, from a raw socket):
+/// it is not answered, and the server goes on answering a client. Without
+/// the right to forge (not root) the unit test checks the rule, and this
+/// says so on standard error.
+#[test]
+fn a_datagram_from_the_servers_own_address_is_not_answered() {
+    let (server, log) = serve_udp_logged();
+    let port = server
+        .addr
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .parse::<u16>()
+        .unwrap();
+    if !send_forged(port, &server.addr, b"bounce") {
+        eprintln!("not root: cannot forge a datagram; the unit test checks the rule");
+        return;
+    }
+    wait_not_answered(&log, &server.addr, "it comes from the server's own address");
+    let client = udp_client(&server.addr);
+    assert_eq!(round_trip(&client, b"hello"), "hello好".as_bytes());
+}
+
+/// Two echo servers, one on a service port (below 1024, as the standard
+/// echo service on 7), bounce a datagram forged "from" the other at most
+/// once: the service answers the forged sender, the other server, which
+/// does not answer an answer from a port below 1024.
+#[test]
+fn two_echo_servers_do_not_bounce_a_forged_datagram() {
+    // Bound, then let go for the server to take (in a range no other test
+    // uses).
+    let Some(service_port) =
+        privileged_udp_socket(800..900).map(|s| s.local_addr().unwrap().port())
+    else {
+        eprintln!("not root: no port below 1024 to serve on; the unit test checks the rule");
+        return;
+    };
+    let (service, service_log) = {
+        let mut command = serve_command();
+        command
+            .args(["--handler", "echo", "--udp", "--mode", "sync"])
+            .args(["--bind", &format!("127.0.0.1:{service_port}")])
+            .env("RUST_LOG", "error,socketserver_handlers::echo=debug");
+        ServerProcess::start_logged(command)
+    };
+    let (other, other_log) = serve_udp_logged();
+    let other_port = other
+        .addr
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .parse::<u16>()
+        .unwrap();
+    assert!(send_forged(other_port, &service.addr, b"bounce"));
+    wait_not_answered(
+        &other_log,
+        &service.addr,
+        "its source port is below 1024, a service's, which may answer in turn",
+    );
+    // Both still answer clients, and the service logged no drop: it
+    // answered the forged datagram, once.
+    for server in [&service, &other] {
+        let client = udp_client(&server.addr);
+        assert_eq!(round_trip(&client, b"hello"), "hello好".as_bytes());
+    }
+    assert!(service_log
+        .try_iter()
+        .all(|line| !line.contains("not answered")));
 }

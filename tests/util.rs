@@ -13,14 +13,16 @@ use std::time::{Duration, Instant};
 /// How long any single step of a test may take before it fails.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The folder of the tutorial's clients, beside the project.
-pub fn seed_client(name: &str) -> PathBuf {
+/// One of the tutorial's Python programs, made runnable, in
+/// `examples/tutorial/` (each says which section of the tutorial it comes
+/// from and how to run it).
+pub fn tutorial_program(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/seed/clients")
+        .join("examples/tutorial")
         .join(name);
     assert!(
         path.exists(),
-        "the tutorial's client {} is missing",
+        "the tutorial's program {} is missing",
         path.display()
     );
     path
@@ -48,8 +50,29 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     /// Starts `command` and waits (up to [`TIMEOUT`]) for its first line.
-    pub fn start(mut command: Command) -> ServerProcess {
-        command.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    pub fn start(command: Command) -> ServerProcess {
+        Self::start_with_stderr(command, Stdio::inherit())
+    }
+
+    /// As [`ServerProcess::start`], with the server's standard error (its
+    /// log) sent line by line to the returned channel, and copied to the
+    /// test's.
+    pub fn start_logged(command: Command) -> (ServerProcess, mpsc::Receiver<String>) {
+        let mut server = Self::start_with_stderr(command, Stdio::piped());
+        let stderr = server.child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("{line}");
+                let _ = tx.send(line);
+            }
+        });
+        (server, rx)
+    }
+
+    fn start_with_stderr(mut command: Command, stderr: Stdio) -> ServerProcess {
+        command.stdout(Stdio::piped()).stderr(stderr);
         let mut child = command.spawn().expect("start the server");
         let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
         let (tx, rx) = mpsc::channel();
@@ -362,6 +385,24 @@ impl Peer {
 pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local address").port()
+}
+
+/// Waits (up to [`TIMEOUT`]) for a line of `log` that satisfies `matches`,
+/// and returns it; panics with `what` if none comes.
+pub fn wait_for_line(
+    log: &mpsc::Receiver<String>,
+    what: &str,
+    matches: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match log.recv_timeout(left) {
+            Ok(line) if matches(&line) => return line,
+            Ok(_) => {}
+            Err(_) => panic!("{what}: no such line within {TIMEOUT:?}"),
+        }
+    }
 }
 
 /// Calls `check` every few milliseconds until it returns true; panics with

@@ -221,17 +221,24 @@ fn get(
         }
     }
     let bar = bar(size, have);
-    let done = ftp
-        .get(remote, &mut file, have, &mut |position| {
-            bar.set_position(position)
-        })
-        .map_err(failed);
+    let reached = std::cell::Cell::new(have);
+    let done = ftp.get(remote, &mut file, have, &mut |position| {
+        bar.set_position(position);
+        reached.set(position);
+    });
     bar.finish_and_clear();
     if done.is_err() && created && file.metadata().is_ok_and(|m| m.len() == 0) {
         // Nothing came (no such file, say): leave nothing behind.
         let _ = std::fs::remove_file(local);
     }
-    let done = done?;
+    let done = done.map_err(|e| match (&e, size) {
+        (Error::Io(io), Some(size)) if server_gone(io) && reached.get() < size => Failure(format!(
+            "the server closed the connection after {} of {size} bytes; \
+             run the same command with --resume to go on",
+            reached.get()
+        )),
+        _ => failed(e),
+    })?;
     summary(&done, &format!("get {remote} -> {}", local.display()));
     let check = ftp.check(&done, remote).map_err(failed)?;
     verdict(check, remote, Some(local))
@@ -281,6 +288,14 @@ fn put(
     summary(&done, &format!("put {} -> {remote}", local.display()));
     let check = ftp.check(&done, remote).map_err(failed)?;
     verdict(check, remote, None)
+}
+
+/// True for the errors of a connection that the server closed or reset.
+fn server_gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+    )
 }
 
 /// A progress bar on standard error when it is a terminal; a hidden one

@@ -326,6 +326,14 @@ impl Stream {
         &self.rbuf[self.rpos..self.rend]
     }
 
+    /// The most bytes one receive takes: the size of the read buffer. A
+    /// [`BufRead::fill_buf`] on an empty buffer that returns this many may
+    /// have left more of the peer's bytes waiting in the socket; one that
+    /// returns fewer took everything that had arrived.
+    pub fn read_capacity(&self) -> usize {
+        READ_BUFFER
+    }
+
     /// Reads one line, up to and including its `\n`, as UTF-8 text.
     ///
     /// Returns `None` at end of input. A last line without a newline is

@@ -980,6 +980,7 @@ impl Session<'_> {
         let result = match &outcome.end {
             End::Complete => "ok".to_string(),
             End::Aborted => "aborted".to_string(),
+            End::ControlClosed if cut_by_server(stream) => CUT.to_string(),
             End::ControlClosed => "client gone".to_string(),
             End::TimedOut => "timed out".to_string(),
             End::Data(e) => format!("data connection: {}", describe(e)),
@@ -1143,6 +1144,7 @@ impl Session<'_> {
                 reply(stream, 226, "ABOR successful.")?;
                 "aborted".to_string()
             }
+            (End::ControlClosed, _, _) if cut_by_server(stream) => CUT.to_string(),
             (End::ControlClosed, _, _) => "client gone".to_string(),
             (End::File(e), _, _) => {
                 reply(stream, 451, &local_error(e))?;
@@ -1451,6 +1453,23 @@ fn fs_message(e: &io::Error) -> String {
         io::ErrorKind::PermissionDenied => "Permission denied.".into(),
         _ => format!("{}.", describe(e)),
     }
+}
+
+/// The result logged for a transfer or hash that the server's shutdown
+/// cut (it was still running at the drain deadline).
+const CUT: &str = "cut by the shutdown";
+
+/// Whether the server itself closed the control connection (a shutdown's
+/// drain deadline cuts busy connections with `shutdown(2)`), rather than
+/// the client: a send on a socket whose sending side is shut down fails
+/// with `EPIPE` at once, even an empty one, which sends nothing; after the
+/// client's close it succeeds, or fails with the reset the client sent.
+fn cut_by_server(stream: &Stream) -> bool {
+    use std::io::Write;
+    let Some(mut socket) = stream.as_tcp() else {
+        return false;
+    };
+    matches!(socket.write(&[]), Err(e) if e.kind() == io::ErrorKind::BrokenPipe)
 }
 
 #[cfg(test)]
