@@ -420,6 +420,7 @@ fn without_cgroups_the_server_warns_and_uses_process_groups() {
         .args(["-m", "sh", "-c", &script])
         .arg(env!("CARGO_BIN_EXE_serve"))
         .args(["--handler", "shell", "--bind", "127.0.0.1:0"])
+        .args(["--no-token", "--allow-root"])
         .current_dir(dir.path())
         .env("SHELL_TEST_LOG", &log)
         .env("RUST_LOG", "info");
