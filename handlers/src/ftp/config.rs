@@ -2,9 +2,11 @@
 
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::auth::Users;
+use super::root::Root;
 
 /// The default TCP port of `serve --handler ftp`: FTP's own port 21 is
 /// privileged, so the unprivileged 2121 (as pyftpdlib's examples).
@@ -70,6 +72,9 @@ impl std::str::FromStr for HashTransfers {
 pub(crate) struct Config {
     /// The served folder, canonical (absolute, no symbolic links).
     pub(crate) root: PathBuf,
+    /// The served folder's descriptor, opened once: every path is opened
+    /// beneath it.
+    pub(crate) tree: Arc<Root>,
     pub(crate) users: Users,
     pub(crate) anonymous: bool,
     pub(crate) read_only: bool,

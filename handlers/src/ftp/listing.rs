@@ -7,13 +7,12 @@
 //! shown as what it points to when that is inside the root, and left out
 //! otherwise (dangling or leading out); its target's path is never shown.
 
-use std::fs::{self, Metadata};
-use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
+use std::fs::Metadata;
+use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
 
-use super::vfs::{Vfs, TEMP_PREFIX};
+use super::folder::Folder;
+use super::vfs::TEMP_PREFIX;
 
 /// One entry of a folder, its links followed.
 pub(crate) struct Entry {
@@ -21,40 +20,29 @@ pub(crate) struct Entry {
     pub(crate) meta: Metadata,
 }
 
-/// The entries of the folder `dir` (canonical, under the root), sorted by
+/// The entries of the folder `dir` (opened beneath the root), sorted by
 /// name, at most `cap` of them; the flag tells if some were left out for
 /// the cap. Left out always: upload temp files, names that hold CR or LF
 /// (they would break the listing's lines), links that lead outside the
 /// root or nowhere.
-pub(crate) fn read_dir(vfs: &Vfs, dir: &Path, cap: usize) -> io::Result<(Vec<Entry>, bool)> {
+pub(crate) fn read_dir(dir: &mut Folder, cap: usize) -> (Vec<Entry>, bool) {
     let mut entries = Vec::new();
     let mut truncated = false;
-    for item in fs::read_dir(dir)? {
-        let Ok(item) = item else { continue };
-        let name = item.file_name();
-        let name = name.as_bytes();
+    for name in dir.names() {
         if name.starts_with(TEMP_PREFIX) || name.iter().any(|&b| b == b'\r' || b == b'\n') {
             continue;
         }
-        let path = item.path();
-        let is_link = item.file_type().is_ok_and(|t| t.is_symlink());
-        if is_link && !vfs.contains(&path) {
-            continue;
-        }
-        let Ok(meta) = fs::metadata(&path) else {
+        let Some(meta) = dir.entry_metadata(&name) else {
             continue;
         };
         if entries.len() == cap {
             truncated = true;
             break;
         }
-        entries.push(Entry {
-            name: name.to_vec(),
-            meta,
-        });
+        entries.push(Entry { name, meta });
     }
     entries.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok((entries, truncated))
+    (entries, truncated)
 }
 
 /// Appends one `ls -l` line: `-rw-r--r--    1 ftp      ftp          5 Jan  2 15:04 name\r\n`.

@@ -45,10 +45,14 @@ pub mod client;
 mod config;
 mod control;
 mod data;
+mod entry;
+mod folder;
 mod hash;
 mod listing;
+mod root;
 mod session;
 mod transfer;
+mod upload;
 mod vfs;
 
 use std::collections::HashMap;
@@ -90,16 +94,11 @@ impl Ftp {
     /// # Errors
     /// If `root` does not exist or is not a folder.
     pub fn new(root: impl AsRef<Path>) -> io::Result<Ftp> {
-        let root = std::fs::canonicalize(root.as_ref())?;
-        if !root.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotADirectory,
-                format!("{} is not a folder", root.display()),
-            ));
-        }
+        let tree = root::Root::open(root.as_ref())?;
         Ok(Ftp {
             config: Arc::new(Config {
-                root,
+                root: tree.path().to_path_buf(),
+                tree: Arc::new(tree),
                 users: auth::Users::default(),
                 anonymous: false,
                 read_only: false,

@@ -1,0 +1,262 @@
+//! Where an upload's bytes go until it is complete: an unnamed temp file
+//! in the target's folder, given the target's name only at commit.
+//!
+//! * **`O_TMPFILE`**: the file has no name while it fills, so a server
+//!   that crashes or is killed mid-upload leaves nothing behind, and no
+//!   client can see or reach it. At commit, after `fsync`, it is linked
+//!   in (`linkat`): straight under the target's name when that is free
+//!   (atomic: the name appears with every byte), else under a hidden
+//!   temp name that is then renamed over the old file (atomic too: the
+//!   name always holds the old file or the new one).
+//! * **A hidden named temp file** (`.ftp-upload-<random>.part`, refused
+//!   as a path and never listed) where the file system has no
+//!   `O_TMPFILE`; removed on every path but the commit.
+//!
+//! Both are made in the target's folder through its descriptor
+//! ([`Entry`]), so the commit is a link or rename within one folder.
+//!
+//! Resumes (`APPE`, `REST` + `STOR`) start the temp file with the kept
+//! part of the old file, copied by the kernel (`copy_file_range(2)`: no
+//! byte goes through this process; a reflink, which shares the blocks and
+//! costs nothing, on file systems that have them, such as btrfs and XFS;
+//! an in-kernel copy on ext4 and tmpfs).
+
+use std::ffi::{CStr, CString};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+
+use nix::errno::Errno;
+use nix::fcntl::{copy_file_range, openat, renameat, AtFlags, OFlag, AT_FDCWD};
+use nix::sys::stat::Mode;
+use nix::unistd::{linkat, unlinkat, UnlinkatFlags};
+use socketserver::describe;
+
+use super::data;
+use super::entry::Entry;
+use super::transfer::{Observer, Pipeline};
+use super::vfs::TEMP_PREFIX;
+
+/// How many random temp names are tried before giving up.
+const NAME_TRIES: usize = 8;
+/// The most one `copy_file_range` call is asked to copy.
+const COPY_CHUNK: usize = 1 << 30;
+
+/// A temp file an upload goes to: linked or renamed to the target when
+/// the upload completes, gone otherwise.
+pub(crate) struct TempFile {
+    /// The folder it is in (the target's).
+    folder: OwnedFd,
+    file: File,
+    /// The hidden name of a named temp file; `None`: unnamed (`O_TMPFILE`).
+    name: Option<CString>,
+    synced: bool,
+    committed: bool,
+}
+
+impl TempFile {
+    /// A temp file in `folder` (opened beneath the root).
+    pub(crate) fn create(folder: BorrowedFd<'_>) -> io::Result<TempFile> {
+        let folder = folder.try_clone_to_owned()?;
+        let mode = Mode::from_bits_truncate(0o666);
+        let flags = OFlag::O_RDWR | OFlag::O_CLOEXEC;
+        match openat(&folder, ".", flags | OFlag::O_TMPFILE, mode) {
+            Ok(fd) => return Ok(TempFile::new(folder, File::from(fd), None)),
+            // A file system without O_TMPFILE (EISDIR: a kernel without it).
+            Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL) => {}
+            Err(e) => return Err(e.into()),
+        }
+        for _ in 0..NAME_TRIES {
+            let name = temp_name();
+            let created = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW;
+            match openat(&folder, name.as_c_str(), flags | created, mode) {
+                Ok(fd) => return Ok(TempFile::new(folder, File::from(fd), Some(name))),
+                Err(Errno::EEXIST) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(io::Error::other("no free temp file name"))
+    }
+
+    fn new(folder: OwnedFd, file: File, name: Option<CString>) -> TempFile {
+        TempFile {
+            folder,
+            file,
+            name,
+            synced: false,
+            committed: false,
+        }
+    }
+
+    pub(crate) fn file(&mut self) -> &mut File {
+        &mut self.file
+    }
+
+    /// Makes the bytes durable (fsync), not yet visible.
+    pub(crate) fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_all()?;
+        self.synced = true;
+        Ok(())
+    }
+
+    /// Makes the upload durable and visible under `target`'s name: fsync
+    /// (unless done already by [`TempFile::sync`]), link or rename, fsync
+    /// of the folder.
+    pub(crate) fn commit(&mut self, target: &Entry) -> io::Result<()> {
+        if !self.synced {
+            self.sync()?;
+        }
+        match &self.name {
+            Some(name) => renameat(
+                &self.folder,
+                name.as_c_str(),
+                target.folder(),
+                target.name(),
+            )?,
+            None => self.link_as(target)?,
+        }
+        self.committed = true;
+        let folder = openat(
+            target.folder(),
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        File::from(folder).sync_all()
+    }
+
+    /// Gives the unnamed file `target`'s name, replacing what is there.
+    fn link_as(&self, target: &Entry) -> io::Result<()> {
+        match self.link(target.folder(), target.name()) {
+            Err(Errno::EEXIST) => {}
+            done => return Ok(done?),
+        }
+        let mut hidden = None;
+        for _ in 0..NAME_TRIES {
+            let name = temp_name();
+            match self.link(self.folder.as_fd(), &name) {
+                Ok(()) => {
+                    hidden = Some(name);
+                    break;
+                }
+                Err(Errno::EEXIST) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let hidden = hidden.ok_or_else(|| io::Error::other("no free temp file name"))?;
+        let renamed = renameat(
+            &self.folder,
+            hidden.as_c_str(),
+            target.folder(),
+            target.name(),
+        );
+        if renamed.is_err() {
+            let _ = unlinkat(&self.folder, hidden.as_c_str(), UnlinkatFlags::NoRemoveDir);
+        }
+        Ok(renamed?)
+    }
+
+    /// Links the unnamed file as `name` in `folder`. `AT_EMPTY_PATH` needs
+    /// a capability on most kernels; the `/proc/self/fd` path works for
+    /// anyone (it names this process's own descriptor).
+    fn link(&self, folder: BorrowedFd<'_>, name: &CStr) -> Result<(), Errno> {
+        match linkat(&self.file, c"", folder, name, AtFlags::AT_EMPTY_PATH) {
+            Err(Errno::ENOENT | Errno::EPERM | Errno::EINVAL) => {}
+            done => return done,
+        }
+        let own = format!("/proc/self/fd/{}", self.file.as_raw_fd());
+        linkat(
+            AT_FDCWD,
+            own.as_str(),
+            folder,
+            name,
+            AtFlags::AT_SYMLINK_FOLLOW,
+        )
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        // An unnamed file vanishes with its descriptor; a named one is
+        // removed.
+        if let (Some(name), false) = (&self.name, self.committed) {
+            if let Err(e) = unlinkat(&self.folder, name.as_c_str(), UnlinkatFlags::NoRemoveDir) {
+                log::warn!(
+                    "cannot remove the upload temp file: {}",
+                    describe(&e.into())
+                );
+            }
+        }
+    }
+}
+
+/// `.ftp-upload-<16 hex digits>.part`.
+fn temp_name() -> CString {
+    let name = format!(
+        "{}{:016x}.part",
+        String::from_utf8_lossy(TEMP_PREFIX),
+        data::random_u64()
+    );
+    CString::new(name).expect("no NUL in a temp name")
+}
+
+/// Copies the first `keep` bytes of `old` (fewer if it is shorter) to the
+/// temp file, at its position, in the kernel. Returns the bytes copied.
+pub(crate) fn copy_kept(old: &File, keep: u64, temp: &mut File) -> io::Result<u64> {
+    let mut offset: i64 = 0;
+    let mut copied = 0u64;
+    while copied < keep {
+        let want = usize::try_from(keep - copied)
+            .unwrap_or(COPY_CHUNK)
+            .min(COPY_CHUNK);
+        match copy_file_range(old, Some(&mut offset), &*temp, None, want) {
+            Ok(0) => break,
+            Ok(n) => copied += n as u64,
+            Err(Errno::EINTR) => continue,
+            // Two file systems, or one that cannot: std's copy tries
+            // sendfile and splice before a read and write loop.
+            Err(Errno::EXDEV | Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP)
+                if copied == 0 =>
+            {
+                return io::copy(&mut old.take(keep), temp);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(copied)
+}
+
+/// Shows the first `len` bytes of the temp file to `pipe`'s observer
+/// (the kept part of a resumed upload, when its MD5 must be the whole
+/// stored file's).
+pub(crate) fn observe_kept<O: Observer>(
+    temp: &File,
+    len: u64,
+    pipe: &mut Pipeline<O>,
+) -> io::Result<()> {
+    let mut at = 0u64;
+    while at < len {
+        let mut buf = pipe.take();
+        let want = buf
+            .len()
+            .min(usize::try_from(len - at).unwrap_or(usize::MAX));
+        let n = match temp.read_at(&mut buf[..want], at) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                pipe.give(buf, 0, 0);
+                continue;
+            }
+            Err(e) => {
+                pipe.give(buf, 0, 0);
+                return Err(e);
+            }
+        };
+        pipe.give(buf, 0, n);
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        at += n as u64;
+    }
+    Ok(())
+}
