@@ -172,13 +172,16 @@ impl Facts {
 }
 
 /// Appends one fact line: `type=file;size=5;modify=20240102150405;perm=r; name\r\n`.
-/// `writable`: the session may change things (for the `perm` fact).
+/// `writable`: the session may change things; `readable`: it may read
+/// this entry (not so for an anonymous session and a private file): for
+/// the `perm` fact.
 pub(crate) fn facts_line(
     out: &mut Vec<u8>,
     name: &[u8],
     meta: &Metadata,
     facts: Facts,
     writable: bool,
+    readable: bool,
 ) {
     let is_dir = meta.is_dir();
     if facts.kind {
@@ -191,11 +194,12 @@ pub(crate) fn facts_line(
         let _ = write!(out, "modify={};", timestamp(meta.mtime()));
     }
     if facts.perm {
-        let perm = match (is_dir, writable) {
-            (true, true) => "cdeflmp",
-            (true, false) => "el",
-            (false, true) => "adfrw",
-            (false, false) => "r",
+        let perm = match (is_dir, writable, readable) {
+            (true, true, _) => "cdeflmp",
+            (true, false, true) => "el",
+            (false, true, _) => "adfrw",
+            (false, false, true) => "r",
+            (_, false, false) => "",
         };
         let _ = write!(out, "perm={perm};");
     }
@@ -278,7 +282,7 @@ mod tests {
         let (_, _, _, h, mi, _) = civil(meta.mtime());
         assert!(line.ends_with(&format!(" {h:02}:{mi:02} f\r\n")), "{line}");
         let mut out = Vec::new();
-        facts_line(&mut out, b"f", &meta, Facts::default(), false);
+        facts_line(&mut out, b"f", &meta, Facts::default(), false, true);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             format!(

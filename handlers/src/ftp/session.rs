@@ -506,7 +506,9 @@ impl Session<'_> {
             Ok((path, meta)) => {
                 let shown = path.to_bytes();
                 let mut line = Vec::new();
-                listing::facts_line(&mut line, &shown, &meta, self.facts, self.writable());
+                let readable = self.vfs.may_read(&meta);
+                let writable = self.writable();
+                listing::facts_line(&mut line, &shown, &meta, self.facts, writable, readable);
                 line.truncate(line.len() - 2);
                 let first = format!("Listing {}", printable(&shown));
                 let line = String::from_utf8_lossy(&line).into_owned();
@@ -713,7 +715,9 @@ impl Session<'_> {
             match verb {
                 "LIST" => listing::ls_line(&mut out, name, meta, now),
                 "MLSD" => {
-                    listing::facts_line(&mut out, name, meta, self.facts, self.writable());
+                    let readable = self.vfs.may_read(meta);
+                    let writable = self.writable();
+                    listing::facts_line(&mut out, name, meta, self.facts, writable, readable);
                 }
                 _ => {
                     out.extend_from_slice(if is_folder { name } else { arg });

@@ -141,6 +141,18 @@ impl Vfs {
         self.world_only = on;
     }
 
+    /// True if this session may read what `meta` describes (its folders
+    /// aside): always, but for anonymous sessions and what not everyone
+    /// may read (also the `perm` fact of listings).
+    pub(crate) fn may_read(&self, meta: &Metadata) -> bool {
+        let mode = meta.permissions().mode();
+        let needed = match meta.is_dir() {
+            true => OTHERS_READ | OTHERS_SEARCH,
+            false => OTHERS_READ,
+        };
+        !self.world_only || mode & needed == needed
+    }
+
     /// Step 1: the client's `arg` as a normalised virtual path.
     pub(crate) fn resolve(&self, arg: &[u8]) -> Result<VPath, PathError> {
         if arg.iter().any(|&b| matches!(b, 0 | b'\r' | b'\n')) {
@@ -211,7 +223,7 @@ impl Vfs {
         if !meta.is_file() {
             return Err(PathError::NotFound);
         }
-        if self.world_only && meta.permissions().mode() & OTHERS_READ == 0 {
+        if !self.may_read(&meta) {
             return Err(PathError::Denied);
         }
         Ok((file, meta))
@@ -222,15 +234,8 @@ impl Vfs {
         let fd = self.open(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
         let folder = Folder::new(fd, Arc::clone(&self.root), path.names.clone())
             .map_err(PathError::from_io)?;
-        if self.world_only && !path.names.is_empty() {
-            let mode = folder
-                .metadata()
-                .map_err(PathError::Io)?
-                .permissions()
-                .mode();
-            if mode & (OTHERS_READ | OTHERS_SEARCH) != OTHERS_READ | OTHERS_SEARCH {
-                return Err(PathError::Denied);
-            }
+        if !path.names.is_empty() && !self.may_read(&folder.metadata().map_err(PathError::Io)?) {
+            return Err(PathError::Denied);
         }
         Ok(folder)
     }
