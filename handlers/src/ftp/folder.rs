@@ -17,9 +17,17 @@ use nix::sys::stat::Mode;
 
 use super::root::{cstring, Root};
 
-/// An open folder and where it is below the root.
+/// An open folder: its names, read as they come, and a way to look at
+/// each.
 pub(crate) struct Folder {
     dir: Dir,
+    lookup: Lookup,
+}
+
+/// Looks at the entries of one folder: a second descriptor of it, and
+/// where it is below the root.
+pub(crate) struct Lookup {
+    fd: OwnedFd,
     root: Arc<Root>,
     names: Vec<Vec<u8>>,
 }
@@ -28,34 +36,41 @@ impl Folder {
     /// `fd` (opened `O_RDONLY | O_DIRECTORY`) is the folder at `names`
     /// below `root`.
     pub(crate) fn new(fd: OwnedFd, root: Arc<Root>, names: Vec<Vec<u8>>) -> io::Result<Folder> {
-        Ok(Folder {
-            dir: Dir::from_fd(fd)?,
+        let lookup = Lookup {
+            fd: fd.try_clone()?,
             root,
             names,
+        };
+        Ok(Folder {
+            dir: Dir::from_fd(fd)?,
+            lookup,
         })
     }
 
     /// The folder's own metadata.
     pub(crate) fn metadata(&self) -> io::Result<Metadata> {
-        File::from(self.dir.as_fd().try_clone_to_owned()?).metadata()
+        File::from(self.lookup.fd.try_clone()?).metadata()
     }
 
     /// The names in the folder (not `.` and `..`), in the order the file
-    /// system gives them.
-    pub(crate) fn names(&mut self) -> Vec<Vec<u8>> {
-        self.dir
+    /// system gives them, read as they are taken; and the lookup for them.
+    pub(crate) fn names(&mut self) -> (impl Iterator<Item = Vec<u8>> + '_, &Lookup) {
+        let names = self
+            .dir
             .iter()
             .filter_map(Result::ok)
             .map(|e| e.file_name().to_bytes().to_vec())
-            .filter(|name| name != b"." && name != b"..")
-            .collect()
+            .filter(|name| name != b"." && name != b"..");
+        (names, &self.lookup)
     }
+}
 
+impl Lookup {
     /// What `name` is, a link inside the root followed; `None` if it is
     /// gone, or a link that leads out of the root or nowhere.
     pub(crate) fn entry_metadata(&self, name: &[u8]) -> Option<Metadata> {
         let fd = openat(
-            self.dir.as_fd(),
+            self.fd.as_fd(),
             cstring(name).ok()?.as_c_str(),
             OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),

@@ -28,11 +28,12 @@ pub(crate) struct Entry {
 pub(crate) fn read_dir(dir: &mut Folder, cap: usize) -> (Vec<Entry>, bool) {
     let mut entries = Vec::new();
     let mut truncated = false;
-    for name in dir.names() {
+    let (names, lookup) = dir.names();
+    for name in names {
         if name.starts_with(TEMP_PREFIX) || name.iter().any(|&b| b == b'\r' || b == b'\n') {
             continue;
         }
-        let Some(meta) = dir.entry_metadata(&name) else {
+        let Some(meta) = lookup.entry_metadata(&name) else {
             continue;
         };
         if entries.len() == cap {

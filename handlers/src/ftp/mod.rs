@@ -51,6 +51,7 @@ mod hash;
 mod listing;
 mod root;
 mod session;
+mod sweep;
 mod transfer;
 mod upload;
 mod vfs;
@@ -95,6 +96,10 @@ impl Ftp {
     /// If `root` does not exist or is not a folder.
     pub fn new(root: impl AsRef<Path>) -> io::Result<Ftp> {
         let tree = root::Root::open(root.as_ref())?;
+        let swept = sweep::sweep(&tree);
+        if swept > 0 {
+            log::info!("ftp: removed {swept} upload temp files left by an earlier run");
+        }
         Ok(Ftp {
             config: Arc::new(Config {
                 root: tree.path().to_path_buf(),
