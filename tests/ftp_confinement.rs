@@ -106,9 +106,10 @@ fn rnfr_then_renamed_folders_cannot_pull_a_file_in() {
 }
 
 /// A thread swaps folder `box` with a link to the outside folder, in a
-/// loop (at most 50,000 swaps of four renames, or 5 s), while a client does RETR, STOR
-/// and MKD through `box` again and again: no secret byte ever arrives, and
-/// the outside folder is neither written nor added to.
+/// loop (at most 50,000 swaps of four renames, or 5 s), while a client
+/// does RETR, STOR and MKD through `box` again and again (for 4 s, at
+/// most 2,000 rounds): no secret byte ever arrives, and the outside
+/// folder is neither written nor added to.
 #[test]
 fn a_rename_loop_never_lets_a_transfer_out() {
     let base = TempDir::new("conf-race");

@@ -9,7 +9,12 @@
 //! |---|---|
 //! | `session.rs` | the command loop, login, every verb and its replies |
 //! | `control.rs` | command lines in (length cap, Telnet commands), replies out |
-//! | `vfs.rs` | path confinement: the virtual tree, clamped at `/`, links checked on every use |
+//! | `vfs.rs` | path confinement: the virtual tree, clamped at `/`, opened beneath the root; what anonymous users may read |
+//! | `root.rs` | the root's descriptor, opened once; `openat2(RESOLVE_BENEATH)` or an `O_NOFOLLOW` walk |
+//! | `entry.rs` | what is created, removed, renamed: a folder's descriptor and a name |
+//! | `folder.rs` | a folder opened beneath the root, listed by its descriptor |
+//! | `upload.rs` | the `O_TMPFILE` temp file of an upload; resumes copied by the kernel |
+//! | `sweep.rs` | at start: named upload temp files a crash left |
 //! | `data.rs` | data connections: passive and active, tied to the control peer |
 //! | `transfer.rs` | copying with the control connection watched; the observer (hashing) hook; `sendfile(2)` |
 //! | `hash.rs` | MD5, SHA-1, SHA-256; the digest cache; the bound on hash computations |
@@ -35,10 +40,11 @@
 //! if its MD5 matches. Digests are cached per file version.
 //!
 //! Safety, in short: every path is confined to the root (lexically, then
-//! with links followed, on every use); uploads land atomically (a hidden
-//! temp file, fsync, rename); data connections are tied to the control
-//! connection's peer; command lines, listings, logins and connections per
-//! address are bounded.
+//! opened by the kernel beneath the root's descriptor, so no link or
+//! rename leads out); anonymous users read only what everyone may read;
+//! uploads land atomically (an unnamed temp file, fsync, link); data
+//! connections are tied to the control connection's peer; command lines,
+//! listings, logins and connections per address are bounded.
 
 mod auth;
 pub mod client;
@@ -90,7 +96,9 @@ pub struct Ftp {
 
 impl Ftp {
     /// Serves the folder `root`, with no user and anonymous access off
-    /// (turn on at least one).
+    /// (turn on at least one). The folder is opened now, once: every
+    /// session resolves its paths beneath this descriptor. Upload temp
+    /// files an earlier run left behind are removed (a bounded sweep).
     ///
     /// # Errors
     /// If `root` does not exist or is not a folder.
@@ -134,6 +142,8 @@ impl Ftp {
     }
 
     /// Lets `anonymous` and `ftp` log in with any password, read-only.
+    /// They see only files that everyone may read (`o+r`), in folders that
+    /// everyone may enter (`o+x`).
     pub fn anonymous(mut self, on: bool) -> Self {
         self.config().anonymous = on;
         self
