@@ -67,6 +67,13 @@ impl TempFile {
             Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL) => {}
             Err(e) => return Err(e.into()),
         }
+        TempFile::create_named(folder)
+    }
+
+    /// A hidden named temp file in `folder`.
+    fn create_named(folder: OwnedFd) -> io::Result<TempFile> {
+        let mode = Mode::from_bits_truncate(0o666);
+        let flags = OFlag::O_RDWR | OFlag::O_CLOEXEC;
         for _ in 0..NAME_TRIES {
             let name = temp_name();
             let created = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW;
@@ -259,4 +266,90 @@ pub(crate) fn observe_kept<O: Observer>(
         at += n as u64;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::path::{Path, PathBuf};
+
+    fn folder(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ftp-upload-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn open_dir(dir: &Path) -> OwnedFd {
+        nix::fcntl::open(dir, OFlag::O_PATH | OFlag::O_DIRECTORY, Mode::empty()).unwrap()
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn store(temp: &mut TempFile, dir: &Path, name: &str, bytes: &[u8]) {
+        temp.file().write_all(bytes).unwrap();
+        let target = Entry::new(open_dir(dir), name.as_bytes()).unwrap();
+        temp.commit(&target).unwrap();
+    }
+
+    #[test]
+    fn unnamed_temp_files_appear_whole_or_not_at_all() {
+        let dir = folder("unnamed");
+        let mut temp = TempFile::create(open_dir(&dir).as_fd()).unwrap();
+        assert!(temp.name.is_none(), "this file system has O_TMPFILE");
+        temp.file().write_all(b"partial").unwrap();
+        assert_eq!(names(&dir), Vec::<String>::new());
+        store(&mut temp, &dir, "new.txt", b"+rest");
+        assert_eq!(std::fs::read(dir.join("new.txt")).unwrap(), b"partial+rest");
+        // Replacing: through a hidden name, renamed over the old file.
+        let mut temp = TempFile::create(open_dir(&dir).as_fd()).unwrap();
+        store(&mut temp, &dir, "new.txt", b"replaced");
+        assert_eq!(std::fs::read(dir.join("new.txt")).unwrap(), b"replaced");
+        drop(TempFile::create(open_dir(&dir).as_fd()).unwrap());
+        assert_eq!(names(&dir), ["new.txt"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn named_temp_files_are_renamed_or_removed() {
+        let dir = folder("named");
+        let mut temp = TempFile::create_named(open_dir(&dir)).unwrap();
+        let hidden = temp.name.clone().unwrap().into_string().unwrap();
+        assert!(hidden.starts_with(".ftp-upload-") && hidden.ends_with(".part"));
+        assert_eq!(names(&dir), [hidden]);
+        store(&mut temp, &dir, "a.txt", b"named");
+        assert_eq!(names(&dir), ["a.txt"]);
+        let temp = TempFile::create_named(open_dir(&dir)).unwrap();
+        assert_eq!(names(&dir).len(), 2);
+        drop(temp);
+        assert_eq!(names(&dir), ["a.txt"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn kept_parts_are_copied_exactly() {
+        let dir = folder("kept");
+        let old: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.join("old"), &old).unwrap();
+        let source = File::open(dir.join("old")).unwrap();
+        for keep in [0, 1, 1000, 300_000, u64::MAX] {
+            let mut temp = TempFile::create(open_dir(&dir).as_fd()).unwrap();
+            let copied = copy_kept(&source, keep, temp.file()).unwrap();
+            let want = keep.min(old.len() as u64);
+            assert_eq!(copied, want);
+            store(&mut temp, &dir, "new", b"!");
+            let mut expected = old[..want as usize].to_vec();
+            expected.push(b'!');
+            assert_eq!(std::fs::read(dir.join("new")).unwrap(), expected, "{keep}");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
