@@ -205,7 +205,8 @@ fn a_server_killed_mid_upload_leaves_no_debris() {
 
 /// Anonymous users get what everyone may read, and nothing else: a 0600
 /// file is refused (RETR, XMD5) and its `perm` fact is empty; a 0700
-/// folder cannot be entered, listed or read through. A user gets all.
+/// folder cannot be entered, listed or read through, not even by a link
+/// from a public folder; a link to a public file works. A user gets all.
 #[test]
 fn anonymous_users_read_only_world_readable_files() {
     use std::os::unix::fs::PermissionsExt;
@@ -221,6 +222,9 @@ fn anonymous_users_read_only_world_readable_files() {
     std::fs::write(root.join("priv/inner.txt"), b"inner\n").unwrap();
     mode(&root.join("priv/inner.txt"), 0o644);
     mode(&root.join("priv"), 0o700);
+    std::fs::create_dir(root.join("links")).unwrap();
+    std::os::unix::fs::symlink("../priv/inner.txt", root.join("links/inner")).unwrap();
+    std::os::unix::fs::symlink("../pub.txt", root.join("links/pub")).unwrap();
     let user = format!("{USER}:{PASSWORD}");
     let server = serve_ftp_on(
         "127.0.0.1:0",
@@ -231,7 +235,9 @@ fn anonymous_users_read_only_world_readable_files() {
     let mut anon = FtpPeer::connect(&server.addr);
     anon.login("anonymous", "me@example.com");
     assert_eq!(anon.download("RETR pub.txt"), b"public\n");
+    assert_eq!(anon.download("RETR links/pub"), b"public\n");
     for command in [
+        "RETR links/inner",
         "RETR private.txt",
         "XMD5 private.txt",
         "RETR priv/inner.txt",
@@ -245,12 +251,14 @@ fn anonymous_users_read_only_world_readable_files() {
     anon.expect("OPTS MLST type;perm;", "200 MLST OPTS type;perm;");
     assert_eq!(
         String::from_utf8(anon.download("MLSD")).unwrap(),
-        "type=dir;perm=; priv\r\ntype=file;perm=; private.txt\r\ntype=file;perm=r; pub.txt\r\n"
+        "type=dir;perm=el; links\r\ntype=dir;perm=; priv\r\n\
+         type=file;perm=; private.txt\r\ntype=file;perm=r; pub.txt\r\n"
     );
 
     let mut alice = FtpPeer::logged_in(&server.addr);
     assert_eq!(alice.download("RETR private.txt"), b"private\n");
     assert_eq!(alice.download("RETR priv/inner.txt"), b"inner\n");
+    assert_eq!(alice.download("RETR links/inner"), b"inner\n");
 }
 
 /// `serve --handler ftp` refuses to share `/`, the home folder, or a

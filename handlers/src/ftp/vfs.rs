@@ -183,20 +183,26 @@ impl Vfs {
     /// Step 2: `path` opened beneath the root with `flags`.
     fn open(&self, path: &VPath, flags: OFlag) -> Result<OwnedFd, PathError> {
         if self.world_only {
-            self.check_folders_on_the_way(path)?;
+            self.check_folders_on_the_way(&path.names)?;
         }
-        self.root
+        let fd = self
+            .root
             .open_beneath(&path.names, flags)
-            .map_err(PathError::from_io)
+            .map_err(PathError::from_io)?;
+        if self.world_only {
+            self.check_real_folders(&fd)?;
+        }
+        Ok(fd)
     }
 
-    /// Anonymous: every folder between the root and `path` must let
-    /// everyone in (as it must for a local user to reach it).
-    fn check_folders_on_the_way(&self, path: &VPath) -> Result<(), PathError> {
-        for depth in 1..path.names.len() {
+    /// Anonymous: every folder between the root and the one holding
+    /// `names` must let everyone in (as it must for a local user to reach
+    /// it).
+    fn check_folders_on_the_way(&self, names: &[Vec<u8>]) -> Result<(), PathError> {
+        for depth in 1..names.len() {
             let fd = self
                 .root
-                .open_beneath(&path.names[..depth], OFlag::O_PATH | OFlag::O_DIRECTORY)
+                .open_beneath(&names[..depth], OFlag::O_PATH | OFlag::O_DIRECTORY)
                 .map_err(PathError::from_io)?;
             let meta = File::from(fd).metadata().map_err(PathError::Io)?;
             if meta.permissions().mode() & OTHERS_SEARCH == 0 {
@@ -204,6 +210,24 @@ impl Vfs {
             }
         }
         Ok(())
+    }
+
+    /// Anonymous, after a link inside the root was followed: the same
+    /// check on the folders that really hold what was opened (a link in a
+    /// public folder to a file in a private one does not make it public).
+    /// The real path is the kernel's name for the descriptor; without
+    /// `/proc`, the check on the path as sent stands alone.
+    fn check_real_folders(&self, fd: &OwnedFd) -> Result<(), PathError> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(real) = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())) else {
+            return Ok(());
+        };
+        let Ok(below) = real.strip_prefix(self.root.path()) else {
+            return Ok(());
+        };
+        let names: Vec<Vec<u8>> = below.iter().map(|name| name.as_bytes().to_vec()).collect();
+        self.check_folders_on_the_way(&names)
     }
 
     /// What `path` is (links inside the root followed).
