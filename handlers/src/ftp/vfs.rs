@@ -18,9 +18,10 @@
 //!
 //! Anonymous sessions see only what every local user could read
 //! (vsftpd's `anon_world_readable_only`): a file readable by others, in
-//! folders that others can enter (the root's own mode aside: serving it
-//! was the operator's choice). A private key in a shared home folder is
-//! not served.
+//! folders that others can enter, both on the path as sent and where a
+//! link inside the root led (the root's own mode aside: serving it was
+//! the operator's choice). A private key in a shared home folder is not
+//! served.
 //!
 //! Paths are bytes, as Unix file names are: nothing needs to be UTF-8.
 
