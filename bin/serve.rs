@@ -152,7 +152,8 @@ struct FtpOptions {
     #[arg(long = "users", value_name = "FILE")]
     users_file: Option<std::path::PathBuf>,
 
-    /// Let "anonymous" (or "ftp") log in with any password, read-only.
+    /// Let "anonymous" (or "ftp") log in with any password, read-only, to
+    /// files that everyone may read (o+r, in folders everyone may enter).
     /// [default: on when no user is given and the address is loopback]
     #[arg(long)]
     anonymous: bool,
