@@ -13,7 +13,8 @@
 //! | `root.rs` | the root's descriptor, opened once; `openat2(RESOLVE_BENEATH)` or an `O_NOFOLLOW` walk |
 //! | `entry.rs` | what is created, removed, renamed: a folder's descriptor and a name |
 //! | `folder.rs` | a folder opened beneath the root, listed by its descriptor |
-//! | `upload.rs` | the `O_TMPFILE` temp file of an upload; resumes copied by the kernel |
+//! | `upload.rs` | the `O_TMPFILE` temp file of an upload, linked in at commit |
+//! | `kept.rs` | the kept part of a resume: copied by the kernel beside the transfer |
 //! | `sweep.rs` | at start: named upload temp files a crash left |
 //! | `data.rs` | data connections: passive and active, tied to the control peer |
 //! | `transfer.rs` | copying with the control connection watched; the observer (hashing) hook; `sendfile(2)` |
@@ -54,6 +55,7 @@ mod data;
 mod entry;
 mod folder;
 mod hash;
+mod kept;
 mod listing;
 mod root;
 mod session;

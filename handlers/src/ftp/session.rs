@@ -18,9 +18,10 @@ use super::control::{printable, reply, reply_lines, split_command, Control, Line
 use super::data::{self, canonical, DataPlan};
 use super::entry::Entry;
 use super::hash::{is_md5_hex, Algorithm, Digests, FileKey, Hasher};
+use super::kept::{copy_kept, observe_kept, KeptCopy};
 use super::listing::{self, Facts};
 use super::transfer::{self, End, NoObserver, Pipeline, Report, Transfer, Watch};
-use super::upload::{copy_kept, observe_kept, TempFile};
+use super::upload::TempFile;
 use super::vfs::{PathError, VPath, Vfs};
 
 /// How long the server goes on reading after refusing an over-long line,
@@ -814,7 +815,7 @@ impl Session<'_> {
             path,
             target,
             mut temp,
-            kept,
+            old,
         } = match prepared {
             Ok(found) => found,
             Err((code, text)) => {
@@ -823,9 +824,11 @@ impl Session<'_> {
             }
         };
         // The MD5 given is the stored file's, its kept part included. That
-        // part was copied by the kernel, unread: it is read back and
-        // hashed only when the digest is needed (SITE CHKHASH) or asked
-        // for always; otherwise a resume's 226 gives no MD5.
+        // part is copied by the kernel, unread, while the new bytes arrive;
+        // it is copied first, read back and hashed only when the digest is
+        // needed (SITE CHKHASH) or asked for always; otherwise a resume's
+        // 226 gives no MD5.
+        let kept = old.as_ref().map_or(0, |(_, len)| *len);
         let hash = match self.config.hash_transfers {
             _ if expected.is_some() => true,
             HashTransfers::Always => true,
@@ -833,8 +836,18 @@ impl Session<'_> {
             HashTransfers::Off => false,
         };
         let mut pipe = Pipeline::new(hash.then(|| Algorithm::Md5.hasher()));
-        if hash && kept > 0 {
-            if let Err(e) = observe_kept(temp.file(), kept, &mut pipe) {
+        let mut copy = None;
+        if let Some((old, len)) = old {
+            let started = if hash {
+                let never = std::sync::atomic::AtomicBool::new(false);
+                copy_kept(&old, len, temp.file(), &never)
+                    .and_then(|()| observe_kept(temp.file(), len, &mut pipe))
+            } else {
+                KeptCopy::start(old, len, temp.file()).map(|started| copy = Some(started))
+            };
+            // The new bytes go after the kept part.
+            let placed = started.and_then(|()| temp.file().seek(SeekFrom::Start(len)));
+            if let Err(e) = placed {
                 reply(stream, 451, &local_error(&e))?;
                 return Ok(Flow::Continue);
             }
@@ -849,6 +862,12 @@ impl Session<'_> {
         let report = self.transfer(stream, data).receive(temp.file(), pipe);
         let md5 = report.observer.clone().map(Hasher::hex);
         let mut outcome = Outcome::of(report, md5);
+        // The kept part must be all there before the file is made visible.
+        if let (Some(copy), End::Complete) = (copy, &outcome.end) {
+            if let Err(e) = copy.finish() {
+                outcome.end = End::File(e);
+            }
+        }
         if let End::Complete = outcome.end {
             let mismatch = match (&expected, &outcome.md5) {
                 (Some(want), Some(got)) => want != got,
@@ -881,9 +900,9 @@ impl Session<'_> {
         .check(bytes, quit)
     }
 
-    /// Checks an upload's target and makes its temp file, which starts
-    /// with the kept part of the old file (`APPE`: all of it; `REST n` +
-    /// `STOR`: its first n bytes), copied by the kernel.
+    /// Checks an upload's target and makes its temp file; returns the old
+    /// file too, with how much of it is kept (`APPE`: all of it; `REST n`
+    /// + `STOR`: its first n bytes), to be copied first.
     fn prepare_upload(&self, verb: &str, arg: &[u8], rest: u64) -> Result<Upload, (u16, String)> {
         let fail = |e: PathError| (550, e.message());
         let path = self.vfs.resolve(arg).map_err(fail)?;
@@ -914,18 +933,13 @@ impl Session<'_> {
                 ));
             }
         }
-        let mut temp = TempFile::create(target.folder()).map_err(|e| (451, local_error(&e)))?;
-        let kept = match old {
-            Some((old, _)) => {
-                copy_kept(&old, keep, temp.file()).map_err(|e| (451, local_error(&e)))?
-            }
-            None => 0,
-        };
+        let temp = TempFile::create(target.folder()).map_err(|e| (451, local_error(&e)))?;
+        let old = old.map(|(file, length)| (file, length.min(keep)));
         Ok(Upload {
             path,
             target,
             temp,
-            kept,
+            old,
         })
     }
 
@@ -1240,12 +1254,12 @@ struct Listed {
 }
 
 /// An upload, ready to receive: its path, its target (folder and name),
-/// its temp file, and how many bytes of the old file the temp file holds.
+/// its temp file, and the old file with how many of its bytes are kept.
 struct Upload {
     path: VPath,
     target: Entry,
     temp: TempFile,
-    kept: u64,
+    old: Option<(std::fs::File, u64)>,
 }
 
 /// `LIST -la dir` → `dir`: leading `-` words are `ls` options, ignored.

@@ -16,32 +16,25 @@
 //! ([`Entry`]), so the commit is a link or rename within one folder.
 //!
 //! Resumes (`APPE`, `REST` + `STOR`) start the temp file with the kept
-//! part of the old file, copied by the kernel (`copy_file_range(2)`: no
-//! byte goes through this process; a reflink, which shares the blocks and
-//! costs nothing, on file systems that have them, such as btrfs and XFS;
-//! an in-kernel copy on ext4 and tmpfs).
+//! part of the old file: see `kept.rs`.
 
 use std::ffi::{CStr, CString};
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::FileExt;
 
 use nix::errno::Errno;
-use nix::fcntl::{copy_file_range, openat, renameat, AtFlags, OFlag, AT_FDCWD};
+use nix::fcntl::{openat, renameat, AtFlags, OFlag, AT_FDCWD};
 use nix::sys::stat::Mode;
 use nix::unistd::{linkat, unlinkat, UnlinkatFlags};
 use socketserver::describe;
 
 use super::data;
 use super::entry::Entry;
-use super::transfer::{Observer, Pipeline};
 use super::vfs::TEMP_PREFIX;
 
 /// How many random temp names are tried before giving up.
 const NAME_TRIES: usize = 8;
-/// The most one `copy_file_range` call is asked to copy.
-const COPY_CHUNK: usize = 1 << 30;
 
 /// A temp file an upload goes to: linked or renamed to the target when
 /// the upload completes, gone otherwise.
@@ -208,66 +201,6 @@ fn temp_name() -> CString {
     CString::new(name).expect("no NUL in a temp name")
 }
 
-/// Copies the first `keep` bytes of `old` (fewer if it is shorter) to the
-/// temp file, at its position, in the kernel. Returns the bytes copied.
-pub(crate) fn copy_kept(old: &File, keep: u64, temp: &mut File) -> io::Result<u64> {
-    let mut offset: i64 = 0;
-    let mut copied = 0u64;
-    while copied < keep {
-        let want = usize::try_from(keep - copied)
-            .unwrap_or(COPY_CHUNK)
-            .min(COPY_CHUNK);
-        match copy_file_range(old, Some(&mut offset), &*temp, None, want) {
-            Ok(0) => break,
-            Ok(n) => copied += n as u64,
-            Err(Errno::EINTR) => continue,
-            // Two file systems, or one that cannot: std's copy tries
-            // sendfile and splice before a read and write loop.
-            Err(Errno::EXDEV | Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP)
-                if copied == 0 =>
-            {
-                return io::copy(&mut old.take(keep), temp);
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(copied)
-}
-
-/// Shows the first `len` bytes of the temp file to `pipe`'s observer
-/// (the kept part of a resumed upload, when its MD5 must be the whole
-/// stored file's).
-pub(crate) fn observe_kept<O: Observer>(
-    temp: &File,
-    len: u64,
-    pipe: &mut Pipeline<O>,
-) -> io::Result<()> {
-    let mut at = 0u64;
-    while at < len {
-        let mut buf = pipe.take();
-        let want = buf
-            .len()
-            .min(usize::try_from(len - at).unwrap_or(usize::MAX));
-        let n = match temp.read_at(&mut buf[..want], at) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                pipe.give(buf, 0, 0);
-                continue;
-            }
-            Err(e) => {
-                pipe.give(buf, 0, 0);
-                return Err(e);
-            }
-        };
-        pipe.give(buf, 0, n);
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        at += n as u64;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,25 +264,6 @@ mod tests {
         assert_eq!(names(&dir).len(), 2);
         drop(temp);
         assert_eq!(names(&dir), ["a.txt"]);
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn kept_parts_are_copied_exactly() {
-        let dir = folder("kept");
-        let old: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-        std::fs::write(dir.join("old"), &old).unwrap();
-        let source = File::open(dir.join("old")).unwrap();
-        for keep in [0, 1, 1000, 300_000, u64::MAX] {
-            let mut temp = TempFile::create(open_dir(&dir).as_fd()).unwrap();
-            let copied = copy_kept(&source, keep, temp.file()).unwrap();
-            let want = keep.min(old.len() as u64);
-            assert_eq!(copied, want);
-            store(&mut temp, &dir, "new", b"!");
-            let mut expected = old[..want as usize].to_vec();
-            expected.push(b'!');
-            assert_eq!(std::fs::read(dir.join("new")).unwrap(), expected, "{keep}");
-        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
