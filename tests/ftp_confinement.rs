@@ -223,6 +223,7 @@ fn anonymous_users_read_only_world_readable_files() {
     mode(&root.join("priv/inner.txt"), 0o644);
     mode(&root.join("priv"), 0o700);
     std::fs::create_dir(root.join("links")).unwrap();
+    mode(&root.join("links"), 0o755);
     std::os::unix::fs::symlink("../priv/inner.txt", root.join("links/inner")).unwrap();
     std::os::unix::fs::symlink("../pub.txt", root.join("links/pub")).unwrap();
     let user = format!("{USER}:{PASSWORD}");
