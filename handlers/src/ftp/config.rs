@@ -1,7 +1,6 @@
 //! The settings of an FTP server, shared (read-only) by all its sessions.
 
 use std::ops::RangeInclusive;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,10 +69,8 @@ impl std::str::FromStr for HashTransfers {
 /// Everything a session needs to know about the server.
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
-    /// The served folder, canonical (absolute, no symbolic links).
-    pub(crate) root: PathBuf,
-    /// The served folder's descriptor, opened once: every path is opened
-    /// beneath it.
+    /// The served folder's descriptor, opened once (with its canonical
+    /// path): every path is opened beneath it.
     pub(crate) tree: Arc<Root>,
     pub(crate) users: Users,
     pub(crate) anonymous: bool,

@@ -112,7 +112,6 @@ impl Ftp {
         }
         Ok(Ftp {
             config: Arc::new(Config {
-                root: tree.path().to_path_buf(),
                 tree: Arc::new(tree),
                 users: auth::Users::default(),
                 anonymous: false,
@@ -232,7 +231,7 @@ impl Ftp {
 
     /// The served folder, canonical.
     pub fn root(&self) -> &Path {
-        &self.config.root
+        self.config.tree.path()
     }
 
     /// True if anyone can log in: a user, or anonymous access.
