@@ -166,7 +166,8 @@ struct FtpOptions {
     #[arg(long = "users", value_name = "FILE")]
     users_file: Option<std::path::PathBuf>,
 
-    /// Let "anonymous" (or "ftp") log in with any password, read-only.
+    /// Let "anonymous" (or "ftp") log in with any password, read-only, to
+    /// files that everyone may read (o+r, in folders everyone may enter).
     /// [default: on when no user is given and the address is loopback]
     #[arg(long)]
     anonymous: bool,
@@ -174,6 +175,12 @@ struct FtpOptions {
     /// Make every user read-only
     #[arg(long)]
     read_only: bool,
+
+    /// Let anonymous users in even when --root is /, your home folder, or
+    /// a folder that holds it (refused otherwise). Anonymous users get only
+    /// files that every local user may read, whatever the folder
+    #[arg(long)]
+    allow_anonymous_home: bool,
 
     /// Passive data ports, as MIN-MAX [default: any free port]
     #[arg(long, value_name = "MIN-MAX", value_parser = ftp::parse_port_range)]
@@ -490,8 +497,21 @@ fn ftp_handler(cli: &Cli) -> Result<Ftp, (u8, String)> {
         }
         anonymous = true;
     }
+    if anonymous && !options.allow_anonymous_home {
+        let home = std::env::var_os("HOME").and_then(|h| std::fs::canonicalize(h).ok());
+        if let Some(what) = private_root(ftp.root(), home.as_deref()) {
+            return Err((
+                2,
+                format!(
+                    "refusing to serve {} to anonymous users: it is {what}; choose the \
+                     folder to share with --root DIR, or pass --allow-anonymous-home",
+                    ftp.root().display()
+                ),
+            ));
+        }
+    }
     if anonymous {
-        log::info!("ftp: anonymous read-only access is on");
+        log::info!("ftp: anonymous read-only access is on (files readable by everyone only)");
     }
     log::info!("ftp: serving {}", ftp.root().display());
     ftp = ftp
@@ -510,6 +530,20 @@ fn ftp_handler(cli: &Cli) -> Result<Ftp, (u8, String)> {
         ftp = ftp.passive_ports(ports.clone());
     }
     Ok(ftp)
+}
+
+/// Why `root` (canonical) must not be served to anonymous users without
+/// `--allow-anonymous-home`: it is `/`, the home folder `home`, or a
+/// folder holding it. `None`: it may be.
+fn private_root(root: &std::path::Path, home: Option<&std::path::Path>) -> Option<&'static str> {
+    if root.parent().is_none() {
+        return Some("the whole file system");
+    }
+    match home {
+        Some(home) if home == root => Some("your home folder"),
+        Some(home) if home.starts_with(root) => Some("a folder that holds your home folder"),
+        _ => None,
+    }
 }
 
 /// The first address `bind` resolves to that is not loopback, if any, with
@@ -743,6 +777,28 @@ mod tests {
         assert_eq!(with_default_port("[::1]:21", 9), "[::1]:21");
         assert_eq!(with_default_port("localhost", 9), "localhost:9");
         assert_eq!(with_default_port("localhost:8", 9), "localhost:8");
+    }
+
+    #[test]
+    fn private_roots() {
+        use std::path::Path;
+        let home = Some(Path::new("/home/alice"));
+        assert_eq!(
+            private_root(Path::new("/"), home),
+            Some("the whole file system")
+        );
+        assert_eq!(
+            private_root(Path::new("/"), None),
+            Some("the whole file system")
+        );
+        assert_eq!(
+            private_root(Path::new("/home/alice"), home),
+            Some("your home folder")
+        );
+        assert!(private_root(Path::new("/home"), home).is_some());
+        assert_eq!(private_root(Path::new("/home/alice/pub"), home), None);
+        assert_eq!(private_root(Path::new("/home/alicia"), home), None);
+        assert_eq!(private_root(Path::new("/srv/ftp"), None), None);
     }
 
     #[test]

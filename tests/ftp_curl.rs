@@ -5,7 +5,9 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use crate::ftp_util::{curl, curl_ok, serve_ftp, serve_ftp_on, url, TempDir, PASSWORD, USER};
+use crate::ftp_util::{
+    curl, curl_ok, open_upload_temp, serve_ftp, serve_ftp_on, url, TempDir, PASSWORD, USER,
+};
 use crate::util::{wait_exit, wait_until, TIMEOUT};
 
 /// `len` bytes of a fixed pseudo-random sequence (every byte value occurs).
@@ -293,24 +295,15 @@ fn an_upload_killed_midway_leaves_nothing() {
         .write_all(&pattern(1024 * 1024, 8))
         .expect("feed curl");
     stdin.flush().unwrap();
-    // The upload is under way: its hidden temp file has bytes.
-    let temp_size = || {
-        std::fs::read_dir(root.path())
-            .unwrap()
-            .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().starts_with(".ftp-upload-"))
-            .map(|e| e.metadata().map_or(0, |m| m.len()))
-            .next()
-    };
+    // The upload is under way: its unnamed temp file has bytes.
+    let temp_size = || open_upload_temp(&server, root.path());
     wait_until(TIMEOUT, "the upload's temp file has bytes", || {
         temp_size().is_some_and(|n| n > 0)
     });
     child.kill().expect("kill curl");
     wait_exit(&mut child, TIMEOUT);
     drop(stdin);
-    wait_until(TIMEOUT, "the temp file is removed", || {
-        temp_size().is_none()
-    });
+    wait_until(TIMEOUT, "the temp file is closed", || temp_size().is_none());
     assert_eq!(root.names(""), Vec::<String>::new());
     // The server goes on.
     assert_eq!(curl_ok(&["--list-only", &url(&server, "")]), b"");

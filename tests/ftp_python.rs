@@ -35,9 +35,9 @@ mkd /目录 dir
 250 Directory successfully changed.
 pwd /目录 dir
 226 Transfer complete. MD5=right
-226 Transfer complete. MD5=right
+226 Transfer complete. (no MD5)
 size 1048588 1048588
-226 Transfer complete. MD5=right
+226 Transfer complete. (no MD5)
 size after resume 1048588
 226 Directory send OK.
 list [('-', '1048588', 'data.bin')]

@@ -277,6 +277,21 @@ impl FtpPeer {
     }
 }
 
+/// The size of the upload temp file that `server` holds open in `folder`,
+/// if any. It has no name (`O_TMPFILE`): the server's descriptor shows it
+/// in `/proc/PID/fd` as `FOLDER/#INODE (deleted)`.
+pub fn open_upload_temp(server: &ServerProcess, folder: &Path) -> Option<u64> {
+    let prefix = format!("{}/#", folder.canonicalize().ok()?.display());
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", server.child.id())).ok()?;
+    fds.filter_map(Result::ok).find_map(|fd| {
+        let target = std::fs::read_link(fd.path()).ok()?;
+        if !target.to_string_lossy().starts_with(&prefix) {
+            return None;
+        }
+        std::fs::metadata(fd.path()).ok().map(|m| m.len())
+    })
+}
+
 /// `len` pseudo-random bytes (xorshift64*, eight bytes a step: 100 MiB in
 /// a fraction of a second even in a debug build).
 pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {

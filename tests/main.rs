@@ -6,6 +6,7 @@ mod util;
 mod echo;
 mod examples;
 mod ftp_client;
+mod ftp_confinement;
 mod ftp_curl;
 mod ftp_hash;
 mod ftp_lftp;

@@ -1,10 +1,11 @@
 //! The settings of an FTP server, shared (read-only) by all its sessions.
 
 use std::ops::RangeInclusive;
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::auth::Users;
+use super::root::Root;
 use crate::throttle::Throttle;
 
 /// The default TCP port of `serve --handler ftp`: FTP's own port 21 is
@@ -70,8 +71,9 @@ impl std::str::FromStr for HashTransfers {
 /// Everything a session needs to know about the server.
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
-    /// The served folder, canonical (absolute, no symbolic links).
-    pub(crate) root: PathBuf,
+    /// The served folder's descriptor, opened once (with its canonical
+    /// path): every path is opened beneath it.
+    pub(crate) tree: Arc<Root>,
     pub(crate) users: Users,
     pub(crate) anonymous: bool,
     pub(crate) read_only: bool,

@@ -12,14 +12,13 @@
 //! shown as what it points to when that is inside the root, and left out
 //! otherwise (dangling or leading out); its target's path is never shown.
 
-use std::fs::{self, Metadata};
+use std::fs::Metadata;
 use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
 
 use super::escape;
-use super::vfs::{Vfs, TEMP_PREFIX};
+use super::folder::{Folder, Lookup};
+use super::vfs::{world_may_read, TEMP_PREFIX};
 
 /// One entry of a folder, its links followed.
 pub(crate) struct Entry {
@@ -27,7 +26,7 @@ pub(crate) struct Entry {
     pub(crate) meta: Metadata,
 }
 
-/// The entries of a folder (canonical, under the root), read one at a
+/// The entries of a folder (opened beneath the root), read one at a
 /// time as the listing goes out: a folder of any size is listed in
 /// constant memory. They come in the folder's own order, not sorted
 /// (sorting needs them all at once). At most `cap` of them.
@@ -36,24 +35,22 @@ pub(crate) struct Entry {
 /// or nowhere, entries that vanish while they are read. (Names holding
 /// CR or LF are shown escaped: see `escape.rs`.)
 pub(crate) struct Entries {
-    vfs: Vfs,
-    dir: fs::ReadDir,
+    names: nix::dir::OwningIter,
+    lookup: Lookup,
     left: usize,
     truncated: bool,
 }
 
 impl Entries {
-    /// Opens the folder `dir`; `vfs` checks where its links lead.
-    ///
-    /// # Errors
-    /// If the folder cannot be opened.
-    pub(crate) fn open(vfs: Vfs, dir: &Path, cap: usize) -> io::Result<Entries> {
-        Ok(Entries {
-            vfs,
-            dir: fs::read_dir(dir)?,
+    /// The entries of `folder`, at most `cap`.
+    pub(crate) fn new(folder: Folder, cap: usize) -> Entries {
+        let (names, lookup) = folder.into_parts();
+        Entries {
+            names,
+            lookup,
             left: cap,
             truncated: false,
-        })
+        }
     }
 }
 
@@ -61,21 +58,15 @@ impl Iterator for Entries {
     type Item = Entry;
 
     fn next(&mut self) -> Option<Entry> {
-        // Each turn reads one directory entry: the loop ends with the
-        // folder (std's ReadDir ends after an error too).
+        // Each turn reads one directory entry; a read error ends the
+        // listing (as std's ReadDir does), it is never retried for ever.
         loop {
-            let Ok(item) = self.dir.next()? else { continue };
-            let name = item.file_name();
-            let name = name.as_bytes();
-            if name.starts_with(TEMP_PREFIX) {
+            let item = self.names.next()?.ok()?;
+            let name = item.file_name().to_bytes();
+            if name == b"." || name == b".." || name.starts_with(TEMP_PREFIX) {
                 continue;
             }
-            let path = item.path();
-            let is_link = item.file_type().is_ok_and(|t| t.is_symlink());
-            if is_link && !self.vfs.contains(&path) {
-                continue;
-            }
-            let Ok(meta) = fs::metadata(&path) else {
+            let Some(meta) = self.lookup.entry_metadata(name) else {
                 continue;
             };
             if self.left == 0 {
@@ -120,8 +111,13 @@ impl Iterator for Source {
 pub(crate) enum Format {
     /// `ls -l` lines (`LIST`, `STAT path`); `now` in Unix seconds.
     Ls { now: i64 },
-    /// Fact lines (`MLSD`); `writable`: the session may change things.
-    Facts { facts: Facts, writable: bool },
+    /// Fact lines (`MLSD`); `writable`: the session may change things;
+    /// `world_only`: it may read only what everyone may (anonymous).
+    Facts {
+        facts: Facts,
+        writable: bool,
+        world_only: bool,
+    },
     /// Names alone (`NLST`).
     Names,
 }
@@ -153,8 +149,20 @@ impl Lines {
         self.sent = 0;
         match self.format {
             Format::Ls { now } => ls_line(&mut self.line, &entry.name, &entry.meta, now),
-            Format::Facts { facts, writable } => {
-                facts_line(&mut self.line, &entry.name, &entry.meta, facts, writable);
+            Format::Facts {
+                facts,
+                writable,
+                world_only,
+            } => {
+                let readable = !world_only || world_may_read(&entry.meta);
+                facts_line(
+                    &mut self.line,
+                    &entry.name,
+                    &entry.meta,
+                    facts,
+                    writable,
+                    readable,
+                );
             }
             Format::Names => {
                 escape::name_line_into(&mut self.line, &entry.name);
@@ -317,13 +325,16 @@ impl Facts {
 
 /// Appends one fact line: `type=file;size=5;modify=20240102150405;perm=r; name\r\n`,
 /// the name escaped (`escape.rs`).
-/// `writable`: the session may change things (for the `perm` fact).
+/// `writable`: the session may change things; `readable`: it may read
+/// this entry (not so for an anonymous session and a private file): for
+/// the `perm` fact.
 pub(crate) fn facts_line(
     out: &mut Vec<u8>,
     name: &[u8],
     meta: &Metadata,
     facts: Facts,
     writable: bool,
+    readable: bool,
 ) {
     let is_dir = meta.is_dir();
     if facts.kind {
@@ -336,11 +347,12 @@ pub(crate) fn facts_line(
         let _ = write!(out, "modify={};", timestamp(meta.mtime()));
     }
     if facts.perm {
-        let perm = match (is_dir, writable) {
-            (true, true) => "cdeflmp",
-            (true, false) => "el",
-            (false, true) => "adfrw",
-            (false, false) => "r",
+        let perm = match (is_dir, writable, readable) {
+            (true, true, _) => "cdeflmp",
+            (true, false, true) => "el",
+            (false, true, _) => "adfrw",
+            (false, false, true) => "r",
+            (_, false, false) => "",
         };
         let _ = write!(out, "perm={perm};");
     }
@@ -423,7 +435,7 @@ mod tests {
         let (_, _, _, h, mi, _) = civil(meta.mtime());
         assert!(line.ends_with(&format!(" {h:02}:{mi:02} f\r\n")), "{line}");
         let mut out = Vec::new();
-        facts_line(&mut out, b"f", &meta, Facts::default(), false);
+        facts_line(&mut out, b"f", &meta, Facts::default(), false, true);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             format!(

@@ -9,7 +9,13 @@
 //! |---|---|
 //! | `session.rs` | the command loop, login, every verb and its replies |
 //! | `control.rs` | command lines in (length cap, Telnet commands), replies out |
-//! | `vfs.rs` | path confinement: the virtual tree, clamped at `/`, links checked on every use |
+//! | `vfs.rs` | path confinement: the virtual tree, clamped at `/`, opened beneath the root; what anonymous users may read |
+//! | `root.rs` | the root's descriptor, opened once; `openat2(RESOLVE_BENEATH)` or an `O_NOFOLLOW` walk |
+//! | `entry.rs` | what is created, removed, renamed: a folder's descriptor and a name |
+//! | `folder.rs` | a folder opened beneath the root, listed by its descriptor |
+//! | `upload.rs` | the `O_TMPFILE` temp file of an upload, linked in at commit |
+//! | `kept.rs` | the kept part of a resume: copied by the kernel beside the transfer |
+//! | `sweep.rs` | at start: named upload temp files a crash left |
 //! | `data.rs` | data connections: passive and active, tied to the control peer |
 //! | `transfer.rs` | copying with the control connection watched; the observer (hashing) hook; `sendfile(2)` |
 //! | `hash.rs` | MD5, SHA-1, SHA-256; the digest cache; the bound on hash computations |
@@ -36,22 +42,29 @@
 //! if its MD5 matches. Digests are cached per file version.
 //!
 //! Safety, in short: every path is confined to the root (lexically, then
-//! with links followed, on every use); uploads land atomically (a hidden
-//! temp file, fsync, rename); data connections are tied to the control
-//! connection's peer; command lines, listings, logins and connections per
-//! address are bounded; wrong passwords slow later attempts, per account,
-//! per address and server-wide ([`crate::throttle`]).
+//! opened by the kernel beneath the root's descriptor, so no link or
+//! rename leads out); anonymous users read only what everyone may read;
+//! uploads land atomically (an unnamed temp file, fsync, link); data
+//! connections are tied to the control connection's peer; command lines,
+//! listings, logins and connections per address are bounded; wrong passwords slow later
+//! attempts, per account, per address and server-wide ([`crate::throttle`]).
 
 mod auth;
 pub mod client;
 mod config;
 mod control;
 mod data;
+mod entry;
 mod escape;
+mod folder;
 mod hash;
+mod kept;
 mod listing;
+mod root;
 mod session;
+mod sweep;
 mod transfer;
+mod upload;
 mod vfs;
 
 use std::collections::HashMap;
@@ -90,21 +103,21 @@ pub struct Ftp {
 
 impl Ftp {
     /// Serves the folder `root`, with no user and anonymous access off
-    /// (turn on at least one).
+    /// (turn on at least one). The folder is opened now, once: every
+    /// session resolves its paths beneath this descriptor. Upload temp
+    /// files an earlier run left behind are removed (a bounded sweep).
     ///
     /// # Errors
     /// If `root` does not exist or is not a folder.
     pub fn new(root: impl AsRef<Path>) -> io::Result<Ftp> {
-        let root = std::fs::canonicalize(root.as_ref())?;
-        if !root.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotADirectory,
-                format!("{} is not a folder", root.display()),
-            ));
+        let tree = root::Root::open(root.as_ref())?;
+        let swept = sweep::sweep(&tree);
+        if swept > 0 {
+            log::info!("ftp: removed {swept} upload temp files left by an earlier run");
         }
         Ok(Ftp {
             config: Arc::new(Config {
-                root,
+                tree: Arc::new(tree),
                 users: auth::Users::default(),
                 anonymous: false,
                 read_only: false,
@@ -139,6 +152,8 @@ impl Ftp {
     }
 
     /// Lets `anonymous` and `ftp` log in with any password, read-only.
+    /// They see only files that everyone may read (`o+r`), in folders that
+    /// everyone may enter (`o+x`).
     pub fn anonymous(mut self, on: bool) -> Self {
         self.config().anonymous = on;
         self
@@ -259,7 +274,7 @@ impl Ftp {
 
     /// The served folder, canonical.
     pub fn root(&self) -> &Path {
-        &self.config.root
+        self.config.tree.path()
     }
 
     /// True if anyone can log in: a user, or anonymous access.

@@ -4,10 +4,9 @@
 //! table in code. Replies are written to the stream's buffer and go out
 //! before the next read, so pipelined commands get one `send` per batch.
 
-use std::fs::{self, File, Metadata, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::fs;
+use std::io::{self, Seek, SeekFrom};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -17,10 +16,13 @@ use super::auth::{is_anonymous_name, Access};
 use super::config::{Config, HashTransfers, DATA_CONNECT_TIMEOUT, MAX_LOGIN_FAILURES};
 use super::control::{printable, reply, reply_lines, split_command, Control, Line};
 use super::data::{self, canonical, DataPlan};
+use super::entry::Entry;
 use super::hash::{is_md5_hex, Algorithm, Digests, FileKey, Hasher};
-use super::listing::{self, Entry, Facts, Format, Source};
+use super::kept::{copy_kept, observe_kept, KeptCopy};
+use super::listing::{self, Facts, Format, Source};
 use super::transfer::{self, End, NoObserver, Pipeline, Report, Transfer, Watch};
-use super::vfs::{PathError, VPath, Vfs, TEMP_PREFIX};
+use super::upload::TempFile;
+use super::vfs::{PathError, VPath, Vfs};
 
 /// How long the server goes on reading after refusing an over-long line,
 /// so that its reply is not destroyed by a reset.
@@ -73,7 +75,8 @@ pub(crate) struct Session<'a> {
     login_deadline: Instant,
     ascii: bool,
     rest: u64,
-    rename_from: Option<(PathBuf, VPath)>,
+    /// `RNFR`'s source: its folder's descriptor and name, for `RNTO`.
+    rename_from: Option<(Entry, VPath)>,
     data: DataPlan,
     epsv_all: bool,
     facts: Facts,
@@ -123,7 +126,7 @@ pub(crate) fn run(config: &Config, digests: &Arc<Digests>, stream: &mut Stream) 
         local,
         idle: stream.read_timeout(),
         control: Control::default(),
-        vfs: Vfs::new(config.root.clone()),
+        vfs: Vfs::new(Arc::clone(&config.tree)),
         login: None,
         user: None,
         failures: 0,
@@ -251,7 +254,7 @@ impl Session<'_> {
         stream: &mut Stream,
         verb: &str,
         arg: &[u8],
-        rename_from: Option<(PathBuf, VPath)>,
+        rename_from: Option<(Entry, VPath)>,
     ) -> io::Result<Flow> {
         match verb {
             "STAT" => self.stat(stream, arg)?,
@@ -387,6 +390,8 @@ impl Session<'_> {
             name: name.to_string(),
             access,
         });
+        // The anonymous user sees only what everyone may read.
+        self.vfs.set_world_readable_only(name == "anonymous");
         stream.set_read_timeout(self.idle)
     }
 
@@ -532,28 +537,28 @@ impl Session<'_> {
         }
     }
 
-    /// A regular file's real path and metadata.
-    fn file_meta(&self, arg: &[u8]) -> Result<(PathBuf, fs::Metadata), PathError> {
+    /// A regular file's path and metadata.
+    fn file_meta(&self, arg: &[u8]) -> Result<(VPath, fs::Metadata), PathError> {
         let path = self.vfs.resolve(arg)?;
-        let real = self.vfs.existing(&path)?;
-        let meta = fs::metadata(&real).map_err(PathError::Io)?;
+        let meta = self.vfs.metadata(&path)?;
         if !meta.is_file() {
             return Err(PathError::NotFound);
         }
-        Ok((real, meta))
+        Ok((path, meta))
     }
 
     fn mlst(&mut self, stream: &mut Stream, arg: &[u8]) -> io::Result<()> {
         let found = self.vfs.resolve(arg).and_then(|path| {
-            let real = self.vfs.existing(&path)?;
-            let meta = fs::metadata(real).map_err(PathError::Io)?;
+            let meta = self.vfs.metadata(&path)?;
             Ok((path, meta))
         });
         match found {
             Ok((path, meta)) => {
                 let shown = path.to_bytes();
                 let mut line = Vec::new();
-                listing::facts_line(&mut line, &shown, &meta, self.facts, self.writable());
+                let readable = self.vfs.may_read(&meta);
+                let writable = self.writable();
+                listing::facts_line(&mut line, &shown, &meta, self.facts, writable, readable);
                 line.truncate(line.len() - 2);
                 let first = format!("Listing {}", printable(&shown));
                 let line = String::from_utf8_lossy(&line).into_owned();
@@ -567,18 +572,17 @@ impl Session<'_> {
     /// they are listed), or one file.
     fn list_target(&self, arg: &[u8]) -> Result<Listed, PathError> {
         let path = self.vfs.resolve(arg)?;
-        let real = self.vfs.existing(&path)?;
-        let meta = fs::metadata(&real).map_err(PathError::Io)?;
+        let meta = self.vfs.metadata(&path)?;
         if !meta.is_dir() {
             let name = path.name().unwrap_or(b"/").to_vec();
             return Ok(Listed {
                 path,
-                source: Source::File(Some(Entry { name, meta })),
+                source: Source::File(Some(listing::Entry { name, meta })),
                 folder: false,
             });
         }
-        let entries = listing::Entries::open(self.vfs.clone(), &real, self.config.max_list_entries)
-            .map_err(PathError::Io)?;
+        let folder = self.vfs.open_folder(&path)?;
+        let entries = listing::Entries::new(folder, self.config.max_list_entries);
         Ok(Listed {
             path,
             source: Source::Folder(entries),
@@ -763,6 +767,7 @@ impl Session<'_> {
             "MLSD" => Format::Facts {
                 facts: self.facts,
                 writable: self.writable(),
+                world_only: self.vfs.world_only(),
             },
             _ => {
                 // NLST of a file names it as the client did.
@@ -791,8 +796,7 @@ impl Session<'_> {
     fn retr(&mut self, stream: &mut Stream, arg: &[u8]) -> io::Result<Flow> {
         let rest = std::mem::take(&mut self.rest);
         let opened = self.vfs.resolve(arg).and_then(|path| {
-            let (real, _) = self.file_meta(arg)?;
-            let (file, meta) = open_regular(&real)?;
+            let (file, meta) = self.vfs.open_file(&path)?;
             Ok((path, file, meta))
         });
         let (path, mut file, meta) = match opened {
@@ -864,7 +868,7 @@ impl Session<'_> {
             path,
             target,
             mut temp,
-            kept,
+            old,
         } = match prepared {
             Ok(found) => found,
             Err((code, text)) => {
@@ -872,12 +876,31 @@ impl Session<'_> {
                 return Ok(Flow::Continue);
             }
         };
-        // Everything written to the temp file is hashed, the part of the
-        // old file that is kept included: the MD5 is the stored file's.
-        let hash = expected.is_some() || self.config.hash_transfers != HashTransfers::Off;
+        // The MD5 given is the stored file's, its kept part included. That
+        // part is copied by the kernel, unread, while the new bytes arrive;
+        // it is copied first, read back and hashed only when the digest is
+        // needed (SITE CHKHASH) or asked for always; otherwise a resume's
+        // 226 gives no MD5.
+        let kept = old.as_ref().map_or(0, |(_, len)| *len);
+        let hash = match self.config.hash_transfers {
+            _ if expected.is_some() => true,
+            HashTransfers::Always => true,
+            HashTransfers::Auto => kept == 0,
+            HashTransfers::Off => false,
+        };
         let mut pipe = Pipeline::new(hash.then(|| Algorithm::Md5.hasher()));
-        if let Some((mut old, keep)) = kept {
-            if let Err(e) = copy_through(&mut old, keep, temp.file(), &mut pipe) {
+        let mut copy = None;
+        if let Some((old, len)) = old {
+            let started = if hash {
+                let never = std::sync::atomic::AtomicBool::new(false);
+                copy_kept(&old, len, temp.file(), &never)
+                    .and_then(|()| observe_kept(temp.file(), len, &mut pipe))
+            } else {
+                KeptCopy::start(old, len, temp.file()).map(|started| copy = Some(started))
+            };
+            // The new bytes go after the kept part.
+            let placed = started.and_then(|()| temp.file().seek(SeekFrom::Start(len)));
+            if let Err(e) = placed {
                 reply(stream, 451, &local_error(&e))?;
                 return Ok(Flow::Continue);
             }
@@ -892,6 +915,12 @@ impl Session<'_> {
         let report = self.transfer(stream, data).receive(temp.file(), pipe);
         let md5 = report.observer.clone().map(Hasher::hex);
         let mut outcome = Outcome::of(report, md5);
+        // The kept part must be all there before the file is made visible.
+        if let (Some(copy), End::Complete) = (copy, &outcome.end) {
+            if let Err(e) = copy.finish() {
+                outcome.end = End::File(e);
+            }
+        }
         if let End::Complete = outcome.end {
             let mismatch = match (&expected, &outcome.md5) {
                 (Some(want), Some(got)) => want != got,
@@ -925,8 +954,8 @@ impl Session<'_> {
     }
 
     /// Checks an upload's target and makes its temp file; returns the old
-    /// file too, with how much of it is kept (`APPE`: all of it;
-    /// `REST n` + `STOR`: its first n bytes), to be copied first.
+    /// file too, with how much of it is kept (`APPE`: all of it; `REST n`
+    /// + `STOR`: its first n bytes), to be copied first.
     fn prepare_upload(&self, verb: &str, arg: &[u8], rest: u64) -> Result<Upload, (u16, String)> {
         let fail = |e: PathError| (550, e.message());
         let path = self.vfs.resolve(arg).map_err(fail)?;
@@ -934,20 +963,20 @@ impl Session<'_> {
             return Err((501, format!("{verb} needs a file name.")));
         }
         let target = self.vfs.entry(&path).map_err(fail)?;
-        if fs::symlink_metadata(&target).is_ok_and(|m| m.is_dir()) {
+        if target.is_dir() {
             return Err((550, "Is a directory.".to_string()));
         }
         let keep = if verb == "APPE" { u64::MAX } else { rest };
-        let mut kept = None;
+        let mut old = None;
         if keep > 0 {
-            // The old file is read through its canonical path: a link
-            // leading out of the root is refused, not copied.
-            let old = match self.vfs.existing(&path) {
-                Ok(real) => open_regular(&real).ok(),
+            // The old file is opened beneath the root: a link leading out
+            // of it is refused, not copied.
+            old = match self.vfs.open_file(&path) {
+                Ok((file, meta)) => Some((file, meta.len())),
                 Err(PathError::NotFound) => None,
                 Err(e) => return Err(fail(e)),
             };
-            let length = old.as_ref().map_or(0, |(_, meta)| meta.len());
+            let length = old.as_ref().map_or(0, |(_, length)| *length);
             if verb == "STOR" && length < rest {
                 return Err((
                     554,
@@ -956,15 +985,14 @@ impl Session<'_> {
                     ),
                 ));
             }
-            kept = old.map(|(file, _)| (file, keep));
         }
-        let folder = target.parent().unwrap_or(Path::new("/"));
-        let temp = TempFile::create(folder).map_err(|e| (451, local_error(&e)))?;
+        let temp = TempFile::create(target.folder()).map_err(|e| (451, local_error(&e)))?;
+        let old = old.map(|(file, length)| (file, length.min(keep)));
         Ok(Upload {
             path,
             target,
             temp,
-            kept,
+            old,
         })
     }
 
@@ -1059,11 +1087,10 @@ impl Session<'_> {
             return Ok(Flow::Continue);
         }
         let found = self.vfs.resolve(arg).and_then(|path| {
-            let real = self.vfs.existing(&path)?;
-            let meta = fs::metadata(&real).map_err(PathError::from_io)?;
-            Ok((path, real, meta))
+            let meta = self.vfs.metadata(&path)?;
+            Ok((path, meta))
         });
-        let (path, real, meta) = match found {
+        let (path, meta) = match found {
             Ok(found) => found,
             Err(e) => {
                 reply(stream, 550, &e.message())?;
@@ -1078,7 +1105,7 @@ impl Session<'_> {
             reply(stream, 553, "Not a regular file.")?;
             return Ok(Flow::Continue);
         }
-        let (mut file, meta) = match open_regular(&real) {
+        let (mut file, meta) = match self.vfs.open_file(&path) {
             Ok(opened) => opened,
             Err(e) => {
                 reply(stream, 550, &e.message())?;
@@ -1212,7 +1239,7 @@ impl Session<'_> {
         stream: &mut Stream,
         verb: &str,
         arg: &[u8],
-        rename_from: Option<(PathBuf, VPath)>,
+        rename_from: Option<(Entry, VPath)>,
     ) -> io::Result<()> {
         if !self.writable() {
             return reply(stream, 550, "Permission denied.");
@@ -1224,36 +1251,37 @@ impl Session<'_> {
             .vfs
             .resolve(arg)
             .and_then(|path| Ok((self.vfs.entry(&path)?, path)));
-        let (real, path) = match found {
+        let (entry, path) = match found {
             Ok(found) => found,
             Err(e) => return reply(stream, 550, &e.message()),
         };
-        let meta = fs::symlink_metadata(&real);
+        let missing = || Err(io::Error::from(io::ErrorKind::NotFound));
         let result = match verb {
-            "DELE" => match meta {
-                Ok(m) if m.is_dir() => return reply(stream, 550, "Is a directory: use RMD."),
-                Ok(_) => {
-                    fs::remove_file(&real).map(|()| (250, "Delete operation successful.".into()))
-                }
-                Err(e) => Err(e),
-            },
-            "MKD" | "XMKD" => fs::create_dir(&real)
+            "DELE" if entry.is_dir() => return reply(stream, 550, "Is a directory: use RMD."),
+            "DELE" if !entry.exists() => missing(),
+            "DELE" => entry
+                .remove_file()
+                .map(|()| (250, "Delete operation successful.".into())),
+            "MKD" | "XMKD" => entry
+                .make_dir()
                 .map(|()| (257, format!("{} created.", quote(&path.to_bytes())))),
-            "RMD" | "XRMD" => match meta {
-                Ok(m) if !m.is_dir() => return reply(stream, 550, "Not a directory."),
-                Ok(_) => fs::remove_dir(&real)
-                    .map(|()| (250, "Remove directory operation successful.".into())),
-                Err(e) => Err(e),
-            },
-            "RNFR" => meta.map(|_| {
-                self.rename_from = Some((real.clone(), path.clone()));
-                (350, "Ready for RNTO.".into())
-            }),
+            "RMD" | "XRMD" if !entry.exists() => missing(),
+            "RMD" | "XRMD" if !entry.is_dir() => return reply(stream, 550, "Not a directory."),
+            "RMD" | "XRMD" => entry
+                .remove_dir()
+                .map(|()| (250, "Remove directory operation successful.".into())),
+            "RNFR" if !entry.exists() => missing(),
+            "RNFR" => {
+                // The source is kept as its folder's descriptor and name:
+                // RNTO renames from that folder, wherever it is by then.
+                self.rename_from = Some((entry, path.clone()));
+                Ok((350, "Ready for RNTO.".into()))
+            }
             _ => match rename_from {
                 None => return reply(stream, 503, "RNFR required first."),
-                Some((from, _)) => {
-                    fs::rename(&from, &real).map(|()| (250, "Rename successful.".into()))
-                }
+                Some((from, _)) => from
+                    .rename_to(&entry)
+                    .map(|()| (250, "Rename successful.".into())),
             },
         };
         match result {
@@ -1280,141 +1308,13 @@ struct Listed {
     folder: bool,
 }
 
-/// An upload, ready to receive: its path, its real target, its temp
-/// file, and the old file with how many of its bytes are kept.
+/// An upload, ready to receive: its path, its target (folder and name),
+/// its temp file, and the old file with how many of its bytes are kept.
 struct Upload {
     path: VPath,
-    target: PathBuf,
+    target: Entry,
     temp: TempFile,
-    kept: Option<(File, u64)>,
-}
-
-/// A hidden temp file an upload goes to: renamed over the target when the
-/// upload completes, removed otherwise (on drop).
-struct TempFile {
-    path: PathBuf,
-    file: File,
-    synced: bool,
-    committed: bool,
-}
-
-impl TempFile {
-    fn create(folder: &Path) -> io::Result<TempFile> {
-        let mut last = None;
-        for _ in 0..8 {
-            let name = format!(
-                "{}{:016x}.part",
-                String::from_utf8_lossy(TEMP_PREFIX),
-                data::random_u64()
-            );
-            let path = folder.join(name);
-            // create_new: O_EXCL, which also refuses to follow a link.
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(file) => {
-                    return Ok(TempFile {
-                        path,
-                        file,
-                        synced: false,
-                        committed: false,
-                    })
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| io::Error::other("no temp file name")))
-    }
-
-    fn file(&mut self) -> &mut File {
-        &mut self.file
-    }
-
-    /// Makes the bytes durable (fsync), not yet visible.
-    fn sync(&mut self) -> io::Result<()> {
-        self.file.sync_all()?;
-        self.synced = true;
-        Ok(())
-    }
-
-    /// Makes the upload durable and visible: fsync (unless done already
-    /// by [`TempFile::sync`]), rename, fsync of the folder.
-    fn commit(&mut self, target: &Path) -> io::Result<()> {
-        if !self.synced {
-            self.sync()?;
-        }
-        fs::rename(&self.path, target)?;
-        self.committed = true;
-        if let Some(folder) = target.parent() {
-            File::open(folder)?.sync_all()?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.committed {
-            if let Err(e) = fs::remove_file(&self.path) {
-                log::warn!("cannot remove the upload temp file: {}", describe(&e));
-            }
-        }
-    }
-}
-
-/// Opens a regular file for reading. Anything else is refused as not
-/// found: a FIFO or a device could block the session or never end. The
-/// open is non-blocking, so a FIFO swapped in after a check cannot hang
-/// it either; the check is made on the open descriptor.
-fn open_regular(real: &Path) -> Result<(File, Metadata), PathError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(real)
-        .map_err(PathError::from_io)?;
-    let meta = file.metadata().map_err(PathError::Io)?;
-    if !meta.is_file() {
-        return Err(PathError::NotFound);
-    }
-    Ok((file, meta))
-}
-
-/// Copies the first `keep` bytes of `old` into `sink`, through `pipe`
-/// (whose observer sees them).
-fn copy_through<O: super::transfer::Observer>(
-    old: &mut File,
-    keep: u64,
-    sink: &mut File,
-    pipe: &mut Pipeline<O>,
-) -> io::Result<()> {
-    use std::io::Write;
-    let mut left = keep;
-    while left > 0 {
-        let mut buf = pipe.take();
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = match old.read(&mut buf[..want]) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                pipe.give(buf, 0, 0);
-                continue;
-            }
-            Err(e) => {
-                pipe.give(buf, 0, 0);
-                return Err(e);
-            }
-        };
-        if n == 0 {
-            pipe.give(buf, 0, 0);
-            break;
-        }
-        if let Err(e) = sink.write_all(&buf[..n]) {
-            pipe.give(buf, 0, 0);
-            return Err(e);
-        }
-        pipe.give(buf, 0, n);
-        left -= n as u64;
-    }
-    Ok(())
+    old: Option<(std::fs::File, u64)>,
 }
 
 /// `LIST -la dir` → `dir`: leading `-` words are `ls` options, ignored.

@@ -1,32 +1,50 @@
 //! Path confinement: the client sees a virtual tree whose `/` is the
 //! served folder, and nothing it sends can reach outside it.
 //!
-//! Two steps, both on every use (never once per session, so a symbolic
-//! link made later is caught too):
+//! Two steps, both on every use:
 //!
 //! 1. **Lexical.** The client's path is resolved against the current
 //!    virtual folder; `/` and `\` separate names; empty names and `.` are
 //!    dropped; `..` removes the name before it and stops at `/` (so
 //!    `/../../etc` is `/etc`, inside the root). Names holding NUL, CR or LF
 //!    are refused, and so are the names of upload temp files.
-//! 2. **Physical.** The existing part of the real path is canonicalized
-//!    (every symbolic link followed) and must still lie under the canonical
-//!    root: a link inside the root that leads out of it is refused. For an
-//!    entry that is created, renamed or removed, the folder holding it is
-//!    checked and the entry itself is never followed (a link there that
-//!    leads out of the root is refused, as it is hidden from listings).
+//! 2. **Physical, by the kernel.** The names are opened beneath the root's
+//!    descriptor in one step that cannot leave it ([`Root`]); what follows
+//!    uses the descriptor opened, never the path again. An entry that is
+//!    created, renamed or removed is a descriptor of the folder holding it
+//!    and a name in it ([`Entry`]), so no later rename of a folder on the
+//!    way can move the operation elsewhere. A link that leads out of the
+//!    root (or nowhere) is refused, and hidden from listings.
+//!
+//! Anonymous sessions see only what every local user could read
+//! (vsftpd's `anon_world_readable_only`): a file readable by others, in
+//! folders that others can enter, both on the path as sent and where a
+//! link inside the root led (the root's own mode aside: serving it was
+//! the operator's choice). A private key in a shared home folder is not
+//! served.
 //!
 //! Paths are bytes, as Unix file names are: nothing needs to be UTF-8.
 
-use std::ffi::OsStr;
-use std::fs;
+use std::fs::{File, Metadata};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+
+use super::entry::Entry;
+use super::folder::Folder;
+use super::root::Root;
 
 /// The name prefix of upload temp files: hidden from listings, refused as
 /// a path.
 pub(crate) const TEMP_PREFIX: &[u8] = b".ftp-upload-";
+
+/// Mode bits: others may read, others may enter (search) a folder.
+const OTHERS_READ: u32 = 0o004;
+const OTHERS_SEARCH: u32 = 0o001;
 
 /// Why a path was refused.
 #[derive(Debug)]
@@ -36,8 +54,8 @@ pub(crate) enum PathError {
     /// Nothing there (or an upload temp file, which does not exist for the
     /// client).
     NotFound,
-    /// The path leads outside the root, or names the root itself where an
-    /// entry is needed.
+    /// The path leads outside the root, names the root itself where an
+    /// entry is needed, or is not for this user.
     Denied,
     /// Another error of the file system.
     Io(io::Error),
@@ -45,6 +63,13 @@ pub(crate) enum PathError {
 
 impl PathError {
     pub(crate) fn from_io(e: io::Error) -> PathError {
+        match e.raw_os_error().map(Errno::from_raw) {
+            // EXDEV: the kernel refused to leave the root; ELOOP: a link
+            // where none may be followed, or a loop of links.
+            Some(Errno::EXDEV | Errno::ELOOP) => return PathError::Denied,
+            Some(Errno::ENOENT | Errno::ENOTDIR) => return PathError::NotFound,
+            _ => {}
+        }
         match e.kind() {
             io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => PathError::NotFound,
             io::ErrorKind::PermissionDenied => PathError::Denied,
@@ -89,25 +114,44 @@ impl VPath {
     }
 }
 
-/// A session's view of the served folder: the root and the current
-/// virtual folder.
+/// A session's view of the served folder: the root, the current virtual
+/// folder, and whether only world-readable things are shown (anonymous).
 #[derive(Clone, Debug)]
 pub(crate) struct Vfs {
-    root: PathBuf,
+    root: Arc<Root>,
     cwd: VPath,
+    world_only: bool,
 }
 
 impl Vfs {
-    /// `root` must be canonical.
-    pub(crate) fn new(root: PathBuf) -> Vfs {
+    pub(crate) fn new(root: Arc<Root>) -> Vfs {
         Vfs {
             root,
             cwd: VPath::default(),
+            world_only: false,
         }
     }
 
     pub(crate) fn cwd(&self) -> &VPath {
         &self.cwd
+    }
+
+    /// Anonymous sessions: only files readable by everyone, in folders
+    /// everyone can enter.
+    pub(crate) fn set_world_readable_only(&mut self, on: bool) {
+        self.world_only = on;
+    }
+
+    /// True if this session may read what `meta` describes (its folders
+    /// aside): always, but for anonymous sessions and what not everyone
+    /// may read (also the `perm` fact of listings).
+    pub(crate) fn may_read(&self, meta: &Metadata) -> bool {
+        !self.world_only || world_may_read(meta)
+    }
+
+    /// True if the session may read only what everyone may (anonymous).
+    pub(crate) fn world_only(&self) -> bool {
+        self.world_only
     }
 
     /// Step 1: the client's `arg` as a normalised virtual path.
@@ -137,65 +181,137 @@ impl Vfs {
         Ok(VPath { names })
     }
 
-    /// The real path under the root, before any link is followed.
-    fn lexical(&self, path: &VPath) -> PathBuf {
-        let mut real = self.root.clone();
-        for name in &path.names {
-            real.push(OsStr::from_bytes(name));
+    /// Step 2: `path` opened beneath the root with `flags`.
+    fn open(&self, path: &VPath, flags: OFlag) -> Result<OwnedFd, PathError> {
+        if self.world_only {
+            self.check_folders_on_the_way(&path.names)?;
         }
-        real
+        let fd = self
+            .root
+            .open_beneath(&path.names, flags)
+            .map_err(PathError::from_io)?;
+        if self.world_only {
+            self.check_real_folders(&fd)?;
+        }
+        Ok(fd)
     }
 
-    /// True if `real`, links followed, lies under the root.
-    pub(crate) fn contains(&self, real: &Path) -> bool {
-        fs::canonicalize(real).is_ok_and(|c| c.starts_with(&self.root))
+    /// Anonymous: every folder between the root and the one holding
+    /// `names` must let everyone in (as it must for a local user to reach
+    /// it).
+    fn check_folders_on_the_way(&self, names: &[Vec<u8>]) -> Result<(), PathError> {
+        for depth in 1..names.len() {
+            let fd = self
+                .root
+                .open_beneath(&names[..depth], OFlag::O_PATH | OFlag::O_DIRECTORY)
+                .map_err(PathError::from_io)?;
+            let meta = File::from(fd).metadata().map_err(PathError::Io)?;
+            if meta.permissions().mode() & OTHERS_SEARCH == 0 {
+                return Err(PathError::Denied);
+            }
+        }
+        Ok(())
     }
 
-    /// Step 2 for something that exists: its canonical real path, checked
-    /// to lie under the root.
-    pub(crate) fn existing(&self, path: &VPath) -> Result<PathBuf, PathError> {
-        let real = fs::canonicalize(self.lexical(path)).map_err(PathError::from_io)?;
-        if !real.starts_with(&self.root) {
+    /// Anonymous, after a link inside the root was followed: the same
+    /// check on the folders that really hold what was opened (a link in a
+    /// public folder to a file in a private one does not make it public).
+    /// The real path is the kernel's name for the descriptor; without
+    /// `/proc`, the check on the path as sent stands alone.
+    fn check_real_folders(&self, fd: &OwnedFd) -> Result<(), PathError> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(real) = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())) else {
+            return Ok(());
+        };
+        let Ok(below) = real.strip_prefix(self.root.path()) else {
+            return Ok(());
+        };
+        let names: Vec<Vec<u8>> = below.iter().map(|name| name.as_bytes().to_vec()).collect();
+        self.check_folders_on_the_way(&names)
+    }
+
+    /// What `path` is (links inside the root followed).
+    pub(crate) fn metadata(&self, path: &VPath) -> Result<Metadata, PathError> {
+        let fd = self.open(path, OFlag::O_PATH)?;
+        File::from(fd).metadata().map_err(PathError::Io)
+    }
+
+    /// Opens a regular file for reading. Anything else is refused as not
+    /// found: a FIFO or a device could block the session or never end.
+    /// The open is non-blocking, so a FIFO cannot hang it; the checks are
+    /// made on the open descriptor.
+    pub(crate) fn open_file(&self, path: &VPath) -> Result<(File, Metadata), PathError> {
+        let fd = self.open(path, OFlag::O_RDONLY | OFlag::O_NONBLOCK)?;
+        let file = File::from(fd);
+        let meta = file.metadata().map_err(PathError::Io)?;
+        if !meta.is_file() {
+            return Err(PathError::NotFound);
+        }
+        if !self.may_read(&meta) {
             return Err(PathError::Denied);
         }
-        Ok(real)
+        Ok((file, meta))
     }
 
-    /// Step 2 for an entry that is created, removed or renamed: the
-    /// canonical folder that holds it (checked to lie under the root)
-    /// joined with its name, which is not followed. The root itself is no
-    /// entry.
-    pub(crate) fn entry(&self, path: &VPath) -> Result<PathBuf, PathError> {
-        let Some(name) = path.name() else {
+    /// Opens a folder to list it.
+    pub(crate) fn open_folder(&self, path: &VPath) -> Result<Folder, PathError> {
+        let fd = self.open(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY)?;
+        let folder = Folder::new(fd, Arc::clone(&self.root), path.names.clone())
+            .map_err(PathError::from_io)?;
+        if !path.names.is_empty() && !self.may_read(&folder.metadata().map_err(PathError::Io)?) {
+            return Err(PathError::Denied);
+        }
+        Ok(folder)
+    }
+
+    /// Step 2 for an entry that is created, removed or renamed: the folder
+    /// that holds it, opened beneath the root, and its name there, which
+    /// is never followed. The root itself is no entry. A link there that
+    /// leads out of the root (or nowhere) is refused: it is not shown in
+    /// listings, and not touched either.
+    pub(crate) fn entry(&self, path: &VPath) -> Result<Entry, PathError> {
+        let Some((name, folders)) = path.names.split_last() else {
             return Err(PathError::Denied);
         };
         let parent = VPath {
-            names: path.names[..path.names.len() - 1].to_vec(),
+            names: folders.to_vec(),
         };
-        let folder = self.existing(&parent)?;
-        if !folder.is_dir() {
-            return Err(PathError::NotFound);
-        }
-        let entry = folder.join(OsStr::from_bytes(name));
-        // A link that leads out of the root (or nowhere) is not shown in
-        // listings, and not touched either.
-        let is_link = fs::symlink_metadata(&entry).is_ok_and(|m| m.file_type().is_symlink());
-        if is_link && !self.contains(&entry) {
+        let folder = self.open(&parent, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
+        let entry = Entry::new(folder, name).map_err(PathError::from_io)?;
+        if entry.is_link() && self.open(path, OFlag::O_PATH).is_err() {
             return Err(PathError::Denied);
         }
         Ok(entry)
     }
 
     /// Changes the current folder to `path`, which must be a folder under
-    /// the root.
+    /// the root (that everyone may enter, for anonymous sessions).
     pub(crate) fn change_dir(&mut self, path: VPath) -> Result<(), PathError> {
-        let real = self.existing(&path)?;
-        if !real.is_dir() {
+        let meta = self.metadata(&path)?;
+        if !meta.is_dir() {
             return Err(PathError::NotFound);
+        }
+        if self.world_only
+            && !path.names.is_empty()
+            && meta.permissions().mode() & OTHERS_SEARCH == 0
+        {
+            return Err(PathError::Denied);
         }
         self.cwd = path;
         Ok(())
     }
+}
+
+/// True if everyone may read `meta`'s file (`o+r`), or list and enter its
+/// folder (`o+rx`): what an anonymous session may read.
+pub(crate) fn world_may_read(meta: &Metadata) -> bool {
+    let mode = meta.permissions().mode();
+    let needed = match meta.is_dir() {
+        true => OTHERS_READ | OTHERS_SEARCH,
+        false => OTHERS_READ,
+    };
+    mode & needed == needed
 }
 
 #[cfg(test)]
@@ -203,7 +319,8 @@ mod tests {
     use super::*;
 
     fn vfs_at(cwd: &[u8]) -> Vfs {
-        let mut vfs = Vfs::new(PathBuf::from("/nonexistent-root"));
+        let root = Root::open(&std::env::temp_dir()).unwrap();
+        let mut vfs = Vfs::new(Arc::new(root));
         vfs.cwd = vfs.resolve(cwd).unwrap();
         vfs
     }

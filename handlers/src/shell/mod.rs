@@ -60,14 +60,14 @@ use socketserver::{describe, LimitExceeded, RequestHandler, Stream};
 
 use crate::throttle::Throttle;
 use cd::parse_cd;
-pub use policy::{running_as_root, PolicyError};
 pub use cgroup::{containment, Containment};
+pub use policy::{running_as_root, PolicyError};
 pub use protocol::Status;
 use protocol::{Header, HELLO, HELLO_AUTH, HELLO_OK, NO_OUTPUT};
 pub use run::End;
 use run::Limits;
-pub use token::{generate as generate_token, same_token, MIN_TOKEN_LEN};
 use spool::Body;
+pub use token::{generate as generate_token, same_token, MIN_TOKEN_LEN};
 
 /// The port `serve --handler shell` listens on by default (the tutorial's
 /// 9999 belongs to the chat bot).
