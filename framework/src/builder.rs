@@ -70,7 +70,7 @@ enum Target {
 /// | [`max_datagram_len`](Builder::max_datagram_len) | 65,507 bytes (longer ones are dropped and counted) |
 /// | [`drain_timeout`](Builder::drain_timeout) | 10 s |
 /// | [`nodelay`](Builder::nodelay) | on |
-/// | [`reuse_address`](Builder::reuse_address) | on |
+/// | [`reuse_address`](Builder::reuse_address) | on (TCP; never for UDP) |
 /// | [`reuse_port`](Builder::reuse_port) | off |
 /// | [`backlog`](Builder::backlog) | 4096 (capped by the kernel's `somaxconn`) |
 /// | [`only_v6`](Builder::only_v6) | off: `[::]` serves IPv4 too |
@@ -290,6 +290,10 @@ impl<H> Builder<H> {
 
     /// Sets `SO_REUSEADDR` before binding, so that a restarted server can
     /// bind while old connections linger in `TIME_WAIT` (default on).
+    ///
+    /// TCP only: a UDP server never sets it, whatever this says, because
+    /// on a datagram socket it would let another local socket that sets it
+    /// bind the same port and receive the server's datagrams.
     pub fn reuse_address(mut self, reuse: bool) -> Self {
         self.bind.reuse_address = reuse;
         self

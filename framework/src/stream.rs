@@ -35,6 +35,9 @@ use crate::Address;
 const READ_BUFFER: usize = 16 * 1024;
 /// Size of the write buffer, allocated on the first buffered write.
 const WRITE_BUFFER: usize = 16 * 1024;
+/// The first step by which a frame's payload buffer grows; then it
+/// doubles with the bytes received.
+const FRAME_GROWTH: usize = 64 * 1024;
 /// Default maximum length of a line, newline included.
 pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
 /// Default maximum payload of a length-prefixed frame.
@@ -467,9 +470,38 @@ impl Stream {
             }
             .into_io());
         }
-        payload.resize(len, 0);
-        self.read_exact(payload)?;
+        self.read_payload(payload, len)?;
         Ok(true)
+    }
+
+    /// Reads `len` bytes into the empty `payload`, growing it as the bytes
+    /// arrive, never ahead of them by more than what already came (or
+    /// [`FRAME_GROWTH`]): a header announcing 16 MiB followed by silence
+    /// costs no 16 MiB, however many connections send one.
+    fn read_payload(&mut self, payload: &mut Vec<u8>, len: usize) -> io::Result<()> {
+        let mut filled = 0;
+        while filled < len {
+            if filled == payload.len() {
+                let grow = (len - filled).min(filled.max(FRAME_GROWTH));
+                payload.resize(filled + grow, 0);
+            }
+            match self.read(&mut payload[filled..]) {
+                Ok(0) => {
+                    payload.truncate(filled);
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("the input ended {filled} bytes into a frame of {len}"),
+                    ));
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    payload.truncate(filled);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Receives into the empty read buffer.
