@@ -264,8 +264,12 @@ impl<H> Builder<H> {
         self
     }
 
-    /// How long a shutdown lets busy connections finish before cutting
-    /// them. Idle connections are ended at once.
+    /// How long a shutdown lets the live conversations go on before
+    /// cutting them; the server stops as soon as the last one ends, and a
+    /// handler may end its own sooner (see [`WhenDraining`]). Zero cuts
+    /// them at once.
+    ///
+    /// [`WhenDraining`]: crate::WhenDraining
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.drain_timeout = timeout;
         self

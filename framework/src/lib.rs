@@ -82,8 +82,11 @@
 //!
 //! * **Prompt shutdown**: [`ShutdownHandle::shutdown`] wakes the loop at
 //!   once (no poll interval) and may be called from a handler.
-//! * **Graceful drain**: the listening socket closes at once; idle
-//!   connections end at once; busy ones get the drain timeout, then are cut.
+//! * **Graceful drain**: the listening socket closes at once; every live
+//!   conversation goes on until it ends (and the server returns as soon as
+//!   the last one has) or the drain timeout runs out and it is cut. A
+//!   handler that knows its safe points may end sooner and say goodbye:
+//!   see [`WhenDraining`] and [`Stream::is_draining`].
 //! * **Limits on by default**: connections, idle time, line and frame
 //!   length ([`Builder`] lists the defaults).
 //! * **Isolation**: a panic in one handler is caught and reported; accept
@@ -142,6 +145,7 @@
 mod address;
 mod builder;
 mod datagram;
+mod draining;
 mod error;
 mod fork;
 mod handler;
@@ -163,6 +167,7 @@ pub use builder::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_SERVICE_INTERVAL,
 };
 pub use datagram::{Datagram, DatagramHandler, DEFAULT_MAX_DATAGRAM};
+pub use draining::WhenDraining;
 pub use error::{describe, Error};
 pub use handler::RequestHandler;
 pub use lifecycle::{log_failure, Failure, Step};

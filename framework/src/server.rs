@@ -199,9 +199,10 @@ impl<H> Server<H> {
 // Running it.
 impl<H> Server<H> {
     /// Serves connections until a [`ShutdownHandle`] asks it to stop; then
-    /// closes the listening socket, drains the live connections (idle ones
-    /// end at once, busy ones get the drain timeout) and returns what
-    /// happened to them.
+    /// closes the listening socket, drains the live connections (each goes
+    /// on until it ends or the drain timeout runs out; see
+    /// [`WhenDraining`](crate::WhenDraining)) and returns what happened to
+    /// them, as soon as the last one has ended.
     ///
     /// Errors of single connections never end it: they go to the
     /// `handle_error` hook. Accept errors are retried, with a pause that
@@ -494,7 +495,9 @@ impl<H> Server<H> {
             let mut close = self.shared.waker.raw_fds().to_vec();
             close.extend(self.listener.as_ref().map(Listener::raw_fd));
             close.extend(self.config.stop_fd.as_ref().map(AsRawFd::as_raw_fd));
-            let conn = Arc::new(Connection::new(socket, peer, None));
+            // The child's own drain flag, set when the parent tells it.
+            let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let conn = Arc::new(Connection::new(socket, peer, Some(draining)));
             forking.fork_for(
                 &self.shared,
                 &self.service,

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::socket::{Connection, Socket};
-use crate::Address;
+use crate::{Address, WhenDraining};
 
 /// Size of the read buffer, allocated on the first read.
 const READ_BUFFER: usize = 16 * 1024;
@@ -117,6 +117,8 @@ pub struct Stream {
     /// Bytes have been received since the handler last wrote: a request is
     /// in progress, so the connection is not idle.
     unanswered: bool,
+    /// Whether a drain ends a read that waits for the next message.
+    when_draining: WhenDraining,
 }
 
 // Construction and the connection's facts.
@@ -135,6 +137,7 @@ impl Stream {
             bytes_read: 0,
             bytes_written: 0,
             unanswered: false,
+            when_draining: WhenDraining::Finish,
         }
     }
 
@@ -251,6 +254,28 @@ impl Stream {
             Socket::Tcp(s) => s.set_nodelay(nodelay),
             Socket::Unix(_) => Ok(()),
         }
+    }
+
+    /// Sets what this conversation's reads do when the server drains (see
+    /// [`WhenDraining`]). It applies to the reads that follow and may
+    /// change from read to read, as the protocol moves between safe points
+    /// and work in progress. Default: [`WhenDraining::Finish`].
+    pub fn set_when_draining(&mut self, policy: WhenDraining) {
+        self.when_draining = policy;
+    }
+
+    /// What this conversation's reads do when the server drains.
+    pub fn when_draining(&self) -> WhenDraining {
+        self.when_draining
+    }
+
+    /// True once the server has begun to drain (a shutdown was asked for):
+    /// lets a handler tell an end of input caused by the drain
+    /// ([`WhenDraining::EndWaitingRead`]) from a client's hang-up, and say
+    /// goodbye in its protocol's words. Always false for a stream made
+    /// with [`Stream::connect`] or `From`.
+    pub fn is_draining(&self) -> bool {
+        self.conn.is_draining()
     }
 
     /// The longest line, newline included, that [`Stream::read_line`]
@@ -524,8 +549,9 @@ impl Stream {
     ///
     /// * the write buffer is flushed first, so the peer has every reply
     ///   before we wait for its next request;
-    /// * if everything received so far has been answered (written after),
-    ///   the connection is idle while we wait: between requests, where a
+    /// * if the handler asked for [`WhenDraining::EndWaitingRead`] and
+    ///   everything received so far has been answered (written after), the
+    ///   connection is idle while we wait: between requests, where a
     ///   graceful shutdown may end it as if the client had hung up. A
     ///   request received in part is never idle, whatever method reads it;
     /// * a timeout becomes a `TimedOut` error that says how long it was.
@@ -534,7 +560,7 @@ impl Stream {
         mut recv: impl FnMut(&Socket, &mut Vec<u8>) -> io::Result<usize>,
     ) -> io::Result<usize> {
         self.flush_buffer()?;
-        let idle = !self.unanswered;
+        let idle = !self.unanswered && self.when_draining == WhenDraining::EndWaitingRead;
         if idle && !self.conn.enter_idle() {
             return Ok(0);
         }
