@@ -7,6 +7,7 @@ mod echo;
 mod examples;
 mod ftp_client;
 mod ftp_curl;
+mod ftp_drain;
 mod ftp_hash;
 mod ftp_lftp;
 mod ftp_protocol;
