@@ -32,12 +32,12 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use socketserver::{Address, Counters, Failure, Model, RequestHandler, Stream};
+use socketserver::{Address, Counters, Failure, Model, RequestHandler, Stream, WhenDraining};
 
 use util::{
     assert_closed, assert_listens_where_asked, bind, bind_with_path, child_processes, connect,
     isolated, live_children, open_fds, proc_stat, run, serve, stream_examine, try_connect,
-    wait_until, zombies, Client, Family, LineEcho, FAMILIES, TEST_STR, TIMEOUT,
+    wait_until, zombies, Chat, Client, Family, LineEcho, BYE, FAMILIES, TEST_STR, TIMEOUT,
 };
 
 /// Python's `ForkingMixIn` defaults: 40 children at most.
@@ -969,6 +969,74 @@ fn shutdown_cuts_a_stuck_child() {
             (1, 0, 0, 1),
             "{model:?}"
         );
+    }
+}
+
+/// The drain in child processes honours each conversation's
+/// [`WhenDraining`]: a chat only between messages goes on through the
+/// drain by default, and its handler knows that the server drains (a
+/// forked child is told by its parent on its report pair, a prefork worker
+/// by its control socket); one that asked for it
+/// ([`WhenDraining::EndWaitingRead`]) is ended at once with a goodbye.
+/// Either way the server returns as soon as the conversation ends, long
+/// before the drain timeout, and counts it drained.
+#[test]
+fn drain_in_child_processes_keeps_or_ends_waiting_chats() {
+    if !isolated("drain_in_child_processes_keeps_or_ends_waiting_chats") {
+        return;
+    }
+    let _cleanup = KillChildrenOnFailure;
+    const LONG_DRAIN: Duration = Duration::from_secs(30);
+    for model in PROCESS_MODELS {
+        for family in FAMILIES {
+            for when_draining in [WhenDraining::Finish, WhenDraining::EndWaitingRead] {
+                let case = format!("{model:?} over {family:?}, {when_draining:?}");
+                let running = serve(
+                    bind(family, Chat { when_draining })
+                        .model(model)
+                        .idle_timeout(Some(LONG_DRAIN))
+                        .drain_timeout(LONG_DRAIN),
+                );
+                let stats = running.stats.clone();
+                let mut client = running.connect();
+                assert_eq!(client.round_trip("one\n"), "serving: one\n", "{case}");
+                wait_until(&format!("{case}: live"), TIMEOUT, || {
+                    stats.snapshot().active == 1
+                });
+                running.stop.shutdown();
+                let ended = Instant::now();
+                if when_draining == WhenDraining::Finish {
+                    // The child learns of the drain from its parent's word,
+                    // a moment after the shutdown: the chat goes on
+                    // meanwhile and after.
+                    let mut round = 0;
+                    wait_until(&format!("{case}: the child knows"), TIMEOUT, || {
+                        round += 1;
+                        let line = format!("round {round}\n");
+                        let answer = client.round_trip(&line);
+                        assert!(
+                            answer == format!("serving: {line}")
+                                || answer == format!("draining: {line}"),
+                            "{case}: the chat goes on: {answer:?}"
+                        );
+                        answer.starts_with("draining")
+                    });
+                    assert!(!running.is_finished(), "{case}: returned during the chat");
+                    client.send(b"q\n");
+                } else {
+                    assert_eq!(client.line(), BYE, "{case}: ended at once");
+                }
+                assert!(client.closed_within(TIMEOUT), "{case}: then the end");
+                let report = running.join_within(Duration::from_secs(5));
+                let took = ended.elapsed();
+                assert!(
+                    took < Duration::from_secs(5),
+                    "{case}: returned {took:?} after the chat ended"
+                );
+                assert_eq!((report.drained, report.cut), (1, 0), "{case}");
+                assert_eq!(child_processes(), [], "{case}");
+            }
+        }
     }
 }
 
