@@ -32,13 +32,41 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use socketserver::{Address, Counters, Failure, Model, RequestHandler, Stream, WhenDraining};
+use socketserver::{
+    Address, Builder, Counters, Error, Failure, Model, RequestHandler, Stream, WhenDraining,
+};
 
 use util::{
-    assert_closed, assert_listens_where_asked, bind, bind_with_path, child_processes, connect,
-    isolated, live_children, open_fds, proc_stat, run, serve, stream_examine, try_connect,
-    wait_until, zombies, Chat, Client, Family, LineEcho, BYE, FAMILIES, TEST_STR, TIMEOUT,
+    assert_closed, assert_listens_where_asked, child_processes, connect, isolated, live_children,
+    open_fds, proc_stat, run, serve, stream_examine, try_connect, wait_until, zombies, Chat,
+    Client, Family, LineEcho, BYE, FAMILIES, TEST_STR, TIMEOUT,
 };
+
+/// Lets the server fork although this process has other threads: libtest's
+/// and the tests' own (each test serves from a thread of its own, and the
+/// process models refuse by default, see `forking_refuses_a_process_with_threads`).
+fn forking_allowed<H>(builder: Builder<H>) -> Builder<H> {
+    // SAFETY: each test runs alone in a child process of its own
+    // (`isolated`), where the other threads are libtest's main thread,
+    // waiting for the test, and the test's thread, which does socket I/O
+    // on its clients and waits on conditions while the server forks; none
+    // holds a Rust-level lock that a forked child uses (the children log
+    // through `FileLogger`, which takes no lock), and glibc makes malloc
+    // fork-safe.
+    unsafe { builder.allow_fork_with_threads() }
+}
+
+/// A builder for `handler` on a free loopback port or a fresh Unix path,
+/// allowed to fork here.
+fn bind<H: RequestHandler>(family: Family, handler: H) -> Builder<H> {
+    forking_allowed(util::bind(family, handler))
+}
+
+/// The same, with the path of a Unix socket.
+fn bind_with_path<H: RequestHandler>(family: Family, handler: H) -> (Builder<H>, Option<PathBuf>) {
+    let (builder, path) = util::bind_with_path(family, handler);
+    (forking_allowed(builder), path)
+}
 
 /// Python's `ForkingMixIn` defaults: 40 children at most.
 const FORKING: Model = Model::Forking { max_children: 40 };
@@ -972,6 +1000,55 @@ fn shutdown_cuts_a_stuck_child() {
     }
 }
 
+/// A process model refuses to fork from a process with other threads: a
+/// forked child would inherit, held for ever, any lock another thread held
+/// at that instant. `build` says so with `Error::ForkWithThreads` (how many
+/// threads, and what to do); with the `unsafe` opt-out it builds and
+/// serves.
+#[test]
+fn forking_refuses_a_process_with_threads() {
+    if !isolated("forking_refuses_a_process_with_threads") {
+        return;
+    }
+    let _cleanup = KillChildrenOnFailure;
+    // A second thread for certain, whatever libtest does with its own.
+    let (stop, parked) = std::sync::mpsc::channel::<()>();
+    let other = thread::spawn(move || {
+        let _ = parked.recv();
+    });
+    for model in PROCESS_MODELS {
+        let refused = util::bind(Family::Tcp, LineEcho).model(model).build();
+        match refused {
+            Err(Error::ForkWithThreads {
+                model: name,
+                threads,
+            }) => {
+                assert_eq!(name, model.name(), "{model:?}");
+                assert!(threads >= 2, "{model:?}: {threads} threads");
+                let message = Error::ForkWithThreads {
+                    model: name,
+                    threads,
+                }
+                .to_string();
+                assert!(
+                    message.contains(&format!("this process has {threads} threads"))
+                        && message.contains("allow_fork_with_threads"),
+                    "{model:?}: {message}"
+                );
+            }
+            other => panic!("{model:?}: built a forking server with threads: {other:?}"),
+        }
+        let running = serve(bind(Family::Tcp, LineEcho).model(model));
+        let mut client = running.connect();
+        assert_eq!(client.round_trip("hello\n"), "hello\n", "{model:?}");
+        drop(client);
+        running.shutdown();
+        assert_eq!(child_processes(), [], "{model:?}");
+    }
+    drop(stop);
+    other.join().expect("the parked thread");
+}
+
 /// The drain in child processes honours each conversation's
 /// [`WhenDraining`]: a chat only between messages goes on through the
 /// drain by default, and its handler knows that the server drains (a
@@ -1295,7 +1372,7 @@ fn forking_datagram_servers_python_scenarios() {
                 DatagramEcho,
             ),
         };
-        let running = serve(builder.model(FORKING));
+        let running = serve(forking_allowed(builder).model(FORKING));
         let addr = running.addr.clone();
         let client_path = util::socket_path("fork-dgram-client");
         let mut pids = HashSet::new();
