@@ -64,7 +64,9 @@
 //! heavy load of short requests; `Forking` isolates each conversation in
 //! its own process (a crash or a leak dies with it); `Prefork` gets that
 //! isolation per worker at the cost of a thread pool; `Sync` is for tests,
-//! teaching and strictly sequential work.
+//! teaching and strictly sequential work. The process models fork, so they
+//! refuse a process that has other threads ([`Error::ForkWithThreads`]):
+//! build and serve them before starting any.
 //!
 //! # The life of a connection
 //!

@@ -272,8 +272,10 @@ impl Stream {
     /// True once the server has begun to drain (a shutdown was asked for):
     /// lets a handler tell an end of input caused by the drain
     /// ([`WhenDraining::EndWaitingRead`]) from a client's hang-up, and say
-    /// goodbye in its protocol's words. Always false for a stream made
-    /// with [`Stream::connect`] or `From`.
+    /// goodbye in its protocol's words. In a forked child
+    /// ([`Model::Forking`](crate::Model::Forking)) it turns true a moment
+    /// after the drain begins, when the parent's word arrives. Always false
+    /// for a stream made with [`Stream::connect`] or `From`.
     pub fn is_draining(&self) -> bool {
         self.conn.is_draining()
     }

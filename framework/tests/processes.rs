@@ -1155,6 +1155,10 @@ fn listener_closes_at_once_while_children_drain() {
 
         running.stop.shutdown();
         let asked = Instant::now();
+        // Probes that connect before the listener closes may be served (an
+        // idle worker may accept one before it learns of the shutdown), and
+        // then count as drained.
+        let mut connected = 0;
         let refused = loop {
             match std::net::TcpStream::connect_timeout(&addr, TIMEOUT) {
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => break true,
@@ -1165,7 +1169,10 @@ fn listener_closes_at_once_while_children_drain() {
                 }
                 Err(e) => panic!("{model:?}: connect to {addr}: {e}"),
                 Ok(_) if asked.elapsed() >= AT_ONCE => break false,
-                Ok(_) => thread::sleep(Duration::from_millis(10)),
+                Ok(_) => {
+                    connected += 1;
+                    thread::sleep(Duration::from_millis(10))
+                }
             }
         };
         let during_the_drain = busy_since.elapsed() < BUSY && proc_stat(pid).is_some();
@@ -1181,7 +1188,11 @@ fn listener_closes_at_once_while_children_drain() {
 
         assert_eq!(client.line(), "done\n", "{model:?}: its reply");
         let report = running.join_within(TIMEOUT);
-        assert_eq!((report.drained, report.cut), (1, 0), "{model:?}");
+        assert_eq!(report.cut, 0, "{model:?}: {report:?}");
+        assert!(
+            (1..=1 + connected).contains(&report.drained),
+            "{model:?}: {report:?}, {connected} probes connected"
+        );
         assert_eq!(child_processes(), [], "{model:?}");
     }
 }
