@@ -326,14 +326,20 @@ fn a_frame_buffer_grows_with_the_bytes_not_the_header() {
         )
         .threading(),
     );
-    let announced: u32 = 0x00FF_FFFF; // 16 MiB - 1, within the default limit
-                                      // Sixteen clients announce 16 MiB and send 1,000 bytes, one announces
-                                      // 16 MiB and sends 3 MiB; then all hang up mid-frame.
+    // 16 MiB - 1, within the default limit.
+    let announced: u32 = 0x00FF_FFFF;
+    // Sixteen clients announce 16 MiB: eight send nothing more, eight send
+    // 1,000 bytes; one announces 16 MiB and sends 3 MiB; then all hang up
+    // mid-frame.
     let mut sent = Vec::new();
     let mut clients = Vec::new();
     for i in 0..17 {
         let mut client = running.connect();
-        let body = if i == 16 { 3 << 20 } else { 1000 };
+        let body = match i {
+            0..8 => 0,
+            16 => 3 << 20,
+            _ => 1000,
+        };
         client.send(&announced.to_be_bytes());
         client.send(&vec![0xA5; body]);
         sent.push(body);
