@@ -8,6 +8,7 @@ mod examples;
 mod ftp_client;
 mod ftp_confinement;
 mod ftp_curl;
+mod ftp_drain;
 mod ftp_hash;
 mod ftp_lftp;
 mod ftp_protocol;

@@ -88,12 +88,15 @@ fn every_model_serves_the_same_conversation() {
     }
 }
 
-/// SIGTERM with ten idle clients connected (each did one round trip):
-/// every client reads end of input, and the server exits 0 at once, well
-/// within the drain timeout.
+/// SIGTERM with ten chat clients connected, each greeted and answered, so
+/// only between messages: the drain keeps every conversation (a chat's
+/// request boundaries are the client's to know). New clients are refused
+/// at once, each chat goes on (another message is answered after the
+/// SIGTERM), the server waits while one is left, and exits 0 as soon as the
+/// last one says `q`, long before the 10 s drain timeout.
 #[test]
-fn sigterm_drains_idle_clients_and_exits_0() {
-    let mut server = serve(&["--drain-timeout", "5"]);
+fn sigterm_keeps_chats_until_they_end_then_exits_0() {
+    let mut server = serve(&["--drain-timeout", "10"]);
     let mut peers: Vec<Peer> = (0..10)
         .map(|i| {
             let mut peer = Peer::greeted(&server.addr);
@@ -102,74 +105,131 @@ fn sigterm_drains_idle_clients_and_exits_0() {
             peer
         })
         .collect();
-    let started = Instant::now();
+    let signalled = Instant::now();
     server.signal("TERM");
-    let status = server.wait(Duration::from_secs(5));
-    let took = started.elapsed();
-    assert_eq!(status.code(), Some(0), "{status}");
-    assert!(took < Duration::from_secs(2), "exit took {took:?}");
+    wait_until_refused(&server.addr);
+    for (i, peer) in peers.iter_mut().enumerate() {
+        peer.send(format!("still {i}\n").as_bytes());
+        peer.expect(format!("still {i}好\n").as_bytes());
+    }
+    let last = peers.pop().expect("ten peers");
     for peer in &mut peers {
+        peer.send(b"q\n");
         peer.expect_eof();
+    }
+    assert!(
+        server
+            .child
+            .try_wait()
+            .expect("look at the server")
+            .is_none(),
+        "the server exited with a chat still open"
+    );
+    let mut last = last;
+    let quit = Instant::now();
+    last.send(b"q\n");
+    last.expect_eof();
+    let status = server.wait(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{status}");
+    let took = quit.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "exit {took:?} after the last q"
+    );
+    assert!(
+        signalled.elapsed() < Duration::from_secs(9),
+        "the drain timeout ran out"
+    );
+}
+
+/// Every model keeps a chat through the drain: greeted and answered, then
+/// SIGTERM; new clients are refused (but under `sync`, whose one serving
+/// thread is the chat's); another message is answered; `q` ends it and the
+/// server exits 0 at once. Forked children and prefork workers are told of
+/// the drain too, and a chat there goes on the same.
+#[test]
+fn sigterm_keeps_a_chat_in_every_model() {
+    for (args, mode) in [
+        (&["--mode", "sync"][..], "sync"),
+        (&["--mode", "threading"], "threading"),
+        (&["--mode", "pool", "--workers", "2"], "pool"),
+        (&["--mode", "forking"], "forking"),
+        (&["--mode", "prefork", "--workers", "2"], "prefork"),
+    ] {
+        let mut server = serve(&[args, &["--drain-timeout", "10"]].concat());
+        let mut peer = Peer::greeted(&server.addr);
+        peer.send(b"hi\n");
+        peer.expect("hi好\n".as_bytes());
+        server.signal("TERM");
+        if mode != "sync" {
+            wait_until_refused(&server.addr);
+        }
+        peer.send(b"after\n");
+        peer.expect("after好\n".as_bytes());
+        assert!(
+            server
+                .child
+                .try_wait()
+                .expect("look at the server")
+                .is_none(),
+            "{mode}: exited with the chat open"
+        );
+        let quit = Instant::now();
+        peer.send(b"q\n");
+        peer.expect_eof();
+        let status = server.wait(Duration::from_secs(5));
+        assert_eq!(status.code(), Some(0), "{mode}: {status}");
+        assert!(quit.elapsed() < Duration::from_secs(3), "{mode}");
     }
 }
 
-/// Every model drains on SIGTERM: the idle client (one round trip done)
-/// reads end of input and the server exits 0 at once.
+/// A chat still open at the drain deadline is cut (in a forked child:
+/// SIGTERM at the deadline); the server exits 0 and the client reads end
+/// of input. With `--drain-timeout 0` that is at once.
 #[test]
-fn sigterm_drains_in_every_model() {
-    for (args, mode) in [
-        (&["--mode", "sync"][..], "sync"),
-        (&["--mode", "pool", "--workers", "2"], "pool"),
-        (&["--mode", "prefork", "--workers", "2"], "prefork"),
+fn a_chat_open_at_the_drain_deadline_is_cut() {
+    for (args, at_least) in [
+        (&["--mode", "forking", "--drain-timeout", "0.5"][..], 450),
+        (&["--mode", "threading", "--drain-timeout", "0.5"], 450),
+        (&["--mode", "threading", "--drain-timeout", "0"], 0),
+        (&["--mode", "prefork", "--drain-timeout", "0"], 0),
     ] {
-        let mut server = serve(&[args, &["--drain-timeout", "5"]].concat());
+        let case = args.join(" ");
+        let mut server = serve(args);
         let mut peer = Peer::greeted(&server.addr);
         peer.send(b"hi\n");
         peer.expect("hi好\n".as_bytes());
         let started = Instant::now();
         server.signal("TERM");
         let status = server.wait(Duration::from_secs(5));
-        assert_eq!(status.code(), Some(0), "{mode}: {status}");
-        assert!(started.elapsed() < Duration::from_secs(2), "{mode}");
+        assert_eq!(status.code(), Some(0), "{case}: {status}");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(at_least) && took < Duration::from_secs(3),
+            "{case}: exited {took:?} after SIGTERM"
+        );
         peer.expect_eof();
     }
 }
 
-/// A forked child cannot be told that it is idle: SIGTERM lets it finish
-/// within the drain timeout, then ends it; the server exits 0 and the
-/// client reads end of input.
-#[test]
-fn sigterm_ends_idle_forked_children_at_the_drain_deadline() {
-    let mut server = serve(&["--mode", "forking", "--drain-timeout", "0.5"]);
-    let mut peer = Peer::greeted(&server.addr);
-    peer.send(b"hi\n");
-    peer.expect("hi好\n".as_bytes());
-    let started = Instant::now();
-    server.signal("TERM");
-    let status = server.wait(Duration::from_secs(5));
-    assert_eq!(status.code(), Some(0), "{status}");
-    let took = started.elapsed();
-    assert!(
-        took >= Duration::from_millis(450) && took < Duration::from_secs(3),
-        "{took:?}"
-    );
-    peer.expect_eof();
-}
-
-/// SIGINT (Ctrl-C) drains the same way: the idle client reads end of
-/// input, the server exits 0.
+/// SIGINT (Ctrl-C) drains the same way: the chat goes on until the client
+/// says `q`, then the server exits 0.
 #[test]
 fn sigint_exits_0() {
-    let mut server = serve(&["--drain-timeout", "5"]);
+    let mut server = serve(&["--drain-timeout", "10"]);
     let mut peer = Peer::greeted(&server.addr);
     peer.send(b"hi\n");
     peer.expect("hi好\n".as_bytes());
-    let started = Instant::now();
     server.signal("INT");
+    wait_until_refused(&server.addr);
+    peer.send(b"after\n");
+    peer.expect("after好\n".as_bytes());
+    let quit = Instant::now();
+    peer.send(b"q\n");
+    peer.expect_eof();
     let status = server.wait(Duration::from_secs(5));
     assert_eq!(status.code(), Some(0), "{status}");
-    assert!(started.elapsed() < Duration::from_secs(2));
-    peer.expect_eof();
+    assert!(quit.elapsed() < Duration::from_secs(3));
 }
 
 /// Waits until `addr` refuses connections: the server has closed its
@@ -181,7 +241,7 @@ fn wait_until_refused(addr: &str) {
 }
 
 /// A busy connection (in the middle of a line) is let finish during the
-/// drain: it gets its answer, then end of input, and the server exits 0.
+/// drain: it gets its answer; `q` ends it, and the server exits 0.
 #[test]
 fn drain_lets_a_busy_connection_finish() {
     let mut server = serve(&["--drain-timeout", "5"]);
@@ -194,28 +254,34 @@ fn drain_lets_a_busy_connection_finish() {
     wait_until_refused(&server.addr);
     peer.send(b"tial\n");
     peer.expect("partial好\n".as_bytes());
+    peer.send(b"q\n");
     peer.expect_eof();
     let status = server.wait(Duration::from_secs(5));
     assert_eq!(status.code(), Some(0), "{status}");
 }
 
-/// While a busy connection keeps the drain waiting, a second SIGINT exits
-/// at once (130, like a shell's Ctrl-C).
+/// While a connection keeps the drain waiting (busy in the middle of a
+/// line, or a chat between messages), a second SIGINT exits at once (130,
+/// like a shell's Ctrl-C).
 #[test]
 fn second_sigint_exits_at_once() {
-    let mut server = serve(&["--drain-timeout", "20"]);
-    let mut peer = Peer::greeted(&server.addr);
-    peer.send(b"x\n");
-    peer.expect("x好\n".as_bytes());
-    peer.send(b"par");
-    peer.expect_silence(Duration::from_millis(300));
-    server.signal("INT");
-    wait_until_refused(&server.addr);
-    let started = Instant::now();
-    server.signal("INT");
-    let status = server.wait(Duration::from_secs(5));
-    assert_eq!(status.code(), Some(130), "{status}");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    for busy in [true, false] {
+        let mut server = serve(&["--drain-timeout", "20"]);
+        let mut peer = Peer::greeted(&server.addr);
+        peer.send(b"x\n");
+        peer.expect("x好\n".as_bytes());
+        if busy {
+            peer.send(b"par");
+            peer.expect_silence(Duration::from_millis(300));
+        }
+        server.signal("INT");
+        wait_until_refused(&server.addr);
+        let started = Instant::now();
+        server.signal("INT");
+        let status = server.wait(Duration::from_secs(5));
+        assert_eq!(status.code(), Some(130), "busy {busy}: {status}");
+        assert!(started.elapsed() < Duration::from_secs(2), "busy {busy}");
+    }
 }
 
 /// A port in use: exactly one line on standard error, exit 1.
@@ -384,9 +450,11 @@ fn unix_socket_serves_and_is_removed_after_sigterm() {
     assert_eq!(out.status.code(), Some(0));
 
     server.signal("TERM");
+    // The chat goes on through the drain, until the client ends it.
+    peer.send(b"q\n");
+    peer.expect_eof();
     let status = server.wait(Duration::from_secs(5));
     assert_eq!(status.code(), Some(0), "{status}");
-    peer.expect_eof();
     assert!(!path.exists(), "{} is still there", path.display());
 }
 

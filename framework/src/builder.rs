@@ -70,7 +70,7 @@ enum Target {
 /// | [`max_datagram_len`](Builder::max_datagram_len) | 65,507 bytes (longer ones are dropped and counted) |
 /// | [`drain_timeout`](Builder::drain_timeout) | 10 s |
 /// | [`nodelay`](Builder::nodelay) | on |
-/// | [`reuse_address`](Builder::reuse_address) | on |
+/// | [`reuse_address`](Builder::reuse_address) | on (TCP; never for UDP) |
 /// | [`reuse_port`](Builder::reuse_port) | off |
 /// | [`backlog`](Builder::backlog) | 4096 (capped by the kernel's `somaxconn`) |
 /// | [`only_v6`](Builder::only_v6) | off: `[::]` serves IPv4 too |
@@ -92,6 +92,8 @@ pub struct Builder<H> {
     handle_error: Option<ErrorHook>,
     hooks: LoopHooks,
     stop_fd: Option<OwnedFd>,
+    /// The caller vouched for its threads (`allow_fork_with_threads`).
+    fork_with_threads: bool,
 }
 
 impl<H: RequestHandler> Builder<H> {
@@ -169,6 +171,7 @@ impl<H> Builder<H> {
             handle_error: None,
             hooks: LoopHooks::default(),
             stop_fd: None,
+            fork_with_threads: false,
         }
     }
 }
@@ -217,6 +220,39 @@ impl<H> Builder<H> {
             max_requests: None,
         })
     }
+
+    /// Lets a process model ([`Model::Forking`], [`Model::Prefork`]) fork
+    /// from a process that has other threads. Without it, [`build`] and
+    /// [`Server::serve_forever`] refuse with [`Error::ForkWithThreads`].
+    ///
+    /// # Safety
+    ///
+    /// `fork(2)` copies the process with one thread, the caller's; a lock
+    /// that another thread holds at that instant stays held for ever in the
+    /// child, and the child deadlocks (or reads half-updated state) as soon
+    /// as it needs it. The caller promises that whenever the server forks
+    /// (each connection under `Forking`; each worker's start and respawn
+    /// under `Prefork`, for as long as the server serves), no other thread
+    /// of the process holds, or is in the middle of taking, anything the
+    /// child will use: Rust-level locks (`Mutex`, `RwLock`, `OnceLock`
+    /// being initialized, the stderr and stdout locks, a logger's), the
+    /// state of crates that are not fork-safe, and any lock the handler,
+    /// its `Clone` and the server's hooks take. (glibc makes its own malloc
+    /// and stdio locks fork-safe; other allocators may not be.) In
+    /// practice: the other threads are idle in a system call that holds no
+    /// lock (`read`, `poll`, `accept`, `join`) whenever the server forks,
+    /// and the child's code touches nothing they share. The framework's own
+    /// tests, run by libtest's threads, are such a caller; a server
+    /// program should rather fork before it starts any thread, as `serve`
+    /// does.
+    ///
+    /// [`build`]: Builder::build
+    /// [`Server::serve_forever`]: crate::Server::serve_forever
+    #[must_use = "a builder does nothing until `build` is called"]
+    pub unsafe fn allow_fork_with_threads(mut self) -> Self {
+        self.fork_with_threads = true;
+        self
+    }
 }
 
 // Limits.
@@ -264,8 +300,12 @@ impl<H> Builder<H> {
         self
     }
 
-    /// How long a shutdown lets busy connections finish before cutting
-    /// them. Idle connections are ended at once.
+    /// How long a shutdown lets the live conversations go on before
+    /// cutting them; the server stops as soon as the last one ends, and a
+    /// handler may end its own sooner (see [`WhenDraining`]). Zero cuts
+    /// them at once.
+    ///
+    /// [`WhenDraining`]: crate::WhenDraining
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.drain_timeout = timeout;
         self
@@ -290,6 +330,10 @@ impl<H> Builder<H> {
 
     /// Sets `SO_REUSEADDR` before binding, so that a restarted server can
     /// bind while old connections linger in `TIME_WAIT` (default on).
+    ///
+    /// TCP only: a UDP server never sets it, whatever this says, because
+    /// on a datagram socket it would let another local socket that sets it
+    /// bind the same port and receive the server's datagrams.
     pub fn reuse_address(mut self, reuse: bool) -> Self {
         self.bind.reuse_address = reuse;
         self
@@ -392,9 +436,15 @@ impl<H> Builder<H> {
     /// [`Error::Config`] for a setting out of range (no pool workers, a
     /// zero limit or timeout); [`Error::Bind`] when the socket cannot be
     /// bound (the address is in use, the port is privileged, the folder of
-    /// a Unix socket is missing).
+    /// a Unix socket is missing); [`Error::ForkWithThreads`] for a process
+    /// model ([`Model::Forking`], [`Model::Prefork`]) in a process that has
+    /// other threads (see
+    /// [`allow_fork_with_threads`](Builder::allow_fork_with_threads)).
     pub fn build(self) -> Result<Server<H>, Error> {
         self.check()?;
+        if self.model.forks() {
+            crate::fork::ensure_single_threaded(self.model.name(), self.fork_with_threads)?;
+        }
         let listener = match self.target {
             Target::Tcp(addrs) => bind_first(&addrs, &self.bind, Listener::bind_tcp)?,
             Target::Udp(addrs) => bind_first(&addrs, &self.bind, Listener::bind_udp)?,
@@ -439,6 +489,7 @@ impl<H> Builder<H> {
                 request_timeout: self.request_timeout,
                 service_interval: self.service_interval,
                 stop_fd: self.stop_fd,
+                fork_with_threads: self.fork_with_threads,
             },
             self.hooks,
         )

@@ -35,6 +35,21 @@ pub enum Error {
     Closed,
     /// Waiting for connections failed in a way retrying cannot mend.
     Io(io::Error),
+    /// A process model ([`Model::Forking`](crate::Model::Forking),
+    /// [`Model::Prefork`](crate::Model::Prefork)) would fork from a process
+    /// with other threads. A forked child has one thread, the caller's, and
+    /// inherits, held for ever, whatever lock another thread held at that
+    /// instant (the allocator's, stderr's, a logger's, any `Mutex`): the
+    /// child may deadlock, or worse. Build and serve the server before
+    /// starting threads; a caller that can vouch for its threads opts in
+    /// with the `unsafe`
+    /// [`Builder::allow_fork_with_threads`](crate::Builder::allow_fork_with_threads).
+    ForkWithThreads {
+        /// The model, as [`Model::name`](crate::Model::name) spells it.
+        model: &'static str,
+        /// The threads of the process, the caller's included.
+        threads: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -52,6 +67,13 @@ impl fmt::Display for Error {
             Error::Config(what) => write!(f, "invalid server configuration: {what}"),
             Error::Closed => f.write_str("the server is shut down and its socket closed"),
             Error::Io(source) => write!(f, "cannot wait for connections: {}", describe(source)),
+            Error::ForkWithThreads { model, threads } => write!(
+                f,
+                "the {model} model forks, and this process has {threads} threads: a child \
+                 would inherit for ever any lock another thread holds as it forks; build and \
+                 serve the server before starting threads (or see \
+                 Builder::allow_fork_with_threads)"
+            ),
         }
     }
 }
@@ -62,7 +84,7 @@ impl std::error::Error for Error {
             Error::Resolve { source, .. } | Error::Bind { source, .. } | Error::Io(source) => {
                 Some(source)
             }
-            Error::Config(_) | Error::Closed => None,
+            Error::Config(_) | Error::Closed | Error::ForkWithThreads { .. } => None,
         }
     }
 }
@@ -77,6 +99,7 @@ impl From<Error> for io::Error {
             }
             Error::Config(_) => io::ErrorKind::InvalidInput,
             Error::Closed => io::ErrorKind::NotConnected,
+            Error::ForkWithThreads { .. } => io::ErrorKind::Unsupported,
         };
         io::Error::new(kind, error)
     }

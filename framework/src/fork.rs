@@ -25,6 +25,8 @@ use std::panic::{self, AssertUnwindSafe};
 use nix::sys::signal::{self, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::unistd::{ForkResult, Pid};
 
+use crate::Error;
+
 /// Exit status of a child whose work panicked outside the handler's own
 /// steps (those are caught and reported by the life cycle).
 pub(crate) const EXIT_PANIC: i32 = 101;
@@ -48,8 +50,10 @@ pub(crate) fn spawn(close_in_child: &[RawFd], work: impl FnOnce() -> i32) -> std
     // SAFETY: the child below only closes descriptors, resets signal
     // dispositions and runs `work` before `_exit`; it never returns into
     // the caller. The forking models call this from a parent with no other
-    // thread that could hold a lock the child needs (documented contract,
-    // and checked with a warning at serve time).
+    // thread that could hold a lock the child needs: checked when the
+    // server is built and again when it serves (`ensure_single_threaded`),
+    // unless the caller took that promise on with the `unsafe`
+    // `Builder::allow_fork_with_threads`.
     match unsafe { nix::unistd::fork() }? {
         ForkResult::Parent { child } => Ok(child),
         ForkResult::Child => {
@@ -61,6 +65,26 @@ pub(crate) fn spawn(close_in_child: &[RawFd], work: impl FnOnce() -> i32) -> std
             exit_now(status)
         }
     }
+}
+
+/// The threads of this process, the caller's included, as
+/// `/proc/self/task` lists them; 1 where that cannot be read (not Linux).
+pub(crate) fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(1, |tasks| tasks.count())
+}
+
+/// Refuses to let `model` fork from a process with other threads, unless
+/// the caller vouched for them (`allowed`).
+pub(crate) fn ensure_single_threaded(model: &'static str, allowed: bool) -> Result<(), Error> {
+    let threads = threads();
+    if threads <= 1 {
+        return Ok(());
+    }
+    if allowed {
+        log::debug!("the {model} model forks from a process with {threads} threads, as allowed");
+        return Ok(());
+    }
+    Err(Error::ForkWithThreads { model, threads })
 }
 
 /// Ends the process at once, as `_exit(2)`.

@@ -64,7 +64,9 @@
 //! heavy load of short requests; `Forking` isolates each conversation in
 //! its own process (a crash or a leak dies with it); `Prefork` gets that
 //! isolation per worker at the cost of a thread pool; `Sync` is for tests,
-//! teaching and strictly sequential work.
+//! teaching and strictly sequential work. The process models fork, so they
+//! refuse a process that has other threads ([`Error::ForkWithThreads`]):
+//! build and serve them before starting any.
 //!
 //! # The life of a connection
 //!
@@ -82,8 +84,11 @@
 //!
 //! * **Prompt shutdown**: [`ShutdownHandle::shutdown`] wakes the loop at
 //!   once (no poll interval) and may be called from a handler.
-//! * **Graceful drain**: the listening socket closes at once; idle
-//!   connections end at once; busy ones get the drain timeout, then are cut.
+//! * **Graceful drain**: the listening socket closes at once; every live
+//!   conversation goes on until it ends (and the server returns as soon as
+//!   the last one has) or the drain timeout runs out and it is cut. A
+//!   handler that knows its safe points may end sooner and say goodbye:
+//!   see [`WhenDraining`] and [`Stream::is_draining`].
 //! * **Limits on by default**: connections, idle time, line and frame
 //!   length ([`Builder`] lists the defaults).
 //! * **Isolation**: a panic in one handler is caught and reported; accept
@@ -142,6 +147,7 @@
 mod address;
 mod builder;
 mod datagram;
+mod draining;
 mod error;
 mod fork;
 mod handler;
@@ -163,6 +169,7 @@ pub use builder::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_SERVICE_INTERVAL,
 };
 pub use datagram::{Datagram, DatagramHandler, DEFAULT_MAX_DATAGRAM};
+pub use draining::WhenDraining;
 pub use error::{describe, Error};
 pub use handler::RequestHandler;
 pub use lifecycle::{log_failure, Failure, Step};

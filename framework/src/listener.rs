@@ -94,7 +94,15 @@ impl Listener {
     }
 
     pub(crate) fn bind_udp(addr: SocketAddr, options: &BindOptions) -> io::Result<Listener> {
-        let socket: UdpSocket = inet_socket(addr, Type::DGRAM, Protocol::UDP, options)?.into();
+        // No SO_REUSEADDR for UDP: there it does not wait out TIME_WAIT (UDP
+        // has none) but lets any other local socket that sets it bind the
+        // same port and take the server's datagrams. SO_REUSEPORT stays an
+        // explicit opt-in, which Linux limits to sockets of the same user.
+        let options = BindOptions {
+            reuse_address: false,
+            ..*options
+        };
+        let socket: UdpSocket = inet_socket(addr, Type::DGRAM, Protocol::UDP, &options)?.into();
         socket.set_nonblocking(true)?;
         Ok(Listener {
             kind: Kind::Datagram(Arc::new(DatagramSocket::Udp(socket))),

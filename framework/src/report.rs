@@ -77,6 +77,13 @@ impl Reporter {
         // If the parent is gone there is nobody to tell; carry on.
         let _ = self.socket.write_all(&event.encode());
     }
+
+    /// A second handle on the pair, to read from: it becomes readable when
+    /// the parent says that the server drains ([`Reports::tell_draining`])
+    /// or when the parent is gone (end of file).
+    pub(crate) fn drain_signal(&self) -> io::Result<UnixStream> {
+        self.socket.try_clone()
+    }
 }
 
 /// The parent's end: collects events without blocking.
@@ -124,6 +131,13 @@ impl Reports {
         }
     }
 
+    /// Tells the process that the server drains: one byte the other way,
+    /// which the process watches for ([`Reporter::drain_signal`]). Never
+    /// blocks, and never raises SIGPIPE if the process is already gone.
+    pub(crate) fn tell_draining(&self) {
+        let _ = socket2::SockRef::from(&self.socket).send_with_flags(&[1], libc::MSG_NOSIGNAL);
+    }
+
     pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         use std::os::fd::AsFd;
         self.socket.as_fd()
@@ -149,6 +163,20 @@ mod tests {
         for event in [Event::Started, Event::Refused, Event::Ended(ended)] {
             assert_eq!(Event::decode(&event.encode()), Some(event));
         }
+    }
+
+    #[test]
+    fn the_parent_can_tell_the_process_that_the_server_drains() {
+        let (reports, reporter) = pair().unwrap();
+        let signal = reporter.drain_signal().unwrap();
+        signal
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        reports.tell_draining();
+        let mut byte = [0u8; 1];
+        assert_eq!((&signal).read(&mut byte).unwrap(), 1);
+        drop(reports);
+        assert_eq!((&signal).read(&mut byte).unwrap(), 0, "the parent is gone");
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub(crate) struct ServerConfig {
     pub(crate) service_interval: Duration,
     /// Readable means "shut down" (a signal's self-pipe).
     pub(crate) stop_fd: Option<std::os::fd::OwnedFd>,
+    /// The caller vouched for its threads (`allow_fork_with_threads`).
+    pub(crate) fork_with_threads: bool,
 }
 
 /// A server: a listening socket, a concurrency [`Model`], and a
@@ -199,9 +201,10 @@ impl<H> Server<H> {
 // Running it.
 impl<H> Server<H> {
     /// Serves connections until a [`ShutdownHandle`] asks it to stop; then
-    /// closes the listening socket, drains the live connections (idle ones
-    /// end at once, busy ones get the drain timeout) and returns what
-    /// happened to them.
+    /// closes the listening socket, drains the live connections (each goes
+    /// on until it ends or the drain timeout runs out; see
+    /// [`WhenDraining`](crate::WhenDraining)) and returns what happened to
+    /// them, as soon as the last one has ended.
     ///
     /// Errors of single connections never end it: they go to the
     /// `handle_error` hook. Accept errors are retried, with a pause that
@@ -210,12 +213,15 @@ impl<H> Server<H> {
     ///
     /// # Errors
     /// [`Error::Closed`] if the server was already shut down;
+    /// [`Error::ForkWithThreads`] for a process model in a process that has
+    /// gained other threads since it was built;
     /// [`Error::Io`] if waiting for connections fails (never seen short of
     /// a broken system).
     pub fn serve_forever(&mut self) -> Result<DrainReport, Error> {
         if self.listener.is_none() {
             return Err(Error::Closed);
         }
+        self.ensure_fork_safe()?;
         if let Dispatcher::Prefork(_) = self.dispatcher {
             return Ok(self.supervise());
         }
@@ -228,9 +234,6 @@ impl<H> Server<H> {
         if let Dispatcher::Worker(_) = self.dispatcher {
             log::debug!("prefork worker {} accepting", std::process::id());
         } else {
-            if let Dispatcher::Forking(_) = self.dispatcher {
-                warn_if_threaded("forking");
-            }
             log::info!("serving on {} ({})", self.local_addr, self.config.model);
         }
         while !self.shared.shutdown_requested() {
@@ -271,6 +274,7 @@ impl<H> Server<H> {
                 "a prefork server's workers accept; serve it with serve_forever".into(),
             ));
         }
+        self.ensure_fork_safe()?;
         let deadline = self.config.request_timeout.map(|t| Instant::now() + t);
         loop {
             if self.shared.shutdown_requested() {
@@ -328,6 +332,20 @@ impl<H> Server<H> {
 
 // The accept loop's steps.
 impl<H> Server<H> {
+    /// fork() in a process with other threads is the classic trap: whatever
+    /// lock another thread holds at that instant stays held in the child.
+    /// Checked at build time, and again here, since threads may have started
+    /// in between.
+    fn ensure_fork_safe(&self) -> Result<(), Error> {
+        match self.dispatcher {
+            Dispatcher::Forking(_) | Dispatcher::Prefork(_) => crate::fork::ensure_single_threaded(
+                self.config.model.name(),
+                self.config.fork_with_threads,
+            ),
+            _ => Ok(()),
+        }
+    }
+
     /// Waits until a connection may be accepted, the waker fires, or
     /// `timeout` passes. Returns true if the listener is readable.
     fn wait_for_connection(&mut self, timeout: Option<Duration>) -> Result<bool, Error> {
@@ -494,7 +512,9 @@ impl<H> Server<H> {
             let mut close = self.shared.waker.raw_fds().to_vec();
             close.extend(self.listener.as_ref().map(Listener::raw_fd));
             close.extend(self.config.stop_fd.as_ref().map(AsRawFd::as_raw_fd));
-            let conn = Arc::new(Connection::new(socket, peer, None));
+            // The child's own drain flag, set when the parent tells it.
+            let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let conn = Arc::new(Connection::new(socket, peer, Some(draining)));
             forking.fork_for(
                 &self.shared,
                 &self.service,
@@ -645,7 +665,6 @@ impl<H> Server<H> {
     /// The prefork parent's loop: keeps `workers` processes alive, counts
     /// what they report, and on shutdown stops them and drains.
     fn supervise(&mut self) -> DrainReport {
-        warn_if_threaded("prefork");
         log::info!("serving on {} ({})", self.local_addr, self.config.model);
         while !self.shared.shutdown_requested() {
             let due = match &mut self.dispatcher {
@@ -804,18 +823,6 @@ impl Drop for StopWatcher {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-    }
-}
-
-/// fork() in a process with other threads is the classic trap: whatever
-/// lock another thread holds at that instant stays held in the child.
-fn warn_if_threaded(model: &str) {
-    let threads = std::fs::read_dir("/proc/self/task").map_or(1, |d| d.count());
-    if threads > 1 {
-        log::warn!(
-            "the {model} model forks from a process with {threads} threads; \
-             a child may deadlock on a lock another thread held (see docs/architecture.md)"
-        );
     }
 }
 

@@ -22,8 +22,11 @@ pub(crate) type ErrorHook = Arc<dyn Fn(&Address, &Failure) + Send + Sync>;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DrainReport {
-    /// Connections that ended on their own within the drain timeout
-    /// (idle ones are ended at once, as if their client had hung up).
+    /// Connections that ended within the drain timeout: on their own, or,
+    /// for those that asked for it ([`WhenDraining::EndWaitingRead`]),
+    /// because the drain ended a read that waited for their next message.
+    ///
+    /// [`WhenDraining::EndWaitingRead`]: crate::WhenDraining::EndWaitingRead
     pub drained: usize,
     /// Connections still running at the deadline, whose sockets were shut
     /// down under their handlers.
@@ -212,8 +215,10 @@ impl Shared {
         }
     }
 
-    /// Starts a shutdown: the accept loop stops at once, idle connections
-    /// end at once, busy ones get until the drain deadline. Never blocks.
+    /// Starts a shutdown: the accept loop stops at once; reads waiting for
+    /// the next message end at once in the conversations that asked for it
+    /// (`WhenDraining::EndWaitingRead`); every other conversation goes on
+    /// until it ends or the drain deadline passes. Never blocks.
     pub(crate) fn request_shutdown(self: &Arc<Self>) {
         let busy = {
             // The flag is set under the registry's lock, so that every
@@ -312,8 +317,11 @@ impl Shared {
 ///
 /// [`shutdown`](ShutdownHandle::shutdown) never blocks (so a handler may
 /// call it without deadlock, unlike Python's `shutdown()`): `serve_forever`
-/// wakes at once, closes the listening socket, lets busy connections finish
-/// within the drain timeout, ends idle ones at once, and returns.
+/// wakes at once, closes the listening socket, lets the live conversations
+/// go on until they end or the drain timeout runs out (ending at once the
+/// waiting reads of those that asked for it with
+/// [`WhenDraining::EndWaitingRead`](crate::WhenDraining::EndWaitingRead)),
+/// and returns as soon as the last one has ended.
 ///
 /// ```
 /// # use socketserver::{RequestHandler, Server, Stream};

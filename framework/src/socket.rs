@@ -79,16 +79,20 @@ impl Socket {
 ///
 /// The handler's [`Stream`](crate::Stream) reads and writes through it; the
 /// server keeps a second reference in its registry so that a shutdown can
-/// close idle conversations at once and cut the rest at the drain deadline.
+/// end, at once, the reads of conversations that asked for it
+/// ([`WhenDraining::EndWaitingRead`](crate::WhenDraining)), and cut the
+/// rest at the drain deadline.
 #[derive(Debug)]
 pub(crate) struct Connection {
     pub(crate) socket: Socket,
     pub(crate) peer: Address,
-    /// True while the handler waits for a new message with nothing buffered:
-    /// the moment at which a graceful shutdown may end the conversation
-    /// without cutting a request in half.
+    /// True while the handler waits for a new message with nothing buffered,
+    /// and has asked to be ended then by a drain: the moment at which a
+    /// graceful shutdown may end the conversation without cutting a request
+    /// in half.
     idle: AtomicBool,
-    /// The server's "draining" flag; `None` for a stream made by hand.
+    /// The server's "draining" flag (in a forked child, the child's own,
+    /// set when the parent says so); `None` for a stream made by hand.
     draining: Option<Arc<AtomicBool>>,
 }
 
@@ -121,15 +125,33 @@ impl Connection {
         true
     }
 
+    /// True once the server serving this connection has begun to drain.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining
+            .as_ref()
+            .is_some_and(|draining| draining.load(Ordering::SeqCst))
+    }
+
+    /// Begins the drain for this connection alone: sets its drain flag,
+    /// then ends a read waiting on it, as a shutdown does for the
+    /// connections in its registry. For a forked child, told by its parent.
+    pub(crate) fn begin_drain(&self) {
+        if let Some(draining) = &self.draining {
+            draining.store(true, Ordering::SeqCst);
+            self.close_if_idle();
+        }
+    }
+
     pub(crate) fn leave_idle(&self) {
         if self.draining.is_some() {
             self.idle.store(false, Ordering::SeqCst);
         }
     }
 
-    /// Ends the conversation if its handler is waiting for a new message:
-    /// its read returns end-of-file, as if the client had hung up, while
-    /// anything it still writes goes out. Called after the drain flag is set.
+    /// Ends the conversation's read if its handler is waiting there for a
+    /// new message and asked to be ended then: the read returns end of
+    /// input, as if the client had hung up, while anything the handler
+    /// still writes goes out. Called after the drain flag is set.
     pub(crate) fn close_if_idle(&self) -> bool {
         if self.idle.load(Ordering::SeqCst) {
             let _ = self.socket.shutdown(Shutdown::Read);

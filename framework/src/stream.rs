@@ -29,12 +29,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::socket::{Connection, Socket};
-use crate::Address;
+use crate::{Address, WhenDraining};
 
 /// Size of the read buffer, allocated on the first read.
 const READ_BUFFER: usize = 16 * 1024;
 /// Size of the write buffer, allocated on the first buffered write.
 const WRITE_BUFFER: usize = 16 * 1024;
+/// The first step by which a frame's payload buffer grows; then it
+/// doubles with the bytes received.
+const FRAME_GROWTH: usize = 64 * 1024;
 /// Default maximum length of a line, newline included.
 pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
 /// Default maximum payload of a length-prefixed frame.
@@ -114,6 +117,8 @@ pub struct Stream {
     /// Bytes have been received since the handler last wrote: a request is
     /// in progress, so the connection is not idle.
     unanswered: bool,
+    /// Whether a drain ends a read that waits for the next message.
+    when_draining: WhenDraining,
 }
 
 // Construction and the connection's facts.
@@ -132,6 +137,7 @@ impl Stream {
             bytes_read: 0,
             bytes_written: 0,
             unanswered: false,
+            when_draining: WhenDraining::Finish,
         }
     }
 
@@ -248,6 +254,30 @@ impl Stream {
             Socket::Tcp(s) => s.set_nodelay(nodelay),
             Socket::Unix(_) => Ok(()),
         }
+    }
+
+    /// Sets what this conversation's reads do when the server drains (see
+    /// [`WhenDraining`]). It applies to the reads that follow and may
+    /// change from read to read, as the protocol moves between safe points
+    /// and work in progress. Default: [`WhenDraining::Finish`].
+    pub fn set_when_draining(&mut self, policy: WhenDraining) {
+        self.when_draining = policy;
+    }
+
+    /// What this conversation's reads do when the server drains.
+    pub fn when_draining(&self) -> WhenDraining {
+        self.when_draining
+    }
+
+    /// True once the server has begun to drain (a shutdown was asked for):
+    /// lets a handler tell an end of input caused by the drain
+    /// ([`WhenDraining::EndWaitingRead`]) from a client's hang-up, and say
+    /// goodbye in its protocol's words. In a forked child
+    /// ([`Model::Forking`](crate::Model::Forking)) it turns true a moment
+    /// after the drain begins, when the parent's word arrives. Always false
+    /// for a stream made with [`Stream::connect`] or `From`.
+    pub fn is_draining(&self) -> bool {
+        self.conn.is_draining()
     }
 
     /// The longest line, newline included, that [`Stream::read_line`]
@@ -475,9 +505,38 @@ impl Stream {
             }
             .into_io());
         }
-        payload.resize(len, 0);
-        self.read_exact(payload)?;
+        self.read_payload(payload, len)?;
         Ok(true)
+    }
+
+    /// Reads `len` bytes into the empty `payload`, growing it as the bytes
+    /// arrive, never ahead of them by more than what already came (or
+    /// [`FRAME_GROWTH`]): a header announcing 16 MiB followed by silence
+    /// costs no 16 MiB, however many connections send one.
+    fn read_payload(&mut self, payload: &mut Vec<u8>, len: usize) -> io::Result<()> {
+        let mut filled = 0;
+        while filled < len {
+            if filled == payload.len() {
+                let grow = (len - filled).min(filled.max(FRAME_GROWTH));
+                payload.resize(filled + grow, 0);
+            }
+            match self.read(&mut payload[filled..]) {
+                Ok(0) => {
+                    payload.truncate(filled);
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("the input ended {filled} bytes into a frame of {len}"),
+                    ));
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    payload.truncate(filled);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Receives into the empty read buffer.
@@ -500,8 +559,9 @@ impl Stream {
     ///
     /// * the write buffer is flushed first, so the peer has every reply
     ///   before we wait for its next request;
-    /// * if everything received so far has been answered (written after),
-    ///   the connection is idle while we wait: between requests, where a
+    /// * if the handler asked for [`WhenDraining::EndWaitingRead`] and
+    ///   everything received so far has been answered (written after), the
+    ///   connection is idle while we wait: between requests, where a
     ///   graceful shutdown may end it as if the client had hung up. A
     ///   request received in part is never idle, whatever method reads it;
     /// * a timeout becomes a `TimedOut` error that says how long it was.
@@ -510,7 +570,7 @@ impl Stream {
         mut recv: impl FnMut(&Socket, &mut Vec<u8>) -> io::Result<usize>,
     ) -> io::Result<usize> {
         self.flush_buffer()?;
-        let idle = !self.unanswered;
+        let idle = !self.unanswered && self.when_draining == WhenDraining::EndWaitingRead;
         if idle && !self.conn.enter_idle() {
             return Ok(0);
         }

@@ -411,6 +411,12 @@ fn accept_backs_off_when_out_of_descriptors() {
             .expect("the reply, once descriptors are back");
         assert_eq!(reply.as_bytes(), TEST_STR, "{model:?}");
         stream_examine(&running.addr);
+        // The replies are out before the handlers' slots are freed: wait
+        // for that, so that no connection is still live at the shutdown.
+        let stats = running.stats.clone();
+        wait_until("both connections have ended", TIMEOUT, || {
+            stats.snapshot().active == 0
+        });
         let report = running.shutdown();
         assert_eq!((report.drained, report.cut), (0, 0), "{model:?}");
     }

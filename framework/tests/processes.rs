@@ -32,13 +32,41 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use socketserver::{Address, Counters, Failure, Model, RequestHandler, Stream};
+use socketserver::{
+    Address, Builder, Counters, Error, Failure, Model, RequestHandler, Stream, WhenDraining,
+};
 
 use util::{
-    assert_closed, assert_listens_where_asked, bind, bind_with_path, child_processes, connect,
-    isolated, live_children, open_fds, proc_stat, run, serve, stream_examine, try_connect,
-    wait_until, zombies, Client, Family, LineEcho, FAMILIES, TEST_STR, TIMEOUT,
+    assert_closed, assert_listens_where_asked, child_processes, connect, isolated, live_children,
+    open_fds, proc_stat, run, serve, stream_examine, try_connect, wait_until, zombies, Chat,
+    Client, Family, LineEcho, BYE, FAMILIES, TEST_STR, TIMEOUT,
 };
+
+/// Lets the server fork although this process has other threads: libtest's
+/// and the tests' own (each test serves from a thread of its own, and the
+/// process models refuse by default, see `forking_refuses_a_process_with_threads`).
+fn forking_allowed<H>(builder: Builder<H>) -> Builder<H> {
+    // SAFETY: each test runs alone in a child process of its own
+    // (`isolated`), where the other threads are libtest's main thread,
+    // waiting for the test, and the test's thread, which does socket I/O
+    // on its clients and waits on conditions while the server forks; none
+    // holds a Rust-level lock that a forked child uses (the children log
+    // through `FileLogger`, which takes no lock), and glibc makes malloc
+    // fork-safe.
+    unsafe { builder.allow_fork_with_threads() }
+}
+
+/// A builder for `handler` on a free loopback port or a fresh Unix path,
+/// allowed to fork here.
+fn bind<H: RequestHandler>(family: Family, handler: H) -> Builder<H> {
+    forking_allowed(util::bind(family, handler))
+}
+
+/// The same, with the path of a Unix socket.
+fn bind_with_path<H: RequestHandler>(family: Family, handler: H) -> (Builder<H>, Option<PathBuf>) {
+    let (builder, path) = util::bind_with_path(family, handler);
+    (forking_allowed(builder), path)
+}
 
 /// Python's `ForkingMixIn` defaults: 40 children at most.
 const FORKING: Model = Model::Forking { max_children: 40 };
@@ -972,6 +1000,123 @@ fn shutdown_cuts_a_stuck_child() {
     }
 }
 
+/// A process model refuses to fork from a process with other threads: a
+/// forked child would inherit, held for ever, any lock another thread held
+/// at that instant. `build` says so with `Error::ForkWithThreads` (how many
+/// threads, and what to do); with the `unsafe` opt-out it builds and
+/// serves.
+#[test]
+fn forking_refuses_a_process_with_threads() {
+    if !isolated("forking_refuses_a_process_with_threads") {
+        return;
+    }
+    let _cleanup = KillChildrenOnFailure;
+    // A second thread for certain, whatever libtest does with its own.
+    let (stop, parked) = std::sync::mpsc::channel::<()>();
+    let other = thread::spawn(move || {
+        let _ = parked.recv();
+    });
+    for model in PROCESS_MODELS {
+        let refused = util::bind(Family::Tcp, LineEcho).model(model).build();
+        match refused {
+            Err(Error::ForkWithThreads {
+                model: name,
+                threads,
+            }) => {
+                assert_eq!(name, model.name(), "{model:?}");
+                assert!(threads >= 2, "{model:?}: {threads} threads");
+                let message = Error::ForkWithThreads {
+                    model: name,
+                    threads,
+                }
+                .to_string();
+                assert!(
+                    message.contains(&format!("this process has {threads} threads"))
+                        && message.contains("allow_fork_with_threads"),
+                    "{model:?}: {message}"
+                );
+            }
+            other => panic!("{model:?}: built a forking server with threads: {other:?}"),
+        }
+        let running = serve(bind(Family::Tcp, LineEcho).model(model));
+        let mut client = running.connect();
+        assert_eq!(client.round_trip("hello\n"), "hello\n", "{model:?}");
+        drop(client);
+        running.shutdown();
+        assert_eq!(child_processes(), [], "{model:?}");
+    }
+    drop(stop);
+    other.join().expect("the parked thread");
+}
+
+/// The drain in child processes honours each conversation's
+/// [`WhenDraining`]: a chat only between messages goes on through the
+/// drain by default, and its handler knows that the server drains (a
+/// forked child is told by its parent on its report pair, a prefork worker
+/// by its control socket); one that asked for it
+/// ([`WhenDraining::EndWaitingRead`]) is ended at once with a goodbye.
+/// Either way the server returns as soon as the conversation ends, long
+/// before the drain timeout, and counts it drained.
+#[test]
+fn drain_in_child_processes_keeps_or_ends_waiting_chats() {
+    if !isolated("drain_in_child_processes_keeps_or_ends_waiting_chats") {
+        return;
+    }
+    let _cleanup = KillChildrenOnFailure;
+    const LONG_DRAIN: Duration = Duration::from_secs(30);
+    for model in PROCESS_MODELS {
+        for family in FAMILIES {
+            for when_draining in [WhenDraining::Finish, WhenDraining::EndWaitingRead] {
+                let case = format!("{model:?} over {family:?}, {when_draining:?}");
+                let running = serve(
+                    bind(family, Chat { when_draining })
+                        .model(model)
+                        .idle_timeout(Some(LONG_DRAIN))
+                        .drain_timeout(LONG_DRAIN),
+                );
+                let stats = running.stats.clone();
+                let mut client = running.connect();
+                assert_eq!(client.round_trip("one\n"), "serving: one\n", "{case}");
+                wait_until(&format!("{case}: live"), TIMEOUT, || {
+                    stats.snapshot().active == 1
+                });
+                running.stop.shutdown();
+                let ended = Instant::now();
+                if when_draining == WhenDraining::Finish {
+                    // The child learns of the drain from its parent's word,
+                    // a moment after the shutdown: the chat goes on
+                    // meanwhile and after.
+                    let mut round = 0;
+                    wait_until(&format!("{case}: the child knows"), TIMEOUT, || {
+                        round += 1;
+                        let line = format!("round {round}\n");
+                        let answer = client.round_trip(&line);
+                        assert!(
+                            answer == format!("serving: {line}")
+                                || answer == format!("draining: {line}"),
+                            "{case}: the chat goes on: {answer:?}"
+                        );
+                        answer.starts_with("draining")
+                    });
+                    assert!(!running.is_finished(), "{case}: returned during the chat");
+                    client.send(b"q\n");
+                } else {
+                    assert_eq!(client.line(), BYE, "{case}: ended at once");
+                }
+                assert!(client.closed_within(TIMEOUT), "{case}: then the end");
+                let report = running.join_within(Duration::from_secs(5));
+                let took = ended.elapsed();
+                assert!(
+                    took < Duration::from_secs(5),
+                    "{case}: returned {took:?} after the chat ended"
+                );
+                assert_eq!((report.drained, report.cut), (1, 0), "{case}");
+                assert_eq!(child_processes(), [], "{case}");
+            }
+        }
+    }
+}
+
 /// The listening socket closes as soon as a shutdown begins, while a busy
 /// child still drains (`lib.rs`: "Graceful drain: the listening socket
 /// closes at once"): a new TCP client is refused, not completed by the
@@ -1010,6 +1155,10 @@ fn listener_closes_at_once_while_children_drain() {
 
         running.stop.shutdown();
         let asked = Instant::now();
+        // Probes that connect before the listener closes may be served (an
+        // idle worker may accept one before it learns of the shutdown), and
+        // then count as drained.
+        let mut connected = 0;
         let refused = loop {
             match std::net::TcpStream::connect_timeout(&addr, TIMEOUT) {
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => break true,
@@ -1020,7 +1169,10 @@ fn listener_closes_at_once_while_children_drain() {
                 }
                 Err(e) => panic!("{model:?}: connect to {addr}: {e}"),
                 Ok(_) if asked.elapsed() >= AT_ONCE => break false,
-                Ok(_) => thread::sleep(Duration::from_millis(10)),
+                Ok(_) => {
+                    connected += 1;
+                    thread::sleep(Duration::from_millis(10))
+                }
             }
         };
         let during_the_drain = busy_since.elapsed() < BUSY && proc_stat(pid).is_some();
@@ -1036,7 +1188,11 @@ fn listener_closes_at_once_while_children_drain() {
 
         assert_eq!(client.line(), "done\n", "{model:?}: its reply");
         let report = running.join_within(TIMEOUT);
-        assert_eq!((report.drained, report.cut), (1, 0), "{model:?}");
+        assert_eq!(report.cut, 0, "{model:?}: {report:?}");
+        assert!(
+            (1..=1 + connected).contains(&report.drained),
+            "{model:?}: {report:?}, {connected} probes connected"
+        );
         assert_eq!(child_processes(), [], "{model:?}");
     }
 }
@@ -1227,7 +1383,7 @@ fn forking_datagram_servers_python_scenarios() {
                 DatagramEcho,
             ),
         };
-        let running = serve(builder.model(FORKING));
+        let running = serve(forking_allowed(builder).model(FORKING));
         let addr = running.addr.clone();
         let client_path = util::socket_path("fork-dgram-client");
         let mut pids = HashSet::new();

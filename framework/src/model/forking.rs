@@ -7,6 +7,7 @@
 //! then reaps that child by its pid. Only the children the server spawned
 //! are ever waited for, never `waitpid(-1)`.
 
+use std::io::{self, Read};
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,14 +18,18 @@ use nix::unistd::Pid;
 
 use crate::fork;
 use crate::lifecycle::Ended;
-use crate::report::{self, Event, Reports};
+use crate::report::{self, Event, Reporter, Reports};
 use crate::service::{Service, Work};
 use crate::shared::Shared;
+use crate::socket::Connection;
 use crate::stats::Outcome;
 use crate::{Address, DrainReport};
 
 /// How long children get to end after SIGTERM before SIGKILL.
 pub(crate) const TERM_GRACE: Duration = Duration::from_secs(1);
+/// The drain watcher of a forked child reads one byte: a small stack will
+/// do (the default is 2 MiB of address space).
+const DRAIN_WATCHER_STACK: usize = 64 * 1024;
 
 pub(crate) struct Forking {
     limit: usize,
@@ -82,6 +87,9 @@ impl Forking {
         close.extend(self.children.iter().map(|c| c.reports.raw_fd()));
         close.push(reports.raw_fd());
         let spawned = fork::spawn(&close, move || {
+            if let Work::Conversation(conn) = &work {
+                watch_for_drain(&reporter, conn);
+            }
             let ended = service.run(shared, work);
             reporter.send(Event::Ended(ended));
             0
@@ -145,9 +153,14 @@ impl Forking {
         shared.stats.set_active(self.children.len());
     }
 
-    /// Waits for the children until `deadline`, then SIGTERM, then SIGKILL.
+    /// Tells the children that the server drains (each then ends the
+    /// waiting read of a conversation that asked for it), waits for them
+    /// until `deadline`, then SIGTERM, then SIGKILL.
     pub(crate) fn drain(&mut self, shared: &Shared, deadline: Instant) -> DrainReport {
         let at_start = self.children.len();
+        for child in &self.children {
+            child.reports.tell_draining();
+        }
         self.wait_until(shared, deadline);
         let cut = self.children.len();
         if cut > 0 {
@@ -192,6 +205,48 @@ impl Forking {
             }
         }
         shared.stats.set_active(0);
+    }
+}
+
+/// In a forked child: a thread that waits for the parent's word that the
+/// server drains (a byte on the report pair, or the pair's end: the parent
+/// is gone), then begins the drain for the child's connection, as the
+/// registry does for a thread's. The child is a fresh process whose one
+/// other thread runs the conversation, so starting a thread here is safe;
+/// it ends with the process. It holds the connection weakly: the socket
+/// still closes when the conversation ends.
+fn watch_for_drain(reporter: &Reporter, conn: &Arc<Connection>) {
+    let signal = match reporter.drain_signal() {
+        Ok(signal) => signal,
+        Err(e) => {
+            log::warn!(
+                "{}: cannot watch for the drain: {}",
+                conn.peer,
+                crate::describe(&e)
+            );
+            return;
+        }
+    };
+    let conn = Arc::downgrade(conn);
+    let watcher = std::thread::Builder::new()
+        .name("drain watcher".into())
+        .stack_size(DRAIN_WATCHER_STACK)
+        .spawn(move || {
+            let mut byte = [0u8; 1];
+            while let Err(e) = (&signal).read(&mut byte) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    break;
+                }
+            }
+            if let Some(conn) = conn.upgrade() {
+                conn.begin_drain();
+            }
+        });
+    if let Err(e) = watcher {
+        log::warn!(
+            "cannot start a thread to watch for the drain: {}",
+            crate::describe(&e)
+        );
     }
 }
 

@@ -38,8 +38,9 @@ pub(crate) use threading::Threading;
 ///
 /// Every model keeps the connection limit, drains on shutdown and isolates
 /// panics the same way. The process models exist on Unix only, and fork:
-/// build and serve them from a process with no other busy threads (see the
-/// architecture notes on forking).
+/// build and serve them from a process with no other threads (else
+/// [`Error::ForkWithThreads`](crate::Error::ForkWithThreads); see
+/// [`Builder::allow_fork_with_threads`](crate::Builder::allow_fork_with_threads)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Model {
@@ -84,6 +85,11 @@ impl Model {
             Model::Forking { .. } => "forking",
             Model::Prefork { .. } => "prefork",
         }
+    }
+
+    /// True for the models that fork processes.
+    pub(crate) fn forks(&self) -> bool {
+        matches!(self, Model::Forking { .. } | Model::Prefork { .. })
     }
 
     /// The most connections the model itself can hold at once.

@@ -411,3 +411,40 @@ fn prefork_refuses_datagrams() {
         "{built:?}"
     );
 }
+
+/// A UDP server's port is its own: another local socket cannot bind it,
+/// not even one that sets `SO_REUSEADDR` (on UDP that option would let
+/// both bind, and the newcomer take the server's datagrams), and not even
+/// when the builder asks for the option.
+#[test]
+fn a_udp_port_cannot_be_shared_by_reuse_address() {
+    for reuse in [true, false] {
+        let running = serve(
+            Server::bind_udp("127.0.0.1:0", EchoDatagram)
+                .unwrap()
+                .threading()
+                .reuse_address(reuse),
+        );
+        let Address::Inet(port) = running.addr.clone() else {
+            panic!("a UDP server has an IP address");
+        };
+        let intruder = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )
+        .expect("a UDP socket");
+        intruder.set_reuse_address(true).unwrap();
+        let bound = intruder.bind(&port.into());
+        assert_eq!(
+            bound.as_ref().map_err(io::Error::kind).err(),
+            Some(io::ErrorKind::AddrInUse),
+            "reuse_address({reuse}): a second socket bound the server's port: {bound:?}"
+        );
+        // The server still answers on it.
+        let client = Client::new(&running.addr);
+        client.send(&running.addr, TEST_STR);
+        assert_eq!(client.receive().unwrap(), TEST_STR);
+        running.shutdown();
+    }
+}

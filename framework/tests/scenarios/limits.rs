@@ -284,6 +284,95 @@ fn over_long_frame_is_refused_and_the_server_goes_on() {
     });
 }
 
+/// Echoes frames, read into one buffer; when the conversation ends, for
+/// whatever reason, records how big that buffer ever grew.
+#[derive(Clone)]
+struct FrameBuffer {
+    capacities: Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+impl RequestHandler for FrameBuffer {
+    fn handle(&mut self, stream: &mut Stream) -> io::Result<()> {
+        let mut payload = Vec::new();
+        let result = loop {
+            match stream.read_frame_into(&mut payload) {
+                Ok(true) => {
+                    if let Err(e) = stream.write_frame(&payload) {
+                        break Err(e);
+                    }
+                }
+                Ok(false) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        self.capacities.lock().unwrap().push(payload.capacity());
+        result
+    }
+}
+
+/// A header announcing a 16 MiB frame costs nothing until the bytes come:
+/// the payload buffer grows with what arrives (at most twice it, plus the
+/// first 64 KiB step), so connections that announce big frames and send
+/// little cannot make the server allocate what they announce.
+#[test]
+fn a_frame_buffer_grows_with_the_bytes_not_the_header() {
+    let capacities = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let running = serve(
+        bind(
+            crate::util::Family::Tcp,
+            FrameBuffer {
+                capacities: Arc::clone(&capacities),
+            },
+        )
+        .threading(),
+    );
+    // 16 MiB - 1, within the default limit.
+    let announced: u32 = 0x00FF_FFFF;
+    // Sixteen clients announce 16 MiB: eight send nothing more, eight send
+    // 1,000 bytes; one announces 16 MiB and sends 3 MiB; then all hang up
+    // mid-frame.
+    let mut sent = Vec::new();
+    let mut clients = Vec::new();
+    for i in 0..17 {
+        let mut client = running.connect();
+        let body = match i {
+            0..8 => 0,
+            16 => 3 << 20,
+            _ => 1000,
+        };
+        client.send(&announced.to_be_bytes());
+        client.send(&vec![0xA5; body]);
+        sent.push(body);
+        clients.push(client);
+    }
+    drop(clients);
+    crate::util::wait_until("every handler has ended", TIMEOUT, || {
+        capacities.lock().unwrap().len() == sent.len()
+    });
+    let mut seen = capacities.lock().unwrap().clone();
+    seen.sort_unstable();
+    for (capacity, body) in seen.iter().zip({
+        let mut sorted = sent.clone();
+        sorted.sort_unstable();
+        sorted
+    }) {
+        assert!(
+            *capacity <= 2 * body + 64 * 1024,
+            "{body} bytes of a {announced}-byte frame received, but the buffer grew to {capacity}"
+        );
+    }
+    // A real 16 MiB frame, the default limit exactly, still arrives whole.
+    let big: Vec<u8> = (0..16u32 << 20).map(|i| (i % 251) as u8).collect();
+    let mut client = running.connect();
+    client.send(&frame(&big));
+    assert!(
+        read_frame(&mut client) == big,
+        "the 16 MiB frame came back whole"
+    );
+    drop(client);
+    running.shutdown();
+}
+
 /// Echoes lines; counts the handlers running at once and the most seen.
 #[derive(Clone)]
 struct Counted {

@@ -29,11 +29,11 @@ use std::time::{Duration, Instant};
 
 use nix::sys::pthread::{pthread_kill, pthread_self, Pthread};
 use nix::sys::signal::Signal;
-use socketserver::{Address, Failure, Model, RequestHandler, Step, Stream};
+use socketserver::{Address, Failure, Model, RequestHandler, Step, Stream, WhenDraining};
 
 use crate::util::{
     assert_closed, assert_listens_where_asked, bind_with_path, connect, serve, stream_examine,
-    wait_until, Echo, Family, LineEcho, FAMILIES, MODELS, TEST_STR, TIMEOUT,
+    wait_until, Chat, Family, LineEcho, BYE, FAMILIES, MODELS, TEST_STR, TIMEOUT,
 };
 
 /// Python's `test.support.SOCK_MAX_SIZE`: more than the socket buffers of
@@ -181,27 +181,37 @@ fn shutdown() {
 /// `SocketServerTest.test_shutdown`, shutting down a server that is
 /// serving, several times over: a client has been answered and is still
 /// connected, its handler waiting for the next line (in the `Sync` model,
-/// in the very thread running `serve_forever`). `serve_forever` returns,
-/// the idle conversation is ended (the client reads end of input), nothing
-/// is cut, and the socket is closed.
+/// in the very thread running `serve_forever`). The handler asked for its
+/// waiting reads to end when the server drains
+/// ([`WhenDraining::EndWaitingRead`]; by default the conversation would go
+/// on, see `shutdown.rs`): `serve_forever` returns, the waiting
+/// conversation is ended (the client reads the handler's goodbye, then end
+/// of input), nothing is cut, and the socket is closed.
 #[test]
 fn shutdown_while_serving() {
     for model in MODELS {
         for family in FAMILIES {
             for round in 0..5 {
-                let running = serve(make_server(family, model, Echo).0);
+                let chat = Chat {
+                    when_draining: WhenDraining::EndWaitingRead,
+                };
+                let running = serve(make_server(family, model, chat).0);
                 let addr = running.addr.clone();
                 let stats = running.stats.clone();
                 let mut client = running.connect();
                 client.send(TEST_STR);
-                assert_eq!(client.line().as_bytes(), TEST_STR);
+                assert_eq!(client.line(), "serving: hello world\n");
 
                 let report = running.shutdown();
                 assert_eq!(
                     report.cut, 0,
                     "{model:?} {family:?} round {round}: {report:?}"
                 );
-                assert_eq!(client.rest(), b"", "the idle conversation was ended");
+                assert_eq!(
+                    client.rest(),
+                    BYE.as_bytes(),
+                    "the waiting conversation was ended"
+                );
                 assert_closed(&addr);
                 let c = stats.snapshot();
                 assert_eq!(

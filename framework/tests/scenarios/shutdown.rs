@@ -1,5 +1,6 @@
-//! Shutdown and graceful drain: prompt with idle connections, patient with
-//! busy ones up to the drain timeout, firm at the deadline; callable from a
+//! Shutdown and graceful drain: patient with every conversation up to the
+//! drain timeout (busy, or only between messages), prompt with those that
+//! asked to be ended while they wait, firm at the deadline; callable from a
 //! handler; repeatable.
 
 use std::io::{self, BufRead, Write};
@@ -8,11 +9,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use socketserver::{DrainReport, Model, RequestHandler, ShutdownHandle, Stream};
+use socketserver::{DrainReport, Model, RequestHandler, ShutdownHandle, Stream, WhenDraining};
 
 use crate::util::{
-    bind, each_model_and_family, model_capacity, run, serve, try_connect, wait_until, Echo, Family,
-    LineEcho, TIMEOUT,
+    bind, each_model_and_family, model_capacity, run, serve, try_connect, wait_until, Chat, Family,
+    LineEcho, BYE, TIMEOUT,
 };
 
 /// A drain timeout no test should come near: reaching it is a failure.
@@ -26,9 +27,14 @@ fn assert_report(report: DrainReport, drained: usize, cut: usize, case: &str) {
     );
 }
 
+/// A handler that knows its safe points ([`WhenDraining::EndWaitingRead`])
+/// is ended at once while it waits for the next message: a hundred such
+/// conversations, all answered and waiting, end at once with a goodbye, and
+/// the server returns promptly however long the drain timeout.
 #[test]
-fn shutdown_with_100_idle_connections_is_prompt() {
+fn waiting_reads_that_asked_for_it_end_at_once() {
     each_model_and_family(|model, family| {
+        let case = format!("{model:?}/{family:?}");
         // Room for all 100 in the pool; Sync holds one by definition, the
         // other 99 wait in the kernel's backlog.
         let model = match model {
@@ -39,14 +45,17 @@ fn shutdown_with_100_idle_connections_is_prompt() {
             other => other,
         };
         let live = model_capacity(model).min(100);
-        let running = serve(bind(family, Echo).model(model).drain_timeout(LONG_DRAIN));
+        let chat = Chat {
+            when_draining: WhenDraining::EndWaitingRead,
+        };
+        let running = serve(bind(family, chat).model(model).drain_timeout(LONG_DRAIN));
         let mut clients = Vec::new();
         for i in 0..100 {
             let mut client = running.connect();
             if i < live {
                 assert_eq!(
                     client.round_trip(&format!("hello {i}\n")),
-                    format!("hello {i}\n")
+                    format!("serving: hello {i}\n")
                 );
             }
             clients.push(client);
@@ -61,21 +70,110 @@ fn shutdown_with_100_idle_connections_is_prompt() {
         let took = started.elapsed();
         assert!(
             took < Duration::from_secs(2),
-            "{model:?}/{family:?}: shutdown took {took:?}"
+            "{case}: shutdown took {took:?}"
         );
         for client in &mut clients[..live] {
+            assert_eq!(client.line(), BYE, "{case}: a goodbye");
             assert!(
                 client.closed_within(TIMEOUT),
-                "{model:?}/{family:?}: an idle client was not closed"
+                "{case}: a waiting client was not closed"
             );
         }
         let counters = stats.snapshot();
         assert_eq!(counters.active, 0);
         assert_eq!(
             counters.completed, live as u64,
-            "idle connections end cleanly"
+            "waiting conversations end cleanly"
         );
-        assert_report(report, live, 0, &format!("{model:?}/{family:?}"));
+        assert_report(report, live, 0, &case);
+    });
+}
+
+/// By default ([`WhenDraining::Finish`]) a drain never ends a conversation
+/// that is only between messages (a chat answered and waiting): it goes on
+/// through the drain, and the handler knows that the server drains; new
+/// connections are refused meanwhile; the server returns as soon as the
+/// conversation ends, long before the drain timeout. Switching to
+/// `EndWaitingRead` in the middle of the drain ends the next wait at once.
+#[test]
+fn a_conversation_between_messages_goes_on_through_the_drain() {
+    each_model_and_family(|model, family| {
+        for ending in ["q\n", "polite\n"] {
+            let case = format!("{model:?}/{family:?} ended by {ending:?}");
+            let chat = Chat {
+                when_draining: WhenDraining::Finish,
+            };
+            let running = serve(bind(family, chat).model(model).drain_timeout(LONG_DRAIN));
+            let mut client = running.connect();
+            assert_eq!(client.round_trip("one\n"), "serving: one\n", "{case}");
+            let stats = running.stats.clone();
+            wait_until("the client is registered", TIMEOUT, || {
+                stats.snapshot().active == 1
+            });
+
+            running.stop.shutdown();
+            if model != Model::Sync {
+                // In Sync the serving thread is the conversation's: the
+                // listener closes when it ends.
+                wait_until("the listener is closed", TIMEOUT, || {
+                    try_connect(&running.addr).is_err()
+                });
+            }
+            assert_eq!(
+                client.round_trip("two\n"),
+                "draining: two\n",
+                "{case}: answered after the shutdown"
+            );
+            assert!(!running.is_finished(), "{case}: returned during the chat");
+            let last_message = Instant::now();
+            client.send(ending.as_bytes());
+            if ending == "polite\n" {
+                assert_eq!(client.line(), "draining: polite\n", "{case}");
+                assert_eq!(client.line(), BYE, "{case}: the next wait ends at once");
+            }
+            assert!(client.closed_within(TIMEOUT), "{case}: then the end");
+            let report = running.join_within(Duration::from_secs(5));
+            let took = last_message.elapsed();
+            assert!(
+                took < Duration::from_secs(5),
+                "{case}: returned {took:?} after the conversation ended"
+            );
+            assert_report(report, 1, 0, &case);
+        }
+    });
+}
+
+/// A conversation that waits through the whole drain is cut at the
+/// deadline, and counted as cut; a drain timeout of zero cuts it at once.
+#[test]
+fn a_waiting_conversation_is_cut_at_the_drain_deadline() {
+    each_model_and_family(|model, family| {
+        for drain in [Duration::ZERO, Duration::from_millis(300)] {
+            let case = format!("{model:?}/{family:?} drain {drain:?}");
+            let chat = Chat {
+                when_draining: WhenDraining::Finish,
+            };
+            let running = serve(bind(family, chat).model(model).drain_timeout(drain));
+            let mut client = running.connect();
+            assert_eq!(client.round_trip("one\n"), "serving: one\n", "{case}");
+            let stats = running.stats.clone();
+            wait_until("the client is registered", TIMEOUT, || {
+                stats.snapshot().active == 1
+            });
+            let started = Instant::now();
+            running.stop.shutdown();
+            assert!(
+                client.closed_within(TIMEOUT),
+                "{case}: the connection is cut"
+            );
+            let cut_after = started.elapsed();
+            let report = running.join_within(TIMEOUT);
+            assert!(
+                cut_after >= drain && cut_after < drain + Duration::from_secs(2),
+                "{case}: cut {cut_after:?} after the shutdown"
+            );
+            assert_report(report, 0, 1, &case);
+        }
     });
 }
 
@@ -133,8 +231,13 @@ fn busy_handler_finishes_its_reply_during_the_drain() {
         }
         assert_eq!(client.line(), "done work\n", "{case}: the reply is sent");
         assert!(
+            !running.is_finished(),
+            "{case}: returned while the client was still connected"
+        );
+        client.shutdown_write();
+        assert!(
             client.closed_within(TIMEOUT),
-            "{case}: then the connection ends"
+            "{case}: the client done, the connection ends"
         );
         let report = running.shutdown_within(Duration::from_secs(2));
         let took = started.elapsed();
@@ -315,10 +418,12 @@ fn shutdown_repeated_20_times() {
 #[derive(Clone)]
 struct FrameEcho {
     started: Arc<AtomicUsize>,
+    when_draining: WhenDraining,
 }
 
 impl RequestHandler for FrameEcho {
     fn handle(&mut self, stream: &mut Stream) -> io::Result<()> {
+        stream.set_when_draining(self.when_draining);
         loop {
             if stream.fill_buf()?.is_empty() {
                 return Ok(());
@@ -332,42 +437,52 @@ impl RequestHandler for FrameEcho {
     }
 }
 
-/// A frame half received is a request in progress, not an idle
-/// connection: the drain must let the client finish it and get its answer
-/// (the design: idle connections end at once, busy ones get the drain
-/// timeout; a shutdown never cuts a request in half).
+/// A frame half received is a request in progress: the drain must let the
+/// client finish it and get its answer (a shutdown never cuts a request in
+/// half), even when the handler asked for its waiting reads to end
+/// ([`WhenDraining::EndWaitingRead`]), which then ends the wait for the
+/// next frame at once; by default the conversation goes on until the
+/// client is done.
 #[test]
 fn request_half_received_is_not_idle_during_the_drain() {
     each_model_and_family(|model, family| {
-        let case = format!("{model:?}/{family:?}");
-        let started = Arc::new(AtomicUsize::new(0));
-        let running = serve(
-            bind(
-                family,
-                FrameEcho {
-                    started: Arc::clone(&started),
-                },
-            )
-            .model(model)
-            .drain_timeout(LONG_DRAIN),
-        );
-        let mut client = running.connect();
-        // Header (10 bytes follow) and the first 4 of them.
-        client.send(&[0, 0, 0, 10, b'0', b'1', b'2', b'3']);
-        wait_until("the handler has begun the frame", TIMEOUT, || {
-            started.load(Ordering::SeqCst) == 1
-        });
-        running.stop.shutdown();
-        // May fail when the server has wrongly ended the conversation; the
-        // assertion below then says why.
-        let _ = client.write_all(b"456789");
-        let mut reply = Vec::new();
-        let _ = client.read_until(b'9', &mut reply);
-        assert_eq!(
-            reply, b"\0\0\0\x0a0123456789",
-            "{case}: the frame begun before the shutdown is answered"
-        );
-        let report = running.shutdown_within(Duration::from_secs(2));
-        assert_report(report, 1, 0, &case);
+        for when_draining in [WhenDraining::Finish, WhenDraining::EndWaitingRead] {
+            let case = format!("{model:?}/{family:?} {when_draining:?}");
+            let started = Arc::new(AtomicUsize::new(0));
+            let running = serve(
+                bind(
+                    family,
+                    FrameEcho {
+                        started: Arc::clone(&started),
+                        when_draining,
+                    },
+                )
+                .model(model)
+                .drain_timeout(LONG_DRAIN),
+            );
+            let mut client = running.connect();
+            // Header (10 bytes follow) and the first 4 of them.
+            client.send(&[0, 0, 0, 10, b'0', b'1', b'2', b'3']);
+            wait_until("the handler has begun the frame", TIMEOUT, || {
+                started.load(Ordering::SeqCst) == 1
+            });
+            running.stop.shutdown();
+            // May fail when the server has wrongly ended the conversation;
+            // the assertion below then says why.
+            let _ = client.write_all(b"456789");
+            let mut reply = Vec::new();
+            let _ = client.read_until(b'9', &mut reply);
+            assert_eq!(
+                reply, b"\0\0\0\x0a0123456789",
+                "{case}: the frame begun before the shutdown is answered"
+            );
+            if when_draining == WhenDraining::Finish {
+                assert!(!running.is_finished(), "{case}: returned during the chat");
+                client.shutdown_write();
+            }
+            assert!(client.closed_within(TIMEOUT), "{case}: then the end");
+            let report = running.shutdown_within(Duration::from_secs(2));
+            assert_report(report, 1, 0, &case);
+        }
     });
 }

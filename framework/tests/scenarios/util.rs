@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use socketserver::{
     Address, Builder, DrainReport, Error, Model, RequestHandler, Server, ShutdownHandle, Stats,
-    Stream,
+    Stream, WhenDraining,
 };
 
 /// Every client read and write in the tests gives up after this long, so a
@@ -226,6 +226,43 @@ impl RequestHandler for LineEcho {
         let mut line = Vec::new();
         stream.read_line_into(&mut line)?;
         stream.write_all(&line)
+    }
+}
+
+/// What [`Chat`] says when a drain ended its wait for the next line.
+pub const BYE: &str = "bye: the server is draining\n";
+
+/// A chat whose request boundaries the framework cannot know: answers each
+/// line with `serving: LINE`, or `draining: LINE` once the server drains
+/// ([`Stream::is_draining`]); `q` ends it; `polite` switches it to
+/// [`WhenDraining::EndWaitingRead`]. When a drain ends its wait it says
+/// [`BYE`].
+#[derive(Clone)]
+pub struct Chat {
+    pub when_draining: WhenDraining,
+}
+
+impl RequestHandler for Chat {
+    fn handle(&mut self, stream: &mut Stream) -> io::Result<()> {
+        stream.set_when_draining(self.when_draining);
+        while let Some(line) = stream.read_line()? {
+            if line == "q\n" {
+                return Ok(());
+            }
+            if line == "polite\n" {
+                stream.set_when_draining(WhenDraining::EndWaitingRead);
+            }
+            let state = if stream.is_draining() {
+                "draining"
+            } else {
+                "serving"
+            };
+            stream.write_all(format!("{state}: {line}").as_bytes())?;
+        }
+        if stream.is_draining() {
+            stream.write_all(BYE.as_bytes())?;
+        }
+        Ok(())
     }
 }
 

@@ -16,7 +16,7 @@
 use std::collections::VecDeque;
 use std::io;
 
-use socketserver::Stream;
+use socketserver::{Stream, WhenDraining};
 
 use super::config::MAX_COMMAND_LINE;
 use super::escape::is_unsafe_char;
@@ -70,11 +70,18 @@ impl Control {
                 None if self.pending.len() >= MAX_COMMAND_LINE => return Ok(Line::TooLong),
                 None => {}
             }
-            let chunk = stream.read_chunk()?;
-            if chunk.is_empty() {
+            // Between commands a drain may end the wait (the session then
+            // says 421); a transfer's reads of the control connection stay
+            // under the default, so that a transfer finishes first.
+            stream.set_when_draining(WhenDraining::EndWaitingRead);
+            let read = stream.read_chunk().map(|chunk| {
+                self.pending.extend_from_slice(chunk);
+                chunk.len()
+            });
+            stream.set_when_draining(WhenDraining::Finish);
+            if read? == 0 {
                 return Ok(Line::End);
             }
-            self.pending.extend_from_slice(chunk);
         }
     }
 

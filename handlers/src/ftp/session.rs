@@ -195,6 +195,16 @@ impl Session<'_> {
             };
             let line = match line {
                 Line::Command(line) => line,
+                Line::End if stream.is_draining() => {
+                    log::info!("{}: the server is shutting down; closing", self.peer);
+                    // The client may have hung up at the same moment.
+                    let _ = reply(
+                        stream,
+                        421,
+                        "Server shutting down; closing the control connection.",
+                    );
+                    return Ok(());
+                }
                 Line::End => return Ok(()),
                 Line::TooLong => {
                     log::warn!("{}: command line too long; closing", self.peer);
