@@ -72,6 +72,17 @@ struct Cli {
     #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_seconds)]
     idle_timeout: Duration,
 
+    /// A line or frame must arrive whole within this time of its first
+    /// bytes, however it is paced; 0 turns it off [default: the idle timeout]
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    message_timeout: Option<Duration>,
+
+    /// Close a connection that has not logged in (ftp) or authenticated
+    /// (shell with a token) within this time, however it paces its bytes
+    /// [default: 60 for ftp, 10 for shell]
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    login_timeout: Option<Duration>,
+
     /// On shutdown, how long live connections may take to finish before they are cut
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_seconds)]
     drain_timeout: Duration,
@@ -172,10 +183,6 @@ struct FtpOptions {
     /// Most connections at once from one IP address (threading, pool, sync)
     #[arg(long, value_name = "N", default_value_t = ftp::DEFAULT_MAX_PER_IP)]
     max_per_ip: usize,
-
-    /// Close a connection that has not logged in within this time
-    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_seconds)]
-    login_timeout: Duration,
 
     /// Most entries in one listing
     #[arg(long, value_name = "N", default_value_t = ftp::DEFAULT_MAX_LIST_ENTRIES)]
@@ -336,6 +343,7 @@ fn shell_handler(cli: &Cli) -> Result<Shell, (u8, String)> {
     let limit = (!options.command_timeout.is_zero()).then_some(options.command_timeout);
     let shell = Shell::default()
         .command_timeout(limit)
+        .login_timeout(cli.login_timeout.unwrap_or(shell::DEFAULT_LOGIN_TIMEOUT))
         .max_output(options.max_output);
     Ok(match token {
         Some(token) => shell.token(token),
@@ -395,7 +403,7 @@ fn ftp_handler(cli: &Cli) -> Result<Ftp, (u8, String)> {
         .read_only(options.read_only)
         .active(!options.no_active)
         .max_per_ip(options.max_per_ip)
-        .login_timeout(options.login_timeout)
+        .login_timeout(cli.login_timeout.unwrap_or(ftp::DEFAULT_LOGIN_TIMEOUT))
         .max_list_entries(options.max_list_entries)
         .hash_transfers(options.hash_transfers)
         .hash_max_size(options.hash_max_size)
@@ -506,6 +514,9 @@ fn run<H: 'static>(cli: &Cli, model: Model, builder: Result<Builder<H>, ExitCode
         Err(code) => return code,
     };
     let idle = (!cli.idle_timeout.is_zero()).then_some(cli.idle_timeout);
+    let message = cli
+        .message_timeout
+        .map_or(idle, |t| (!t.is_zero()).then_some(t));
     let signals = match stop_on_signals() {
         Ok(signals) => signals,
         Err(e) => {
@@ -518,6 +529,7 @@ fn run<H: 'static>(cli: &Cli, model: Model, builder: Result<Builder<H>, ExitCode
         .model(model)
         .max_connections(cli.max_connections as usize)
         .idle_timeout(idle)
+        .message_timeout(message)
         .drain_timeout(cli.drain_timeout)
         .build();
     let mut server = match built {

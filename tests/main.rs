@@ -14,6 +14,7 @@ mod ftp_python;
 mod ftp_rust_client;
 mod ftp_security;
 mod ftp_util;
+mod limits;
 mod serve;
 mod shell;
 mod udp;

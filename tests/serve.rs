@@ -279,7 +279,11 @@ fn help_names_every_flag_with_its_default() {
         ("--max-line <BYTES>", "[default: 65536]"),
         ("--root <DIR>", "[default: .]"),
         ("--max-per-ip <N>", "[default: 16]"),
-        ("--login-timeout <SECS>", "[default: 60]"),
+        (
+            "--login-timeout <SECS>",
+            "[default: 60 for ftp, 10 for shell]",
+        ),
+        ("--message-timeout <SECS>", "[default: the idle timeout]"),
         ("--max-list-entries <N>", "[default: 100000]"),
     ] {
         let entry = help_entry(&help, flag);

@@ -65,6 +65,7 @@ enum Target {
 /// | [`model`](Builder::model) | [`Model::Threading`] |
 /// | [`max_connections`](Builder::max_connections) | 1024, then [`WhenFull::Wait`] |
 /// | [`idle_timeout`](Builder::idle_timeout) | 300 s |
+/// | [`message_timeout`](Builder::message_timeout) | the idle timeout |
 /// | [`max_line_len`](Builder::max_line_len) | 64 KiB |
 /// | [`max_frame_len`](Builder::max_frame_len) | 16 MiB |
 /// | [`max_datagram_len`](Builder::max_datagram_len) | 65,507 bytes (longer ones are dropped and counted) |
@@ -85,6 +86,8 @@ pub struct Builder<H> {
     max_connections: usize,
     when_full: WhenFull,
     limits: StreamLimits,
+    /// `None`: follow the idle timeout.
+    message_timeout: Option<Option<Duration>>,
     nodelay: bool,
     drain_timeout: Duration,
     request_timeout: Option<Duration>,
@@ -161,7 +164,9 @@ impl<H> Builder<H> {
                 max_line: DEFAULT_MAX_LINE,
                 max_frame: DEFAULT_MAX_FRAME,
                 idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+                message_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             },
+            message_timeout: None,
             nodelay: true,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             request_timeout: None,
@@ -241,6 +246,19 @@ impl<H> Builder<H> {
     /// the timeout off (not recommended on a network).
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.limits.idle_timeout = timeout;
+        self
+    }
+
+    /// How long a line or a frame may take to arrive whole, counted from
+    /// the first receive after its first bytes: past it
+    /// [`Stream::read_line`], [`Stream::read_until`] and
+    /// [`Stream::read_frame`] fail with `TimedOut` and the connection is
+    /// counted as timed out. The idle timeout restarts on every byte, so
+    /// without this a client sending one byte per idle period would hold
+    /// its connection for ever. `None` turns it off. Default: the idle
+    /// timeout. Costs nothing when a message arrives in one receive.
+    pub fn message_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.message_timeout = Some(timeout);
         self
     }
 
@@ -393,8 +411,9 @@ impl<H> Builder<H> {
     /// zero limit or timeout); [`Error::Bind`] when the socket cannot be
     /// bound (the address is in use, the port is privileged, the folder of
     /// a Unix socket is missing).
-    pub fn build(self) -> Result<Server<H>, Error> {
+    pub fn build(mut self) -> Result<Server<H>, Error> {
         self.check()?;
+        self.limits.message_timeout = self.message_timeout.unwrap_or(self.limits.idle_timeout);
         let listener = match self.target {
             Target::Tcp(addrs) => bind_first(&addrs, &self.bind, Listener::bind_tcp)?,
             Target::Udp(addrs) => bind_first(&addrs, &self.bind, Listener::bind_udp)?,
@@ -483,6 +502,11 @@ impl<H> Builder<H> {
         if self.limits.idle_timeout == Some(zero) {
             return Err(Error::Config(
                 "a zero idle timeout; use None to turn it off".into(),
+            ));
+        }
+        if self.message_timeout == Some(Some(zero)) {
+            return Err(Error::Config(
+                "a zero message timeout; use None to turn it off".into(),
             ));
         }
         if self.request_timeout == Some(zero) {

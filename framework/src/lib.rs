@@ -148,6 +148,7 @@ mod handler;
 mod lifecycle;
 mod listener;
 mod model;
+mod read_clock;
 mod report;
 mod server;
 mod service;

@@ -152,9 +152,10 @@ impl Session<'_> {
                     reply(stream, 421, "Login timed out.")?;
                     return Ok(());
                 }
-                let timeout = self.idle.map_or(left, |idle| idle.min(left));
-                stream.set_read_timeout(Some(timeout))?;
             }
+            // A total limit, not one per byte: a command trickled a byte
+            // at a time is cut when the login time is up.
+            stream.set_deadline(self.login.is_none().then_some(self.login_deadline));
             let line = match self.control.next(stream) {
                 Ok(line) => line,
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {

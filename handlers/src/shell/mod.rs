@@ -54,6 +54,8 @@ pub const DEFAULT_MAX_OUTPUT: usize = 16 * 1024 * 1024;
 /// The longest command line accepted in line and status modes, newline
 /// included.
 pub const MAX_LINE: usize = 64 * 1024;
+/// The default time a client has to authenticate, when a token is set.
+pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Failed authentications after which the connection is closed.
 pub const MAX_AUTH_FAILURES: u32 = 3;
 /// How long the server goes on discarding input after its last reply on a
@@ -76,6 +78,7 @@ pub struct Shell {
     command_timeout: Option<Duration>,
     max_output: usize,
     token: Option<Arc<[u8]>>,
+    login_timeout: Duration,
     dir: Option<Arc<Path>>,
 }
 
@@ -85,6 +88,7 @@ impl Default for Shell {
             command_timeout: Some(DEFAULT_COMMAND_TIMEOUT),
             max_output: DEFAULT_MAX_OUTPUT,
             token: None,
+            login_timeout: DEFAULT_LOGIN_TIMEOUT,
             dir: None,
         }
     }
@@ -96,6 +100,7 @@ impl std::fmt::Debug for Shell {
             .field("command_timeout", &self.command_timeout)
             .field("max_output", &self.max_output)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("login_timeout", &self.login_timeout)
             .field("dir", &self.dir)
             .finish()
     }
@@ -119,6 +124,15 @@ impl Shell {
     /// Requires `auth TOKEN` before any command.
     pub fn token(mut self, token: impl AsRef<[u8]>) -> Self {
         self.token = Some(Arc::from(token.as_ref()));
+        self
+    }
+
+    /// With a token set, how long a client has from connecting to
+    /// authenticating (default [`DEFAULT_LOGIN_TIMEOUT`]): a total, however
+    /// the client paces its bytes. Past it the client gets one error line
+    /// and the connection closes.
+    pub fn login_timeout(mut self, timeout: Duration) -> Self {
+        self.login_timeout = timeout;
         self
     }
 
@@ -360,6 +374,34 @@ impl RequestHandler for Shell {
     }
 
     fn handle(&mut self, stream: &mut Stream) -> io::Result<()> {
+        if self.token.is_none() {
+            return self.converse(stream);
+        }
+        stream.set_deadline(Some(std::time::Instant::now() + self.login_timeout));
+        let result = self.converse(stream);
+        if let (Err(e), Some(_)) = (&result, stream.deadline()) {
+            if e.kind() == io::ErrorKind::TimedOut {
+                log::info!(
+                    "{}: not authenticated in time ({e}); closing",
+                    stream.peer_addr()
+                );
+                let why = format!(
+                    "error: authentication timed out: send \"auth TOKEN\" within {} s\n",
+                    self.login_timeout.as_secs_f64()
+                );
+                // Said before the error ends the connection, which sends
+                // nothing more.
+                stream.write_all(why.as_bytes())?;
+                stream.flush()?;
+            }
+        }
+        result
+    }
+}
+
+impl Shell {
+    /// The conversation, after the login deadline is set.
+    fn converse(&mut self, stream: &mut Stream) -> io::Result<()> {
         let cwd = match &self.dir {
             Some(dir) => dir.to_path_buf(),
             None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
@@ -431,6 +473,9 @@ impl RequestHandler for Shell {
             let Some(reply) = session.answer(request, stream) else {
                 return Ok(()); // the client left during the command
             };
+            if session.authenticated {
+                stream.set_deadline(None);
+            }
             if !send(stream, mode, &reply)? {
                 return Ok(());
             }
