@@ -221,3 +221,28 @@ fn shell_authenticated_in_time_outlives_the_login_timeout() {
     peer.send(b"echo hi\n");
     peer.expect(b"3\nhi\n");
 }
+
+/// `--mode prefork --max-connections 2` (with more workers asked for): two
+/// clients are served; a third is not greeted while they stay, and is as
+/// soon as one leaves.
+#[test]
+fn prefork_serves_no_more_than_max_connections_at_once() {
+    let server = serve(&[
+        "--mode",
+        "prefork",
+        "--workers",
+        "4",
+        "--max-connections",
+        "2",
+    ]);
+    let first = Peer::greeted(&server.addr);
+    let mut second = Peer::greeted(&server.addr);
+    let mut third = Peer::connect(&server.addr);
+    third.expect_silence(Duration::from_millis(1500));
+    second.send(b"hi\n");
+    second.expect("hi好\n".as_bytes());
+    drop(first);
+    third.expect(GREETING.as_bytes()); // within IO_TIMEOUT
+    third.send(b"hi\n");
+    third.expect("hi好\n".as_bytes());
+}

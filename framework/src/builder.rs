@@ -228,7 +228,10 @@ impl<H> Builder<H> {
 impl<H> Builder<H> {
     /// Most connections served at once (queued ones included); then
     /// [`when_full`](Builder::when_full) decides. The pool model holds at
-    /// most `workers + queue` whatever this says.
+    /// most `workers + queue` whatever this says. The prefork model runs
+    /// at most this many workers (each serves one connection at a time),
+    /// and its clients beyond the limit always wait in the backlog: the
+    /// workers accept only when free.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.max_connections = max;
         self
@@ -414,6 +417,7 @@ impl<H> Builder<H> {
     pub fn build(mut self) -> Result<Server<H>, Error> {
         self.check()?;
         self.limits.message_timeout = self.message_timeout.unwrap_or(self.limits.idle_timeout);
+        self.cap_prefork_workers();
         let listener = match self.target {
             Target::Tcp(addrs) => bind_first(&addrs, &self.bind, Listener::bind_tcp)?,
             Target::Udp(addrs) => bind_first(&addrs, &self.bind, Listener::bind_udp)?,
@@ -461,6 +465,29 @@ impl<H> Builder<H> {
             },
             self.hooks,
         )
+    }
+
+    /// A prefork worker serves one conversation at a time, so the number
+    /// of workers is the number of conversations: more workers than
+    /// `max_connections` would break the limit. They are capped, and
+    /// clients beyond the limit wait in the backlog until a worker is free.
+    fn cap_prefork_workers(&mut self) {
+        if let Model::Prefork {
+            workers,
+            max_requests,
+        } = self.model
+        {
+            if workers > self.max_connections {
+                log::info!(
+                    "prefork: {} workers instead of {workers}, the connection limit",
+                    self.max_connections
+                );
+                self.model = Model::Prefork {
+                    workers: self.max_connections,
+                    max_requests,
+                };
+            }
+        }
     }
 
     fn check(&self) -> Result<(), Error> {
