@@ -68,6 +68,12 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
 
+    /// Most connections at once from one client (an IPv4 address, an IPv6
+    /// /64), in every mode; more are refused at once with the handler's
+    /// message; 0 turns it off [default: 16 for ftp, none for echo and shell]
+    #[arg(long, value_name = "N")]
+    max_per_ip: Option<u32>,
+
     /// Close a connection silent (or not reading) for this long; 0 turns it off
     #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_seconds)]
     idle_timeout: Duration,
@@ -179,10 +185,6 @@ struct FtpOptions {
     /// Refuse active mode (PORT, EPRT); passive mode only
     #[arg(long)]
     no_active: bool,
-
-    /// Most connections at once from one IP address (threading, pool, sync)
-    #[arg(long, value_name = "N", default_value_t = ftp::DEFAULT_MAX_PER_IP)]
-    max_per_ip: usize,
 
     /// Most entries in one listing
     #[arg(long, value_name = "N", default_value_t = ftp::DEFAULT_MAX_LIST_ENTRIES)]
@@ -402,7 +404,6 @@ fn ftp_handler(cli: &Cli) -> Result<Ftp, (u8, String)> {
         .anonymous(anonymous)
         .read_only(options.read_only)
         .active(!options.no_active)
-        .max_per_ip(options.max_per_ip)
         .login_timeout(cli.login_timeout.unwrap_or(ftp::DEFAULT_LOGIN_TIMEOUT))
         .max_list_entries(options.max_list_entries)
         .hash_transfers(options.hash_transfers)
@@ -517,6 +518,11 @@ fn run<H: 'static>(cli: &Cli, model: Model, builder: Result<Builder<H>, ExitCode
     let message = cli
         .message_timeout
         .map_or(idle, |t| (!t.is_zero()).then_some(t));
+    let per_ip = match cli.max_per_ip {
+        Some(0) => None,
+        Some(n) => Some(n as usize),
+        None => (cli.handler == HandlerKind::Ftp).then_some(ftp::DEFAULT_MAX_PER_IP),
+    };
     let signals = match stop_on_signals() {
         Ok(signals) => signals,
         Err(e) => {
@@ -528,6 +534,7 @@ fn run<H: 'static>(cli: &Cli, model: Model, builder: Result<Builder<H>, ExitCode
         .stop_when_readable(signals)
         .model(model)
         .max_connections(cli.max_connections as usize)
+        .max_per_ip(per_ip)
         .idle_timeout(idle)
         .message_timeout(message)
         .drain_timeout(cli.drain_timeout)

@@ -246,3 +246,96 @@ fn prefork_serves_no_more_than_max_connections_at_once() {
     third.send(b"hi\n");
     third.expect("hi好\n".as_bytes());
 }
+
+/// A TCP client bound to `from` (127.0.0.2 and so on: another client, as
+/// far as the server can tell), connected to `addr`, with timeouts.
+fn connect_from(from: &str, addr: &str) -> TcpStream {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    let local: std::net::SocketAddr = format!("{from}:0").parse().expect("address");
+    socket
+        .bind(&SockAddr::from(local))
+        .expect("bind the client");
+    let remote: std::net::SocketAddr = addr.parse().expect("server address");
+    socket
+        .connect_timeout(&SockAddr::from(remote), IO_TIMEOUT)
+        .expect("connect");
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream
+}
+
+/// Reads exactly `expected` from `stream`.
+fn expect_bytes(stream: &mut TcpStream, expected: &[u8]) {
+    let mut got = vec![0u8; expected.len()];
+    stream.read_exact(&mut got).expect("read");
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        String::from_utf8_lossy(expected)
+    );
+}
+
+/// Reads everything until the server closes.
+fn read_to_end(stream: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    stream.read_to_end(&mut got).expect("read to the end");
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// `--max-per-ip 2` in every model that serves conversations at once
+/// (sync serves one at a time): a third client from 127.0.0.1 is refused
+/// at once with the handler's own line, while one from 127.0.0.2 is
+/// served; when a 127.0.0.1 client leaves, its place is free again.
+#[test]
+fn max_per_ip_holds_in_every_model() {
+    for mode in ["threading", "pool", "forking", "prefork"] {
+        let server = serve(&["--mode", mode, "--workers", "4", "--max-per-ip", "2"]);
+        let mut first = connect_from("127.0.0.1", &server.addr);
+        expect_bytes(&mut first, GREETING.as_bytes());
+        let mut second = connect_from("127.0.0.1", &server.addr);
+        expect_bytes(&mut second, GREETING.as_bytes());
+        let mut third = connect_from("127.0.0.1", &server.addr);
+        assert_eq!(
+            read_to_end(&mut third),
+            "error: too many connections from this address\n",
+            "{mode}"
+        );
+        let mut other = connect_from("127.0.0.2", &server.addr);
+        expect_bytes(&mut other, GREETING.as_bytes());
+        other.write_all(b"hi\n").unwrap();
+        expect_bytes(&mut other, "hi好\n".as_bytes());
+        second.write_all(b"hi\n").unwrap();
+        expect_bytes(&mut second, "hi好\n".as_bytes());
+        drop(first);
+        crate::util::wait_until(IO_TIMEOUT, "a place frees", || {
+            let mut again = connect_from("127.0.0.1", &server.addr);
+            let mut got = vec![0u8; GREETING.len()];
+            again.read_exact(&mut got).is_ok() && got == GREETING.as_bytes()
+        });
+    }
+}
+
+/// FTP's own refusal comes through the framework's hook, in the thread
+/// and process models alike: `421 Too many connections from your
+/// address.`
+#[test]
+fn ftp_over_max_per_ip_is_told_421_in_every_model() {
+    let root = TempDir::new("per-ip");
+    for mode in ["threading", "forking", "prefork"] {
+        let server = serve_ftp(
+            root.path(),
+            &["--mode", mode, "--workers", "3", "--max-per-ip", "1"],
+        );
+        let mut first = connect_from("127.0.0.1", &server.addr);
+        assert!(read_reply(&mut first).starts_with("220 "), "{mode}");
+        let mut second = connect_from("127.0.0.1", &server.addr);
+        assert_eq!(
+            read_to_end(&mut second),
+            "421 Too many connections from your address.\r\n",
+            "{mode}"
+        );
+        let mut other = connect_from("127.0.0.2", &server.addr);
+        assert!(read_reply(&mut other).starts_with("220 "), "{mode}");
+    }
+}

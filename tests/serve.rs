@@ -278,7 +278,10 @@ fn help_names_every_flag_with_its_default() {
         ("--suffix <TEXT>", "[default: 好]"),
         ("--max-line <BYTES>", "[default: 65536]"),
         ("--root <DIR>", "[default: .]"),
-        ("--max-per-ip <N>", "[default: 16]"),
+        (
+            "--max-per-ip <N>",
+            "[default: 16 for ftp, none for echo and shell]",
+        ),
         (
             "--login-timeout <SECS>",
             "[default: 60 for ftp, 10 for shell]",

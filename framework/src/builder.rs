@@ -64,6 +64,7 @@ enum Target {
 /// |---|---|
 /// | [`model`](Builder::model) | [`Model::Threading`] |
 /// | [`max_connections`](Builder::max_connections) | 1024, then [`WhenFull::Wait`] |
+/// | [`max_per_ip`](Builder::max_per_ip) | none (see there why) |
 /// | [`idle_timeout`](Builder::idle_timeout) | 300 s |
 /// | [`message_timeout`](Builder::message_timeout) | the idle timeout |
 /// | [`max_line_len`](Builder::max_line_len) | 64 KiB |
@@ -84,6 +85,7 @@ pub struct Builder<H> {
     max_datagram: usize,
     bind: BindOptions,
     max_connections: usize,
+    max_per_ip: Option<usize>,
     when_full: WhenFull,
     limits: StreamLimits,
     /// `None`: follow the idle timeout.
@@ -159,6 +161,7 @@ impl<H> Builder<H> {
             max_datagram: DEFAULT_MAX_DATAGRAM,
             bind: BindOptions::default(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_per_ip: None,
             when_full: WhenFull::Wait,
             limits: StreamLimits {
                 max_line: DEFAULT_MAX_LINE,
@@ -234,6 +237,27 @@ impl<H> Builder<H> {
     /// workers accept only when free.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.max_connections = max;
+        self
+    }
+
+    /// Most conversations at once from one client: an IPv4 address, or an
+    /// IPv6 /64 (one host commonly holds a whole /64); an IPv4-mapped IPv6
+    /// address counts as its IPv4 address; Unix-domain peers are not
+    /// limited. Checked when a connection is accepted, before any handler
+    /// runs, in every model: across all threads, all forked children and
+    /// all prefork workers (which ask the parent). A connection over the
+    /// limit is refused at once, never kept waiting: the handler's
+    /// [`refuse`](RequestHandler::refuse) tells the client why
+    /// ([`Refusal::PerIp`](crate::Refusal::PerIp)), then it is closed and
+    /// counted as refused.
+    ///
+    /// `None`, the default: the library cannot know whether its clients
+    /// come through a proxy or a load balancer, which legitimately sends
+    /// every connection from one address. A server facing the Internet
+    /// directly should set it (`serve --handler ftp` uses 16), so that one
+    /// host cannot take every slot of [`max_connections`](Builder::max_connections).
+    pub fn max_per_ip(mut self, max: Option<usize>) -> Self {
+        self.max_per_ip = max;
         self
     }
 
@@ -364,7 +388,9 @@ impl<H> Builder<H> {
     /// Says why to a connection refused for the limit, under
     /// [`WhenFull::Refuse`]: write a message to the stream; it is flushed
     /// and closed after. Runs in the serving thread, on a fresh socket
-    /// whose send buffer is empty, so a short message never blocks.
+    /// whose send buffer is empty, so a short message never blocks. Set,
+    /// it replaces the handler's [`refuse`](RequestHandler::refuse) for
+    /// [`Refusal::Full`](crate::Refusal::Full).
     pub fn on_refused(mut self, refuse: impl FnMut(&mut Stream) + Send + 'static) -> Self {
         self.hooks.on_refused = Some(Box::new(refuse));
         self
@@ -447,6 +473,7 @@ impl<H> Builder<H> {
             drain_timeout: self.drain_timeout,
             needs_watchdog: self.model == Model::Sync,
             handle_error: self.handle_error.unwrap_or_else(|| Arc::new(log_failure)),
+            max_per_ip: self.max_per_ip,
         })
         .map_err(Error::Io)?;
         Server::start(
@@ -522,6 +549,11 @@ impl<H> Builder<H> {
         }
         if self.max_datagram == 0 {
             return Err(Error::Config("max_datagram_len must be at least 1".into()));
+        }
+        if self.max_per_ip == Some(0) {
+            return Err(Error::Config(
+                "max_per_ip of 0 would refuse everyone; use None to turn it off".into(),
+            ));
         }
         if self.max_connections == 0 {
             return Err(Error::Config("max_connections must be at least 1".into()));

@@ -25,7 +25,7 @@ use std::io::{self, BufRead};
 use std::sync::Arc;
 use std::time::Duration;
 
-use socketserver::{Datagram, DatagramHandler, LimitExceeded, RequestHandler, Stream};
+use socketserver::{Datagram, DatagramHandler, LimitExceeded, Refusal, RequestHandler, Stream};
 
 /// The tutorial's greeting.
 pub const DEFAULT_GREETING: &str = "欢迎致电babyshen";
@@ -120,6 +120,11 @@ impl Echo {
 }
 
 impl RequestHandler for Echo {
+    /// One line saying why, instead of the greeting.
+    fn refuse(&mut self, stream: &mut Stream, why: Refusal) -> io::Result<()> {
+        stream.write_all(format!("error: {why}\n").as_bytes())
+    }
+
     fn setup(&mut self, stream: &mut Stream) -> io::Result<()> {
         stream.set_max_line_len(self.max_line);
         stream.write_all(&self.greeting)

@@ -9,7 +9,10 @@ use super::auth::Users;
 /// The default TCP port of `serve --handler ftp`: FTP's own port 21 is
 /// privileged, so the unprivileged 2121 (as pyftpdlib's examples).
 pub const DEFAULT_PORT: u16 = 2121;
-/// Default for [`super::Ftp::max_per_ip`].
+/// The per-address limit `serve --handler ftp` sets on its server
+/// ([`socketserver::Builder::max_per_ip`]): FTP clients open a few control
+/// connections at most, so more from one address is a flood. Over it a
+/// client is told `421 Too many connections from your address.`
 pub const DEFAULT_MAX_PER_IP: usize = 16;
 /// Default for [`super::Ftp::login_timeout`].
 pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -76,7 +79,6 @@ pub(crate) struct Config {
     /// Passive ports to pick from; `None`: any port the kernel gives.
     pub(crate) passive_ports: Option<RangeInclusive<u16>>,
     pub(crate) active: bool,
-    pub(crate) max_per_ip: usize,
     pub(crate) login_timeout: Duration,
     pub(crate) max_list_entries: usize,
     pub(crate) banner: String,

@@ -368,6 +368,11 @@ impl Session<'_> {
 }
 
 impl RequestHandler for Shell {
+    /// One line saying why, before any framing is chosen.
+    fn refuse(&mut self, stream: &mut Stream, why: socketserver::Refusal) -> io::Result<()> {
+        stream.write_all(format!("error: {why}\n").as_bytes())
+    }
+
     fn setup(&mut self, stream: &mut Stream) -> io::Result<()> {
         stream.set_max_line_len(MAX_LINE);
         Ok(())
