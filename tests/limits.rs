@@ -339,3 +339,51 @@ fn ftp_over_max_per_ip_is_told_421_in_every_model() {
         assert!(read_reply(&mut other).starts_with("220 "), "{mode}");
     }
 }
+
+/// After login, an FTP command trickled a byte at a time is cut at the
+/// message timeout (by default the idle timeout) with `421`, though each
+/// byte comes well within the idle timeout.
+#[test]
+fn ftp_command_trickled_after_login_is_cut() {
+    let root = TempDir::new("trickled-command");
+    let server = serve_ftp(root.path(), &["--idle-timeout", "2"]);
+    let peer = crate::ftp_util::FtpPeer::logged_in(&server.addr);
+    let mut stream = peer.writer();
+    let started = Instant::now();
+    let mut reply = None;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(400)))
+        .unwrap();
+    for byte in format!("NOOP {}", "a".repeat(200)).bytes() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "still connected after 20 s"
+        );
+        if stream.write_all(&[byte]).is_err() {
+            break;
+        }
+        let mut buf = [0u8; 256];
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                reply = Some(String::from_utf8_lossy(&buf[..n]).into_owned());
+                break;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    let took = started.elapsed();
+    assert_eq!(
+        reply.as_deref(),
+        Some("421 Timeout: closing the control connection.\r\n")
+    );
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(10),
+        "cut after {took:?}"
+    );
+}
