@@ -604,8 +604,10 @@ impl<H> fmt::Debug for Builder<H> {
         f.debug_struct("Builder")
             .field("model", &self.model)
             .field("max_connections", &self.max_connections)
+            .field("max_per_ip", &self.max_per_ip)
             .field("when_full", &self.when_full)
             .field("idle_timeout", &self.limits.idle_timeout)
+            .field("message_timeout", &self.message_timeout)
             .field("drain_timeout", &self.drain_timeout)
             .finish_non_exhaustive()
     }
