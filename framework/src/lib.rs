@@ -109,7 +109,11 @@
 //! [`handle_error`](Builder::handle_error),
 //! [`service_actions`](Builder::service_actions),
 //! [`handle_timeout`](Builder::handle_timeout), and
-//! [`on_refused`](Builder::on_refused).
+//! [`on_refused`](Builder::on_refused). The handler itself has one step
+//! besides `setup`, `handle` and `finish`:
+//! [`refuse`](RequestHandler::refuse), which tells a client refused before
+//! it was served (over [`max_per_ip`](Builder::max_per_ip), or a full
+//! server) why, in the protocol's words.
 //!
 //! ```
 //! use socketserver::{Address, RequestHandler, Server, Stream};

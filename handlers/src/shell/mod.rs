@@ -386,10 +386,8 @@ impl RequestHandler for Shell {
         let result = self.converse(stream);
         if let (Err(e), Some(_)) = (&result, stream.deadline()) {
             if e.kind() == io::ErrorKind::TimedOut {
-                log::info!(
-                    "{}: not authenticated in time ({e}); closing",
-                    stream.peer_addr()
-                );
+                // The failure itself is logged with the peer by the server.
+                log::debug!("{}: not authenticated in time", stream.peer_addr());
                 let why = format!(
                     "error: authentication timed out: send \"auth TOKEN\" within {} s\n",
                     self.login_timeout.as_secs_f64()
