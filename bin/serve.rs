@@ -70,9 +70,26 @@ struct Cli {
     #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
 
+    /// Most connections at once from one client (an IPv4 address, an IPv6
+    /// /64), in every mode; more are refused at once with the handler's
+    /// message; 0 turns it off [default: 16 for ftp, none for echo and shell]
+    #[arg(long, value_name = "N")]
+    max_per_ip: Option<u32>,
+
     /// Close a connection silent (or not reading) for this long; 0 turns it off
     #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_seconds)]
     idle_timeout: Duration,
+
+    /// A line or frame must arrive whole within this time of its first
+    /// bytes, however it is paced; 0 turns it off [default: the idle timeout]
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    message_timeout: Option<Duration>,
+
+    /// Close a connection that has not logged in (ftp) or authenticated
+    /// (shell with a token) within this time, however it paces its bytes
+    /// [default: 60 for ftp, 10 for shell]
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    login_timeout: Option<Duration>,
 
     /// On shutdown, how long live connections may take to finish before they are cut
     #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_seconds)]
@@ -202,14 +219,6 @@ struct FtpOptions {
     /// the client to connect
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
     passive_timeout: Duration,
-
-    /// Most connections at once from one IP address (threading, pool, sync)
-    #[arg(long, value_name = "N", default_value_t = ftp::DEFAULT_MAX_PER_IP)]
-    max_per_ip: usize,
-
-    /// Close a connection that has not logged in within this time
-    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_seconds)]
-    login_timeout: Duration,
 
     /// Most entries in one listing
     #[arg(long, value_name = "N", default_value_t = ftp::DEFAULT_MAX_LIST_ENTRIES)]
@@ -420,6 +429,7 @@ fn shell_handler(cli: &Cli) -> Result<(Shell, Option<String>), (u8, String)> {
     let limit = (!options.command_timeout.is_zero()).then_some(options.command_timeout);
     let mut shell = Shell::default()
         .command_timeout(limit)
+        .login_timeout(cli.login_timeout.unwrap_or(shell::DEFAULT_LOGIN_TIMEOUT))
         .max_output(options.max_output)
         .allow_no_token(options.no_token)
         .allow_root(options.allow_root);
@@ -520,8 +530,7 @@ fn ftp_handler(cli: &Cli) -> Result<Ftp, (u8, String)> {
         .active(!options.no_active)
         .allow_loopback_active(options.allow_loopback_active)
         .passive_timeout(options.passive_timeout)
-        .max_per_ip(options.max_per_ip)
-        .login_timeout(options.login_timeout)
+        .login_timeout(cli.login_timeout.unwrap_or(ftp::DEFAULT_LOGIN_TIMEOUT))
         .max_list_entries(options.max_list_entries)
         .hash_transfers(options.hash_transfers)
         .hash_max_size(options.hash_max_size)
@@ -659,6 +668,14 @@ fn run<H: 'static>(
         Err(code) => return code,
     };
     let idle = (!cli.idle_timeout.is_zero()).then_some(cli.idle_timeout);
+    let message = cli
+        .message_timeout
+        .map_or(idle, |t| (!t.is_zero()).then_some(t));
+    let per_ip = match cli.max_per_ip {
+        Some(0) => None,
+        Some(n) => Some(n as usize),
+        None => (cli.handler == HandlerKind::Ftp).then_some(ftp::DEFAULT_MAX_PER_IP),
+    };
     let signals = match stop_on_signals() {
         Ok(signals) => signals,
         Err(e) => {
@@ -670,7 +687,9 @@ fn run<H: 'static>(
         .stop_when_readable(signals)
         .model(model)
         .max_connections(cli.max_connections as usize)
+        .max_per_ip(per_ip)
         .idle_timeout(idle)
+        .message_timeout(message)
         .drain_timeout(cli.drain_timeout)
         .build();
     let mut server = match built {

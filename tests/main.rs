@@ -17,6 +17,7 @@ mod ftp_rust_client;
 mod ftp_security;
 mod ftp_util;
 mod ftp_wire;
+mod limits;
 mod serve;
 mod shell;
 mod shell_auth;

@@ -383,8 +383,15 @@ fn help_names_every_flag_with_its_default() {
         ("--suffix <TEXT>", "[default: 好]"),
         ("--max-line <BYTES>", "[default: 65536]"),
         ("--root <DIR>", "[default: .]"),
-        ("--max-per-ip <N>", "[default: 16]"),
-        ("--login-timeout <SECS>", "[default: 60]"),
+        (
+            "--max-per-ip <N>",
+            "[default: 16 for ftp, none for echo and shell]",
+        ),
+        (
+            "--login-timeout <SECS>",
+            "[default: 60 for ftp, 10 for shell]",
+        ),
+        ("--message-timeout <SECS>", "[default: the idle timeout]"),
         ("--max-list-entries <N>", "[default: 100000]"),
         ("--passive-timeout <SECS>", "[default: 30]"),
     ] {

@@ -64,7 +64,9 @@ enum Target {
 /// |---|---|
 /// | [`model`](Builder::model) | [`Model::Threading`] |
 /// | [`max_connections`](Builder::max_connections) | 1024, then [`WhenFull::Wait`] |
+/// | [`max_per_ip`](Builder::max_per_ip) | none (see there why) |
 /// | [`idle_timeout`](Builder::idle_timeout) | 300 s |
+/// | [`message_timeout`](Builder::message_timeout) | the idle timeout |
 /// | [`max_line_len`](Builder::max_line_len) | 64 KiB |
 /// | [`max_frame_len`](Builder::max_frame_len) | 16 MiB |
 /// | [`max_datagram_len`](Builder::max_datagram_len) | 65,507 bytes (longer ones are dropped and counted) |
@@ -83,8 +85,11 @@ pub struct Builder<H> {
     max_datagram: usize,
     bind: BindOptions,
     max_connections: usize,
+    max_per_ip: Option<usize>,
     when_full: WhenFull,
     limits: StreamLimits,
+    /// `None`: follow the idle timeout.
+    message_timeout: Option<Option<Duration>>,
     nodelay: bool,
     drain_timeout: Duration,
     request_timeout: Option<Duration>,
@@ -158,12 +163,15 @@ impl<H> Builder<H> {
             max_datagram: DEFAULT_MAX_DATAGRAM,
             bind: BindOptions::default(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_per_ip: None,
             when_full: WhenFull::Wait,
             limits: StreamLimits {
                 max_line: DEFAULT_MAX_LINE,
                 max_frame: DEFAULT_MAX_FRAME,
                 idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+                message_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             },
+            message_timeout: None,
             nodelay: true,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             request_timeout: None,
@@ -259,9 +267,33 @@ impl<H> Builder<H> {
 impl<H> Builder<H> {
     /// Most connections served at once (queued ones included); then
     /// [`when_full`](Builder::when_full) decides. The pool model holds at
-    /// most `workers + queue` whatever this says.
+    /// most `workers + queue` whatever this says. The prefork model runs
+    /// at most this many workers (each serves one connection at a time),
+    /// and its clients beyond the limit always wait in the backlog: the
+    /// workers accept only when free.
     pub fn max_connections(mut self, max: usize) -> Self {
         self.max_connections = max;
+        self
+    }
+
+    /// Most conversations at once from one client: an IPv4 address, or an
+    /// IPv6 /64 (one host commonly holds a whole /64); an IPv4-mapped IPv6
+    /// address counts as its IPv4 address; Unix-domain peers are not
+    /// limited. Checked when a connection is accepted, before any handler
+    /// runs, in every model: across all threads, all forked children and
+    /// all prefork workers (which ask the parent). A connection over the
+    /// limit is refused at once, never kept waiting: the handler's
+    /// [`refuse`](RequestHandler::refuse) tells the client why
+    /// ([`Refusal::PerIp`](crate::Refusal::PerIp)), then it is closed and
+    /// counted as refused.
+    ///
+    /// `None`, the default: the library cannot know whether its clients
+    /// come through a proxy or a load balancer, which legitimately sends
+    /// every connection from one address. A server facing the Internet
+    /// directly should set it (`serve --handler ftp` uses 16), so that one
+    /// host cannot take every slot of [`max_connections`](Builder::max_connections).
+    pub fn max_per_ip(mut self, max: Option<usize>) -> Self {
+        self.max_per_ip = max;
         self
     }
 
@@ -277,6 +309,19 @@ impl<H> Builder<H> {
     /// the timeout off (not recommended on a network).
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.limits.idle_timeout = timeout;
+        self
+    }
+
+    /// How long a line or a frame may take to arrive whole, counted from
+    /// the first receive after its first bytes: past it
+    /// [`Stream::read_line`], [`Stream::read_until`] and
+    /// [`Stream::read_frame`] fail with `TimedOut` and the connection is
+    /// counted as timed out. The idle timeout restarts on every byte, so
+    /// without this a client sending one byte per idle period would hold
+    /// its connection for ever. `None` turns it off. Default: the idle
+    /// timeout. Costs nothing when a message arrives in one receive.
+    pub fn message_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.message_timeout = Some(timeout);
         self
     }
 
@@ -387,7 +432,9 @@ impl<H> Builder<H> {
     /// Says why to a connection refused for the limit, under
     /// [`WhenFull::Refuse`]: write a message to the stream; it is flushed
     /// and closed after. Runs in the serving thread, on a fresh socket
-    /// whose send buffer is empty, so a short message never blocks.
+    /// whose send buffer is empty, so a short message never blocks. Set,
+    /// it replaces the handler's [`refuse`](RequestHandler::refuse) for
+    /// [`Refusal::Full`](crate::Refusal::Full).
     pub fn on_refused(mut self, refuse: impl FnMut(&mut Stream) + Send + 'static) -> Self {
         self.hooks.on_refused = Some(Box::new(refuse));
         self
@@ -440,8 +487,10 @@ impl<H> Builder<H> {
     /// model ([`Model::Forking`], [`Model::Prefork`]) in a process that has
     /// other threads (see
     /// [`allow_fork_with_threads`](Builder::allow_fork_with_threads)).
-    pub fn build(self) -> Result<Server<H>, Error> {
+    pub fn build(mut self) -> Result<Server<H>, Error> {
         self.check()?;
+        self.limits.message_timeout = self.message_timeout.unwrap_or(self.limits.idle_timeout);
+        self.cap_prefork_workers();
         if self.model.forks() {
             crate::fork::ensure_single_threaded(self.model.name(), self.fork_with_threads)?;
         }
@@ -474,6 +523,7 @@ impl<H> Builder<H> {
             drain_timeout: self.drain_timeout,
             needs_watchdog: self.model == Model::Sync,
             handle_error: self.handle_error.unwrap_or_else(|| Arc::new(log_failure)),
+            max_per_ip: self.max_per_ip,
         })
         .map_err(Error::Io)?;
         Server::start(
@@ -493,6 +543,29 @@ impl<H> Builder<H> {
             },
             self.hooks,
         )
+    }
+
+    /// A prefork worker serves one conversation at a time, so the number
+    /// of workers is the number of conversations: more workers than
+    /// `max_connections` would break the limit. They are capped, and
+    /// clients beyond the limit wait in the backlog until a worker is free.
+    fn cap_prefork_workers(&mut self) {
+        if let Model::Prefork {
+            workers,
+            max_requests,
+        } = self.model
+        {
+            if workers > self.max_connections {
+                log::info!(
+                    "prefork: {} workers instead of {workers}, the connection limit",
+                    self.max_connections
+                );
+                self.model = Model::Prefork {
+                    workers: self.max_connections,
+                    max_requests,
+                };
+            }
+        }
     }
 
     fn check(&self) -> Result<(), Error> {
@@ -528,12 +601,22 @@ impl<H> Builder<H> {
         if self.max_datagram == 0 {
             return Err(Error::Config("max_datagram_len must be at least 1".into()));
         }
+        if self.max_per_ip == Some(0) {
+            return Err(Error::Config(
+                "max_per_ip of 0 would refuse everyone; use None to turn it off".into(),
+            ));
+        }
         if self.max_connections == 0 {
             return Err(Error::Config("max_connections must be at least 1".into()));
         }
         if self.limits.idle_timeout == Some(zero) {
             return Err(Error::Config(
                 "a zero idle timeout; use None to turn it off".into(),
+            ));
+        }
+        if self.message_timeout == Some(Some(zero)) {
+            return Err(Error::Config(
+                "a zero message timeout; use None to turn it off".into(),
             ));
         }
         if self.request_timeout == Some(zero) {
@@ -572,8 +655,10 @@ impl<H> fmt::Debug for Builder<H> {
         f.debug_struct("Builder")
             .field("model", &self.model)
             .field("max_connections", &self.max_connections)
+            .field("max_per_ip", &self.max_per_ip)
             .field("when_full", &self.when_full)
             .field("idle_timeout", &self.limits.idle_timeout)
+            .field("message_timeout", &self.message_timeout)
             .field("drain_timeout", &self.drain_timeout)
             .finish_non_exhaustive()
     }

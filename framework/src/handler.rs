@@ -2,7 +2,7 @@
 
 use std::io;
 
-use crate::Stream;
+use crate::{Refusal, Stream};
 
 /// The conversation with one client: Python's `BaseRequestHandler`.
 ///
@@ -67,6 +67,25 @@ pub trait RequestHandler: Clone + Send + 'static {
     /// An error is reported like one from `handle`.
     fn finish(&mut self, stream: &mut Stream) -> io::Result<()> {
         let _ = stream;
+        Ok(())
+    }
+
+    /// Runs instead of the three steps above when the server refuses the
+    /// connection before serving it, for the reason `why`: the client's
+    /// address already has [`max_per_ip`](crate::Builder::max_per_ip)
+    /// conversations, or the server is full under
+    /// [`WhenFull::Refuse`](crate::WhenFull::Refuse). Say why in the
+    /// protocol's words (an FTP server answers `421`); the stream is
+    /// flushed and closed after. Default: nothing is said.
+    ///
+    /// It runs in the serving thread (the accept loop, or a prefork
+    /// worker), on a fresh socket whose send buffer is empty, so a short
+    /// message never blocks; keep it that short.
+    ///
+    /// # Errors
+    /// An error is logged; the connection is closed either way.
+    fn refuse(&mut self, stream: &mut Stream, why: Refusal) -> io::Result<()> {
+        let _ = (stream, why);
         Ok(())
     }
 }

@@ -74,8 +74,13 @@
 //!    stops polling the listener while the connection limit is reached, so
 //!    that excess clients wait in the kernel's backlog.
 //! 2. `verify_request` may refuse the peer.
-//! 3. The connection gets its socket options (idle timeout, `TCP_NODELAY`)
-//!    and a slot in the registry, and is handed to the model.
+//! 3. The connection gets its socket options (idle timeout, `TCP_NODELAY`),
+//!    a slot in the registry and, with [`max_per_ip`](Builder::max_per_ip),
+//!    a place in its client's count (an IPv4 address, an IPv6 /64), kept
+//!    across threads, forked children and prefork workers alike; over a
+//!    limit it is refused at once, the handler's
+//!    [`refuse`](RequestHandler::refuse) saying why. Then it is handed to
+//!    the model.
 //! 4. The handler value is cloned; `setup`, `handle` and `finish` run on a
 //!    [`Stream`]; errors and panics go to `handle_error`.
 //! 5. Buffered output is flushed, the socket closed, the slot freed.
@@ -90,7 +95,12 @@
 //!   handler that knows its safe points may end sooner and say goodbye:
 //!   see [`WhenDraining`] and [`Stream::is_draining`].
 //! * **Limits on by default**: connections, idle time, line and frame
-//!   length ([`Builder`] lists the defaults).
+//!   length, and the total time of a line or frame (the [message
+//!   timeout](Builder::message_timeout): a client trickling a byte at a
+//!   time cannot hold a connection for ever); [`Builder`] lists the
+//!   defaults. Connections per client address on request
+//!   ([`Builder::max_per_ip`]); deadlines for a phase of a conversation,
+//!   such as a login ([`Stream::set_deadline`]).
 //! * **Isolation**: a panic in one handler is caught and reported; accept
 //!   errors never end the loop.
 //! * **Framing**: [`Stream`] reads lines and length-prefixed frames with
@@ -104,7 +114,11 @@
 //! [`handle_error`](Builder::handle_error),
 //! [`service_actions`](Builder::service_actions),
 //! [`handle_timeout`](Builder::handle_timeout), and
-//! [`on_refused`](Builder::on_refused).
+//! [`on_refused`](Builder::on_refused). The handler itself has one step
+//! besides `setup`, `handle` and `finish`:
+//! [`refuse`](RequestHandler::refuse), which tells a client refused before
+//! it was served (over [`max_per_ip`](Builder::max_per_ip), or a full
+//! server) why, in the protocol's words.
 //!
 //! ```
 //! use socketserver::{Address, RequestHandler, Server, Stream};
@@ -154,6 +168,8 @@ mod handler;
 mod lifecycle;
 mod listener;
 mod model;
+mod per_ip;
+mod read_clock;
 mod report;
 mod server;
 mod service;
@@ -175,6 +191,7 @@ pub use handler::RequestHandler;
 pub use lifecycle::{log_failure, Failure, Step};
 pub use listener::Listener;
 pub use model::Model;
+pub use per_ip::Refusal;
 pub use server::Server;
 pub use shared::{DrainReport, ShutdownHandle};
 pub use stats::{Counters, Stats};

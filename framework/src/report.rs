@@ -2,11 +2,18 @@
 //! socket pair, one per event of a connection's life. The parent reads
 //! them without blocking; end-of-file on the pair means the process is
 //! gone (it closes with the process, however the process ended).
+//!
+//! One event is a question: a prefork worker asks the parent whether a
+//! client's address may have one more conversation ([`Event::Ask`]), and
+//! waits for the one-byte answer on the same pair. The parent keeps the
+//! count for all workers, and frees a worker's place when its
+//! conversation ends, or when the worker dies.
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 
 use crate::lifecycle::Ended;
+use crate::per_ip::PeerKey;
 use crate::stats::Outcome;
 
 const RECORD: usize = 24;
@@ -18,8 +25,11 @@ pub(crate) enum Event {
     Started,
     /// A connection ended.
     Ended(Ended),
-    /// A connection was refused (by `verify_request`).
+    /// A connection was refused (by `verify_request`, or for its
+    /// address).
     Refused,
+    /// May this client have one more conversation? (Answered.)
+    Ask(PeerKey),
 }
 
 impl Event {
@@ -28,6 +38,10 @@ impl Event {
         match self {
             Event::Started => record[0] = 1,
             Event::Refused => record[0] = 3,
+            Event::Ask(key) => {
+                record[0] = 4;
+                record[8..17].copy_from_slice(&key.encode());
+            }
             Event::Ended(ended) => {
                 record[0] = 2;
                 record[1] = match ended.outcome {
@@ -51,6 +65,11 @@ impl Event {
         match record[0] {
             1 => Some(Event::Started),
             3 => Some(Event::Refused),
+            4 => {
+                let mut key = [0u8; 9];
+                key.copy_from_slice(&record[8..17]);
+                PeerKey::decode(&key).map(Event::Ask)
+            }
             2 => Some(Event::Ended(Ended {
                 outcome: match record[1] {
                     0 => Outcome::Completed,
@@ -84,7 +103,31 @@ impl Reporter {
     pub(crate) fn drain_signal(&self) -> io::Result<UnixStream> {
         self.socket.try_clone()
     }
+
+    /// Asks the parent whether `key` may have one more conversation, and
+    /// waits for the answer. If the parent does not answer (it is gone,
+    /// and this worker is about to stop), the connection already accepted
+    /// is served.
+    pub(crate) fn ask(&mut self, key: PeerKey) -> bool {
+        let asked = self.socket.write_all(&Event::Ask(key).encode());
+        let mut answer = [1u8; 1];
+        let answered = asked
+            .and_then(|()| self.socket.set_read_timeout(Some(ANSWER_WAIT)))
+            .and_then(|()| self.socket.read_exact(&mut answer));
+        if let Err(e) = answered {
+            log::warn!(
+                "no answer from the parent about a client's address ({}); serving it",
+                crate::describe(&e)
+            );
+            return true;
+        }
+        answer[0] == 1
+    }
 }
+
+/// How long a prefork worker waits for the parent's answer; the parent
+/// answers at once, unless it is gone.
+const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The parent's end: collects events without blocking.
 #[derive(Debug)]
@@ -138,6 +181,12 @@ impl Reports {
         let _ = socket2::SockRef::from(&self.socket).send_with_flags(&[1], libc::MSG_NOSIGNAL);
     }
 
+    /// Answers a worker's [`Event::Ask`]. The worker waits for it, so the
+    /// socket's buffer is empty and the write never blocks.
+    pub(crate) fn answer(&mut self, granted: bool) {
+        let _ = self.socket.write_all(&[u8::from(granted)]);
+    }
+
     pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         use std::os::fd::AsFd;
         self.socket.as_fd()
@@ -160,7 +209,13 @@ mod tests {
             bytes_read: 1 << 40,
             bytes_written: 7,
         };
-        for event in [Event::Started, Event::Refused, Event::Ended(ended)] {
+        let key = PeerKey::of_ip("2001:db8::1".parse().unwrap());
+        for event in [
+            Event::Started,
+            Event::Refused,
+            Event::Ended(ended),
+            Event::Ask(key),
+        ] {
             assert_eq!(Event::decode(&event.encode()), Some(event));
         }
     }

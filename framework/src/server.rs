@@ -16,12 +16,13 @@ use crate::datagram::{DatagramSocket, Packet};
 use crate::lifecycle::Job;
 use crate::listener::Listener;
 use crate::model::Dispatcher;
+use crate::per_ip::PeerKey;
 use crate::service::{Service, Work};
 use crate::shared::Shared;
 use crate::socket::{Connection, Socket};
 use crate::{
-    Address, Builder, DatagramHandler, DrainReport, Error, Model, RequestHandler, ShutdownHandle,
-    Stats, Stream,
+    Address, Builder, DatagramHandler, DrainReport, Error, Model, Refusal, RequestHandler,
+    ShutdownHandle, Stats, Stream,
 };
 use std::marker::PhantomData;
 
@@ -507,6 +508,12 @@ impl<H> Server<H> {
             return;
         }
         if let Dispatcher::Forking(forking) = &mut self.dispatcher {
+            // The per-address count is the parent's, taken before the fork.
+            let key = PeerKey::of(&peer).filter(|_| self.shared.limits_per_ip());
+            if key.is_some_and(|key| !self.shared.take_peer(key)) {
+                self.refuse(socket, peer, Refusal::PerIp);
+                return;
+            }
             // The child must not keep the listener (it would hold the port
             // after the server closes) nor the parent's waker.
             let mut close = self.shared.waker.raw_fds().to_vec();
@@ -519,10 +526,20 @@ impl<H> Server<H> {
                 &self.shared,
                 &self.service,
                 Work::Conversation(conn),
+                key,
                 &close,
             );
             return;
         }
+        if let Dispatcher::Worker(worker) = &mut self.dispatcher {
+            // The workers' parent counts per address for all of them.
+            if PeerKey::of(&peer).is_some_and(|key| !worker.admit(key)) {
+                self.dispatcher.refused();
+                self.refuse(socket, peer, Refusal::PerIp);
+                return;
+            }
+        }
+        let peer_for_refusal = peer.clone();
         match self.shared.register(socket, peer) {
             Ok((id, conn)) => {
                 let job = Job {
@@ -531,7 +548,7 @@ impl<H> Server<H> {
                 };
                 self.dispatcher.dispatch(&self.shared, &self.service, job);
             }
-            Err(socket) => self.refuse(socket),
+            Err((socket, why)) => self.refuse(socket, peer_for_refusal, why),
         }
     }
 
@@ -568,7 +585,13 @@ impl<H> Server<H> {
             // The child replies through the server's socket: it keeps it.
             let mut close = self.shared.waker.raw_fds().to_vec();
             close.extend(self.config.stop_fd.as_ref().map(AsRawFd::as_raw_fd));
-            forking.fork_for(&self.shared, &self.service, Work::Packet(packet), &close);
+            forking.fork_for(
+                &self.shared,
+                &self.service,
+                Work::Packet(packet),
+                None,
+                &close,
+            );
             return true;
         }
         match self.shared.register_packet() {
@@ -605,23 +628,26 @@ impl<H> Server<H> {
         Ok(())
     }
 
-    /// Refuses a connection for the limit (under `WhenFull::Refuse`).
-    fn refuse(&mut self, socket: Socket) {
+    /// Refuses a connection before any handler runs: for the limit (under
+    /// `WhenFull::Refuse`) or for its address. The handler's `refuse` (or
+    /// the `on_refused` hook, for the limit) says why; then it is closed.
+    fn refuse(&mut self, socket: Socket, peer: Address, why: Refusal) {
         self.shared.stats.refused();
-        let Ok(peer) = socket.peer_addr() else {
-            return;
-        };
-        log::warn!(
-            "{peer}: refused, {} connections already",
-            self.shared.stats.snapshot().active
-        );
-        if let Some(on_refused) = &mut self.hooks.on_refused {
-            let conn = Arc::new(Connection::new(socket, peer, None));
-            let mut stream = Stream::from_connection(conn, self.shared.limits());
-            on_refused(&mut stream);
-            let _ = stream.flush();
-            stream.discard_output();
+        match why {
+            Refusal::PerIp => log::warn!("{peer}: refused: {why}"),
+            _ => log::warn!(
+                "{peer}: refused ({why}), {} connections already",
+                self.shared.stats.snapshot().active
+            ),
         }
+        let conn = Arc::new(Connection::new(socket, peer, None));
+        let mut stream = Stream::from_connection(conn, self.shared.limits());
+        match (&mut self.hooks.on_refused, why) {
+            (Some(on_refused), Refusal::Full) => on_refused(&mut stream),
+            _ => self.service.refuse(&mut stream, why),
+        }
+        let _ = stream.flush();
+        stream.discard_output();
     }
 
     /// Closes the listener, drains, and stops the model.
@@ -751,6 +777,7 @@ impl<H> Server<H> {
         let Ok(fresh) = self.shared.fresh_for_worker() else {
             return 1;
         };
+        let asks_parent = self.shared.limits_per_ip();
         // The parent's state and stop descriptor are never dropped here:
         // their descriptors were closed by number when the worker was
         // forked.
@@ -758,7 +785,11 @@ impl<H> Server<H> {
         std::mem::forget(self.config.stop_fd.take());
         // Dropping the parent's bookkeeping closes its ends of the other
         // workers' sockets, which this worker must not hold.
-        self.dispatcher = Dispatcher::Worker(crate::model::Worker::new(reporter, max_requests));
+        self.dispatcher = Dispatcher::Worker(crate::model::Worker::new(
+            reporter,
+            max_requests,
+            asks_parent,
+        ));
         let stop = self.shutdown_handle();
         let watcher = std::thread::Builder::new()
             .name("prefork control".into())

@@ -12,7 +12,7 @@ use crate::lifecycle::{self, Ended};
 use crate::shared::Shared;
 use crate::socket::Connection;
 use crate::stats::Outcome;
-use crate::{Address, RequestHandler};
+use crate::{Address, Refusal, RequestHandler, Stream};
 
 /// One unit of work: a conversation on a connection, or one datagram.
 #[derive(Debug)]
@@ -34,6 +34,11 @@ impl Work {
 /// Runs one unit of work to its end, with a fresh clone of the handler.
 pub(crate) trait Service: Send + Sync + 'static {
     fn run(&self, shared: &Shared, work: Work) -> Ended;
+
+    /// Tells a refused client why, in the handler's words.
+    fn refuse(&self, stream: &mut Stream, why: Refusal) {
+        let _ = (stream, why);
+    }
 }
 
 /// A stream handler as the server runs it. The handler need only be
@@ -61,6 +66,21 @@ impl<H: RequestHandler> Service for Streams<H> {
                     bytes_written: 0,
                 }
             }
+        }
+    }
+
+    fn refuse(&self, stream: &mut Stream, why: Refusal) {
+        let mut handler = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let peer = stream.peer_addr().clone();
+        // User code in the serving thread: a panic must not stop it.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.refuse(stream, why)))
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => log::debug!("{peer}: telling it was refused: {}", crate::describe(&e)),
+            Err(payload) => log::error!(
+                "{peer}: refuse panicked: {}",
+                lifecycle::panic_message(payload.as_ref())
+            ),
         }
     }
 }

@@ -10,6 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::lifecycle::{panic_message, Failure};
+use crate::per_ip::{PeerKey, PerIp, Refusal};
 use crate::socket::{Connection, Socket};
 use crate::stream::StreamLimits;
 use crate::waker::Waker;
@@ -53,6 +54,10 @@ pub(crate) struct Shared {
 
 #[derive(Default)]
 struct Registry {
+    /// Conversations per client address, and the key each live
+    /// connection holds there.
+    per_ip: PerIp,
+    held: HashMap<u64, PeerKey>,
     /// The live connections, and the packets being handled (`None`: there
     /// is no socket of theirs to end).
     live: HashMap<u64, Option<Arc<Connection>>>,
@@ -73,6 +78,7 @@ pub(crate) struct SharedConfig {
     pub(crate) drain_timeout: Duration,
     pub(crate) needs_watchdog: bool,
     pub(crate) handle_error: ErrorHook,
+    pub(crate) max_per_ip: Option<usize>,
 }
 
 impl Shared {
@@ -82,7 +88,10 @@ impl Shared {
             waker: Waker::new()?,
             shutdown: AtomicBool::new(false),
             draining: Arc::new(AtomicBool::new(false)),
-            registry: Mutex::new(Registry::default()),
+            registry: Mutex::new(Registry {
+                per_ip: PerIp::new(config.max_per_ip),
+                ..Registry::default()
+            }),
             ended: Condvar::new(),
             limit: config.limit,
             wait_when_full: config.wait_when_full,
@@ -95,7 +104,8 @@ impl Shared {
 
     /// A new, empty state with the same settings, for a prefork worker
     /// process: its own waker, registry and counters; one connection at a
-    /// time, with a watchdog for the drain deadline.
+    /// time, with a watchdog for the drain deadline; no per-address count
+    /// (the parent keeps it for all workers).
     pub(crate) fn fresh_for_worker(&self) -> std::io::Result<Shared> {
         Shared::new(SharedConfig {
             limit: 1,
@@ -104,6 +114,7 @@ impl Shared {
             drain_timeout: self.drain_timeout,
             needs_watchdog: true,
             handle_error: Arc::clone(&self.handle_error),
+            max_per_ip: None,
         })
     }
 
@@ -141,16 +152,23 @@ impl Shared {
         }
     }
 
-    /// Takes a slot for a new connection; `None` when the limit is reached
-    /// (only possible when the policy is to refuse).
+    /// Takes a slot for a new connection, and one of its address's; the
+    /// socket back with the reason when the limit is reached (only
+    /// possible when the policy is to refuse) or the address has its most.
     pub(crate) fn register(
         &self,
         socket: Socket,
         peer: Address,
-    ) -> Result<(u64, Arc<Connection>), Socket> {
+    ) -> Result<(u64, Arc<Connection>), (Socket, Refusal)> {
         let mut registry = self.registry();
         if registry.live.len() >= self.limit {
-            return Err(socket);
+            return Err((socket, Refusal::Full));
+        }
+        let key = PeerKey::of(&peer).filter(|_| registry.per_ip.is_on());
+        if let Some(key) = key {
+            if !registry.per_ip.take(key) {
+                return Err((socket, Refusal::PerIp));
+            }
         }
         if self.shutdown_requested() {
             registry.live_at_shutdown += 1;
@@ -162,6 +180,9 @@ impl Shared {
         ));
         let id = registry.next_id;
         registry.next_id += 1;
+        if let Some(key) = key {
+            registry.held.insert(id, key);
+        }
         registry.live.insert(id, Some(Arc::clone(&conn)));
         self.stats.set_active(registry.live.len());
         Ok((id, conn))
@@ -188,6 +209,9 @@ impl Shared {
     pub(crate) fn release(&self, id: u64) {
         let mut registry = self.registry();
         registry.live.remove(&id);
+        if let Some(key) = registry.held.remove(&id) {
+            registry.per_ip.release(key);
+        }
         self.stats.set_active(registry.live.len());
         if registry.loop_waits_for_slot && registry.live.len() < self.limit {
             registry.loop_waits_for_slot = false;
@@ -195,6 +219,23 @@ impl Shared {
         }
         drop(registry);
         self.ended.notify_all();
+    }
+
+    /// True if connections are counted per address.
+    pub(crate) fn limits_per_ip(&self) -> bool {
+        self.registry().per_ip.is_on()
+    }
+
+    /// Counts a conversation of `key` for the process models, whose
+    /// connections are not registered here; false if the address has its
+    /// most already.
+    pub(crate) fn take_peer(&self, key: PeerKey) -> bool {
+        self.registry().per_ip.take(key)
+    }
+
+    /// A conversation counted by [`Shared::take_peer`] ended.
+    pub(crate) fn release_peer(&self, key: PeerKey) {
+        self.registry().per_ip.release(key);
     }
 
     /// Frees the slot of a connection that never reached its handler.

@@ -26,8 +26,9 @@ use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::read_clock::{seconds, ReadClock};
 use crate::socket::{Connection, Socket};
 use crate::{Address, WhenDraining};
 
@@ -110,7 +111,8 @@ pub struct Stream {
     wbuf: Vec<u8>,
     max_line: usize,
     max_frame: usize,
-    read_timeout: Option<Duration>,
+    /// The read timeouts: idle, message, deadline.
+    clock: ReadClock,
     write_timeout: Option<Duration>,
     bytes_read: u64,
     bytes_written: u64,
@@ -132,7 +134,11 @@ impl Stream {
             wbuf: Vec::new(),
             max_line: limits.max_line,
             max_frame: limits.max_frame,
-            read_timeout: limits.idle_timeout,
+            clock: ReadClock::new(
+                limits.idle_timeout,
+                limits.message_timeout,
+                limits.idle_timeout,
+            ),
             write_timeout: limits.idle_timeout,
             bytes_read: 0,
             bytes_written: 0,
@@ -146,7 +152,7 @@ impl Stream {
         let read_timeout = socket.read_timeout()?;
         let conn = Arc::new(Connection::new(socket, peer, None));
         let mut stream = Stream::from_connection(conn, &StreamLimits::default());
-        stream.read_timeout = read_timeout;
+        stream.clock = ReadClock::new(read_timeout, None, read_timeout);
         stream.write_timeout = None;
         Ok(stream)
     }
@@ -218,8 +224,40 @@ impl Stream {
     /// Fails if the duration is zero, as [`TcpStream::set_read_timeout`].
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.conn.socket.set_read_timeout(timeout)?;
-        self.read_timeout = timeout;
+        self.clock.idle = timeout;
+        self.clock.socket_set(timeout);
         Ok(())
+    }
+
+    /// Sets how long a line or a frame may take to arrive whole, from the
+    /// first receive after its first bytes; `None` turns the limit off. A
+    /// server sets it to its [message
+    /// timeout](crate::Builder::message_timeout). Past it,
+    /// [`Stream::read_line`], [`Stream::read_until`] and
+    /// [`Stream::read_frame`] (and their `_into` forms) fail with
+    /// `TimedOut`: the idle timeout alone restarts on every byte, so a
+    /// client trickling a byte at a time would never be cut.
+    pub fn set_message_timeout(&mut self, timeout: Option<Duration>) {
+        self.clock.message = timeout;
+    }
+
+    /// The current message timeout.
+    pub fn message_timeout(&self) -> Option<Duration> {
+        self.clock.message
+    }
+
+    /// Sets an instant after which every read that has to wait for the
+    /// peer fails with `TimedOut` (bytes already buffered are still
+    /// returned); `None` removes it. For a total limit on a phase of the
+    /// conversation, such as a login: however the client paces its bytes,
+    /// the phase ends by then.
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.clock.deadline = deadline;
+    }
+
+    /// The current deadline.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.clock.deadline
     }
 
     /// Sets how long a write may wait for the peer to make room before it
@@ -235,7 +273,7 @@ impl Stream {
 
     /// The current read timeout.
     pub fn read_timeout(&self) -> Option<Duration> {
-        self.read_timeout
+        self.clock.idle
     }
 
     /// The current write timeout.
@@ -317,12 +355,15 @@ impl Stream {
     /// discarding quietly.
     pub fn lingering_close(&mut self, max_wait: Duration) -> io::Result<()> {
         self.shutdown_write()?;
-        let usual = self.read_timeout;
-        let deadline = std::time::Instant::now() + max_wait;
+        let usual = self.clock.idle;
+        // Discarding is bounded by `max_wait` alone: a login deadline
+        // that passed must not end it early.
+        let usual_deadline = self.clock.deadline.take();
+        let deadline = Instant::now() + max_wait;
         let mut discarded = 0usize;
         self.rpos = self.rend;
         while discarded < 1024 * 1024 {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || self.set_read_timeout(Some(left)).is_err() {
                 break;
             }
@@ -335,6 +376,7 @@ impl Stream {
             }
         }
         let _ = self.set_read_timeout(usual);
+        self.clock.deadline = usual_deadline;
         Ok(())
     }
 
@@ -419,6 +461,18 @@ impl Stream {
         max: usize,
         what: &'static str,
     ) -> io::Result<usize> {
+        let result = self.read_until_unclocked(delimiter, buf, max, what);
+        self.clock.message_ended();
+        result
+    }
+
+    fn read_until_unclocked(
+        &mut self,
+        delimiter: u8,
+        buf: &mut Vec<u8>,
+        max: usize,
+        what: &'static str,
+    ) -> io::Result<usize> {
         let mut taken = 0;
         loop {
             let available = &self.rbuf[self.rpos..self.rend];
@@ -437,6 +491,9 @@ impl Stream {
             taken += chunk_len;
             if done {
                 return Ok(taken);
+            }
+            if taken > 0 {
+                self.clock.message_begun(what);
             }
             if self.fill()? == 0 {
                 return Ok(taken);
@@ -495,6 +552,14 @@ impl Stream {
         if self.rpos == self.rend && self.fill()? == 0 {
             return Ok(false);
         }
+        self.clock.message_begun("frame");
+        let result = self.read_frame_rest(payload);
+        self.clock.message_ended();
+        result
+    }
+
+    /// The rest of a frame whose first bytes have arrived.
+    fn read_frame_rest(&mut self, payload: &mut Vec<u8>) -> io::Result<bool> {
         let mut header = [0u8; 4];
         self.read_exact(&mut header)?;
         let len = u32::from_be_bytes(header) as usize;
@@ -570,6 +635,9 @@ impl Stream {
         mut recv: impl FnMut(&Socket, &mut Vec<u8>) -> io::Result<usize>,
     ) -> io::Result<usize> {
         self.flush_buffer()?;
+        let socket = &self.conn.socket;
+        self.clock
+            .before_receive(|timeout| socket.set_read_timeout(timeout))?;
         let idle = !self.unanswered && self.when_draining == WhenDraining::EndWaitingRead;
         if idle && !self.conn.enter_idle() {
             return Ok(0);
@@ -589,13 +657,7 @@ impl Stream {
                 self.unanswered |= n > 0;
                 Ok(n)
             }
-            Err(e) if is_timeout(&e) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                match self.read_timeout {
-                    Some(t) => format!("no data from the peer for {}", seconds(t)),
-                    None => "read timed out".to_string(),
-                },
-            )),
+            Err(e) if is_timeout(&e) => Err(self.clock.timed_out()),
             Err(e) => Err(e),
         }
     }
@@ -809,6 +871,7 @@ pub(crate) struct StreamLimits {
     pub(crate) max_line: usize,
     pub(crate) max_frame: usize,
     pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) message_timeout: Option<Duration>,
 }
 
 impl Default for StreamLimits {
@@ -817,6 +880,7 @@ impl Default for StreamLimits {
             max_line: DEFAULT_MAX_LINE,
             max_frame: DEFAULT_MAX_FRAME,
             idle_timeout: None,
+            message_timeout: None,
         }
     }
 }
@@ -827,12 +891,4 @@ fn is_timeout(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
-}
-
-fn seconds(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{} s", d.as_secs())
-    } else {
-        format!("{:.3} s", d.as_secs_f64())
-    }
 }

@@ -29,7 +29,9 @@ use std::io::{self, BufRead};
 use std::sync::Arc;
 use std::time::Duration;
 
-use socketserver::{Address, Datagram, DatagramHandler, LimitExceeded, RequestHandler, Stream};
+use socketserver::{
+    Address, Datagram, DatagramHandler, LimitExceeded, Refusal, RequestHandler, Stream,
+};
 
 /// The tutorial's greeting.
 pub const DEFAULT_GREETING: &str = "欢迎致电babyshen";
@@ -194,6 +196,11 @@ enum Message {
 }
 
 impl RequestHandler for Echo {
+    /// One line saying why, instead of the greeting.
+    fn refuse(&mut self, stream: &mut Stream, why: Refusal) -> io::Result<()> {
+        stream.write_all(format!("error: {why}\n").as_bytes())
+    }
+
     fn setup(&mut self, stream: &mut Stream) -> io::Result<()> {
         stream.set_max_line_len(self.max_line);
         stream.write_all(&self.greeting)

@@ -18,6 +18,7 @@ use nix::unistd::Pid;
 
 use crate::fork;
 use crate::lifecycle::Ended;
+use crate::per_ip::PeerKey;
 use crate::report::{self, Event, Reporter, Reports};
 use crate::service::{Service, Work};
 use crate::shared::Shared;
@@ -42,6 +43,9 @@ struct Child {
     reports: Reports,
     /// The child has reported the end of its conversation.
     reported: bool,
+    /// The client's place in the per-address count, freed when the child
+    /// is gone.
+    key: Option<PeerKey>,
 }
 
 impl Forking {
@@ -61,14 +65,15 @@ impl Forking {
         self.children.iter().map(|c| c.reports.fd())
     }
 
-    /// Forks a child to serve `work` (a connection, or a datagram). The
-    /// parent's copy of a connection's socket is closed before this
-    /// returns.
+    /// Forks a child to serve `work` (a connection, or a datagram), which
+    /// holds `key` in the per-address count. The parent's copy of a
+    /// connection's socket is closed before this returns.
     pub(crate) fn fork_for(
         &mut self,
         shared: &Shared,
         service: &Arc<dyn Service>,
         work: Work,
+        key: Option<PeerKey>,
         close_in_child: &[RawFd],
     ) {
         let peer = work.peer().clone();
@@ -80,6 +85,9 @@ impl Forking {
                     crate::describe(&e)
                 );
                 shared.stats.ended(Outcome::Failed, 0, 0);
+                if let Some(key) = key {
+                    shared.release_peer(key);
+                }
                 return;
             }
         };
@@ -104,12 +112,16 @@ impl Forking {
                     peer,
                     reports,
                     reported: false,
+                    key,
                 });
                 shared.stats.set_active(self.children.len());
             }
             Err(e) => {
                 log::error!("{peer}: cannot fork: {}", crate::describe(&e));
                 shared.stats.ended(Outcome::Failed, 0, 0);
+                if let Some(key) = key {
+                    shared.release_peer(key);
+                }
             }
         }
     }
@@ -145,6 +157,9 @@ impl Forking {
             match status {
                 Some(status) => {
                     let child = self.children.swap_remove(i);
+                    if let Some(key) = child.key {
+                        shared.release_peer(key);
+                    }
                     log_exit(&child, status, shared);
                 }
                 None => i += 1,
@@ -200,6 +215,9 @@ impl Forking {
             let _ = kill(child.pid, Signal::SIGKILL);
         }
         for child in std::mem::take(&mut self.children) {
+            if let Some(key) = child.key {
+                shared.release_peer(key);
+            }
             if let Ok(status) = waitpid(child.pid, None) {
                 log_exit(&child, status, shared);
             }

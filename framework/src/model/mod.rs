@@ -99,7 +99,7 @@ impl Model {
             Model::Threading => usize::MAX,
             Model::Pool { workers, queue } => workers.saturating_add(*queue),
             Model::Forking { max_children } => *max_children,
-            Model::Prefork { .. } => 1,
+            Model::Prefork { workers, .. } => *workers,
         }
     }
 }

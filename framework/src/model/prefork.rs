@@ -19,6 +19,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::lifecycle::{self, Ended, Job};
+use crate::per_ip::PeerKey;
 use crate::report::{Event, Reporter, Reports};
 use crate::service::Service;
 use crate::shared::Shared;
@@ -51,6 +52,9 @@ struct WorkerProcess {
     control: Option<UnixStream>,
     born: Instant,
     busy: bool,
+    /// The place in the per-address count its conversation holds, granted
+    /// when it asked; freed when the conversation ends or the worker dies.
+    held: Option<PeerKey>,
 }
 
 impl Prefork {
@@ -72,6 +76,7 @@ impl Prefork {
             control: Some(control),
             born: Instant::now(),
             busy: false,
+            held: None,
         });
     }
 
@@ -109,7 +114,17 @@ impl Prefork {
         let mut i = 0;
         while i < self.workers.len() {
             let worker = &mut self.workers[i];
+            let mut answers = Vec::new();
             let gone = worker.reports.drain(|event| match event {
+                Event::Ask(key) => {
+                    let granted = shared.take_peer(key);
+                    if granted {
+                        if let Some(old) = worker.held.replace(key) {
+                            shared.release_peer(old);
+                        }
+                    }
+                    answers.push(granted);
+                }
                 Event::Started => {
                     shared.stats.accepted();
                     worker.busy = true;
@@ -117,6 +132,9 @@ impl Prefork {
                 Event::Refused => {
                     shared.stats.accepted();
                     shared.stats.refused();
+                    if let Some(key) = worker.held.take() {
+                        shared.release_peer(key);
+                    }
                 }
                 Event::Ended(Ended {
                     outcome,
@@ -125,8 +143,14 @@ impl Prefork {
                 }) => {
                     shared.stats.ended(outcome, bytes_read, bytes_written);
                     worker.busy = false;
+                    if let Some(key) = worker.held.take() {
+                        shared.release_peer(key);
+                    }
                 }
             });
+            for granted in answers {
+                worker.reports.answer(granted);
+            }
             if gone {
                 let worker = self.workers.swap_remove(i);
                 let status = waitpid(worker.pid, None);
@@ -146,6 +170,9 @@ impl Prefork {
         shared: &Shared,
         draining: bool,
     ) {
+        if let Some(key) = worker.held {
+            shared.release_peer(key);
+        }
         let clean = matches!(status, Some(WaitStatus::Exited(_, 0)));
         if !clean {
             match status {
@@ -251,14 +278,24 @@ impl Prefork {
 pub(crate) struct Worker {
     reporter: Reporter,
     remaining: Option<u64>,
+    /// The parent counts conversations per address: ask it before each.
+    asks_parent: bool,
 }
 
 impl Worker {
-    pub(crate) fn new(reporter: Reporter, max_requests: Option<u64>) -> Worker {
+    pub(crate) fn new(reporter: Reporter, max_requests: Option<u64>, asks_parent: bool) -> Worker {
         Worker {
             reporter,
             remaining: max_requests,
+            asks_parent,
         }
+    }
+
+    /// Whether the client `key` may have one more conversation, across
+    /// all workers: the parent decides. Always true when the server has no
+    /// per-address limit.
+    pub(crate) fn admit(&mut self, key: PeerKey) -> bool {
+        !self.asks_parent || self.reporter.ask(key)
     }
 
     pub(crate) fn dispatch(&mut self, shared: &Arc<Shared>, service: &Arc<dyn Service>, job: Job) {

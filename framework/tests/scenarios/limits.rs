@@ -478,3 +478,89 @@ fn pool_never_holds_more_than_workers_plus_queue() {
         );
     }
 }
+
+/// The message timeout is a total: a frame (or a line) whose bytes come
+/// one at a time, each well within the idle timeout, is cut when the
+/// message timeout passes; the connection ends counted as timed out, and
+/// the server goes on.
+#[test]
+fn message_timeout_cuts_a_trickled_frame_or_line() {
+    const MESSAGE: Duration = Duration::from_millis(400);
+    for frames in [true, false] {
+        let running = serve(
+            bind(crate::util::Family::Tcp, Guarded { frames })
+                .idle_timeout(Some(Duration::from_secs(5)))
+                .message_timeout(Some(MESSAGE)),
+        );
+        let mut client = running.connect();
+        let message: &[u8] = if frames {
+            &[0, 0, 0, 40, b'a', b'b', b'c', b'd', b'e', b'f', b'g', b'h']
+        } else {
+            b"a line that never ends"
+        };
+        let started = Instant::now();
+        let mut cut = None;
+        for byte in message.iter().cycle().take(200) {
+            if client.write_all(&[*byte]).is_err()
+                || client.closed_within(Duration::from_millis(50))
+            {
+                cut = Some(started.elapsed());
+                break;
+            }
+        }
+        let cut = cut.expect("still connected after 200 bytes (10 s)");
+        assert!(
+            cut >= MESSAGE - Duration::from_millis(50) && cut < Duration::from_secs(4),
+            "frames {frames}: cut after {cut:?}"
+        );
+        let stats = running.stats.clone();
+        crate::util::wait_until("counted", TIMEOUT, || stats.snapshot().active == 0);
+        assert_eq!(stats.snapshot().timed_out, 1, "frames {frames}");
+        running.shutdown();
+    }
+}
+
+/// `Stream::set_deadline`: every read that has to wait fails with
+/// `TimedOut` once the instant passes, however the bytes are paced.
+#[derive(Clone)]
+struct Deadline;
+
+impl RequestHandler for Deadline {
+    fn handle(&mut self, stream: &mut Stream) -> io::Result<()> {
+        stream.set_deadline(Some(Instant::now() + Duration::from_millis(300)));
+        loop {
+            match stream.read_chunk() {
+                Ok([]) => return Ok(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    return stream.write_all(format!("{e}\n").as_bytes());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[test]
+fn deadline_ends_reads_however_paced() {
+    let running = serve(bind(crate::util::Family::Tcp, Deadline));
+    let mut client = running.connect();
+    let started = Instant::now();
+    let mut said = String::new();
+    for _ in 0..100 {
+        client.send(b"x");
+        client.set_read_timeout(Some(Duration::from_millis(50)));
+        match client.read_line(&mut said) {
+            Ok(_) => break,
+            Err(e) if is_timeout(&e) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let took = started.elapsed();
+    assert_eq!(said, "the deadline for reading passed\n");
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(4),
+        "after {took:?}"
+    );
+    running.shutdown();
+}

@@ -11,7 +11,10 @@ use crate::throttle::Throttle;
 /// The default TCP port of `serve --handler ftp`: FTP's own port 21 is
 /// privileged, so the unprivileged 2121 (as pyftpdlib's examples).
 pub const DEFAULT_PORT: u16 = 2121;
-/// Default for [`super::Ftp::max_per_ip`].
+/// The per-address limit `serve --handler ftp` sets on its server
+/// ([`socketserver::Builder::max_per_ip`]): FTP clients open a few control
+/// connections at most, so more from one address is a flood. Over it a
+/// client is told `421 Too many connections from your address.`
 pub const DEFAULT_MAX_PER_IP: usize = 16;
 /// Default for [`super::Ftp::login_timeout`].
 pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -86,7 +89,6 @@ pub(crate) struct Config {
     /// How long a passive listener waits: for a transfer command after
     /// `PASV`/`EPSV`, then for the client's connection after it.
     pub(crate) passive_timeout: Duration,
-    pub(crate) max_per_ip: usize,
     pub(crate) login_timeout: Duration,
     pub(crate) max_list_entries: usize,
     pub(crate) banner: String,

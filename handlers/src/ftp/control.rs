@@ -15,6 +15,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::time::Instant;
 
 use socketserver::{Stream, WhenDraining};
 
@@ -63,12 +64,30 @@ impl Control {
         if let Some(line) = self.queued.pop_front() {
             return Ok(Line::Command(line));
         }
+        // A command begun must be whole within the stream's message
+        // timeout, however it is paced: a deadline for the reads of its
+        // rest, lifted (back to any earlier one, the login's) after.
+        let usual = stream.deadline();
+        let result = self.read_line(stream, usual);
+        stream.set_deadline(usual);
+        result
+    }
+
+    fn read_line(&mut self, stream: &mut Stream, usual: Option<Instant>) -> io::Result<Line> {
+        let mut begun = false;
         loop {
             match self.take_line() {
                 Some(Ok(line)) => return Ok(Line::Command(line)),
                 Some(Err(())) => return Ok(Line::TooLong),
                 None if self.pending.len() >= MAX_COMMAND_LINE => return Ok(Line::TooLong),
                 None => {}
+            }
+            if !begun && !self.pending.is_empty() {
+                begun = true;
+                if let Some(total) = stream.message_timeout() {
+                    let whole_by = Instant::now() + total;
+                    stream.set_deadline(Some(usual.map_or(whole_by, |u| u.min(whole_by))));
+                }
             }
             // Between commands a drain may end the wait (the session then
             // says 421); a transfer's reads of the control connection stay

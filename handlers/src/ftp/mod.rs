@@ -67,15 +67,13 @@ mod transfer;
 mod upload;
 mod vfs;
 
-use std::collections::HashMap;
 use std::io;
-use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use socketserver::{RequestHandler, Stream};
+use socketserver::{Refusal, RequestHandler, Stream};
 
 use crate::throttle::{self, Throttle};
 
@@ -92,12 +90,15 @@ use config::Config;
 use hash::Digests;
 
 /// The FTP request handler. Cheap to clone: the server clones it per
-/// connection, and every clone shares the settings, the count of
-/// connections per address and the digest cache.
+/// connection, and every clone shares the settings and the digest cache.
+///
+/// The limit of connections per address is the server's
+/// ([`socketserver::Builder::max_per_ip`], [`DEFAULT_MAX_PER_IP`] is a good
+/// value), kept across every model; over it the client is told `421 Too
+/// many connections from your address.` by [`RequestHandler::refuse`].
 #[derive(Clone, Debug)]
 pub struct Ftp {
     config: Arc<Config>,
-    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
     digests: Arc<Digests>,
 }
 
@@ -125,7 +126,6 @@ impl Ftp {
                 active: true,
                 loopback_active: false,
                 passive_timeout: config::DATA_CONNECT_TIMEOUT,
-                max_per_ip: DEFAULT_MAX_PER_IP,
                 login_timeout: DEFAULT_LOGIN_TIMEOUT,
                 max_list_entries: DEFAULT_MAX_LIST_ENTRIES,
                 banner: DEFAULT_BANNER.to_string(),
@@ -136,7 +136,6 @@ impl Ftp {
                 hash_max_size: Some(config::DEFAULT_HASH_MAX_SIZE),
                 max_hashes: config::default_max_hashes(),
             }),
-            per_ip: Arc::default(),
             digests: Arc::default(),
         })
     }
@@ -200,15 +199,6 @@ impl Ftp {
         self
     }
 
-    /// Most control connections at once from one IP address (default
-    /// [`DEFAULT_MAX_PER_IP`]). Counted per process: in the forking
-    /// models each connection is its own process, so the limit does not
-    /// apply there.
-    pub fn max_per_ip(mut self, max: usize) -> Self {
-        self.config().max_per_ip = max.max(1);
-        self
-    }
-
     /// How long a client has to log in (default 60 s).
     pub fn login_timeout(mut self, timeout: Duration) -> Self {
         self.config().login_timeout = timeout;
@@ -265,8 +255,9 @@ impl Ftp {
 
     /// Most on-demand hash computations at once, over all sessions; past
     /// it the hash verbs answer `450` (default: one per CPU, see
-    /// [`default_max_hashes`]). Counted per process, as
-    /// [`Ftp::max_per_ip`].
+    /// [`default_max_hashes`]). Counted per process: in the forking
+    /// models each connection is its own process, so the bound holds per
+    /// process there.
     pub fn max_hashes(mut self, max: usize) -> Self {
         self.config().max_hashes = max;
         self
@@ -288,53 +279,16 @@ impl Ftp {
     }
 }
 
-/// A connection counted against its address; uncounted on drop.
-struct Slot {
-    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
-}
-
-impl Slot {
-    fn take(per_ip: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr, max: usize) -> Option<Slot> {
-        let mut counts = per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        let count = counts.entry(ip).or_insert(0);
-        if *count >= max {
-            return None;
-        }
-        *count += 1;
-        Some(Slot {
-            per_ip: Arc::clone(per_ip),
-            ip,
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut counts = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = counts.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.ip);
-            }
-        }
-    }
-}
-
 impl RequestHandler for Ftp {
     fn handle(&mut self, stream: &mut Stream) -> io::Result<()> {
-        let ip = stream.peer_addr().as_inet().map(|a| a.ip().to_canonical());
-        let _slot = match ip {
-            Some(ip) => match Slot::take(&self.per_ip, ip, self.config.max_per_ip) {
-                Some(slot) => Some(slot),
-                None => {
-                    log::warn!("{ip}: too many connections from this address");
-                    stream.write_all(b"421 Too many connections from your address.\r\n")?;
-                    return Ok(());
-                }
-            },
-            None => None,
-        };
         session::run(&self.config, &self.digests, stream)
+    }
+
+    fn refuse(&mut self, stream: &mut Stream, why: Refusal) -> io::Result<()> {
+        let text = match why {
+            Refusal::PerIp => "421 Too many connections from your address.\r\n",
+            _ => "421 Too many connections; try again later.\r\n",
+        };
+        stream.write_all(text.as_bytes())
     }
 }

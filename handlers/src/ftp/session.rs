@@ -168,20 +168,23 @@ impl Session<'_> {
             }
             // A zero timeout is refused by the socket: wait 1 ms at least.
             stream.set_read_timeout(timeout.map(|t| t.max(Duration::from_millis(1))))?;
+            // A total limit, not one per byte: a command trickled a byte
+            // at a time is cut when the login time is up.
+            stream.set_deadline(self.login.is_none().then_some(self.login_deadline));
             let line = match self.control.next(stream) {
                 Ok(line) => line,
-                // Woken for a passive listener's deadline (or the login
-                // deadline, checked above), not for the idle timeout.
-                Err(e)
-                    if e.kind() == io::ErrorKind::TimedOut
-                        && self.idle.is_none_or(|idle| quiet_since.elapsed() < idle) =>
-                {
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    // Woken for a passive listener's deadline, not for the
+                    // idle timeout, a command's or the login's deadline:
+                    // the session goes on.
                     if self.data.close_expired() {
                         log::info!("{}: unused passive listener closed", self.peer);
+                        if self.login.is_some()
+                            && self.idle.is_none_or(|idle| quiet_since.elapsed() < idle)
+                        {
+                            continue;
+                        }
                     }
-                    continue;
-                }
-                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
                     log::info!("{}: {e}; closing", self.peer);
                     let text = if self.login.is_none() {
                         "Login timed out."

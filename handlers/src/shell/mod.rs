@@ -79,6 +79,8 @@ pub const DEFAULT_MAX_OUTPUT: usize = 16 * 1024 * 1024;
 /// The longest command line accepted in line and status modes, newline
 /// included.
 pub const MAX_LINE: usize = 64 * 1024;
+/// The default time a client has to authenticate, when a token is set.
+pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Failed authentications after which the connection is closed.
 pub const MAX_AUTH_FAILURES: u32 = 3;
 /// How long the server goes on discarding input after its last reply on a
@@ -111,6 +113,7 @@ pub struct Shell {
     allow_no_token: bool,
     allow_root: bool,
     throttle: Throttle,
+    login_timeout: Duration,
     dir: Option<Arc<Path>>,
 }
 
@@ -123,6 +126,7 @@ impl Default for Shell {
             allow_no_token: false,
             allow_root: false,
             throttle: Throttle::default(),
+            login_timeout: DEFAULT_LOGIN_TIMEOUT,
             dir: None,
         }
     }
@@ -137,6 +141,7 @@ impl std::fmt::Debug for Shell {
             .field("allow_no_token", &self.allow_no_token)
             .field("allow_root", &self.allow_root)
             .field("throttle", self.throttle.limits())
+            .field("login_timeout", &self.login_timeout)
             .field("dir", &self.dir)
             .finish()
     }
@@ -209,6 +214,15 @@ impl Shell {
             return Err(PolicyError::Root);
         }
         Ok(())
+    }
+
+    /// With a token set, how long a client has from connecting to
+    /// authenticating (default [`DEFAULT_LOGIN_TIMEOUT`]): a total, however
+    /// the client paces its bytes. Past it the client gets one error line
+    /// and the connection closes.
+    pub fn login_timeout(mut self, timeout: Duration) -> Self {
+        self.login_timeout = timeout;
+        self
     }
 
     /// Sets the working directory each connection starts in (default: the
@@ -367,12 +381,43 @@ impl Session<'_> {
 }
 
 impl RequestHandler for Shell {
+    /// One line saying why, before any framing is chosen.
+    fn refuse(&mut self, stream: &mut Stream, why: socketserver::Refusal) -> io::Result<()> {
+        stream.write_all(format!("error: {why}\n").as_bytes())
+    }
+
     fn setup(&mut self, stream: &mut Stream) -> io::Result<()> {
         stream.set_max_line_len(MAX_LINE);
         Ok(())
     }
 
     fn handle(&mut self, stream: &mut Stream) -> io::Result<()> {
+        if self.token.is_none() {
+            return self.converse(stream);
+        }
+        stream.set_deadline(Some(std::time::Instant::now() + self.login_timeout));
+        let result = self.converse(stream);
+        if let (Err(e), Some(_)) = (&result, stream.deadline()) {
+            if e.kind() == io::ErrorKind::TimedOut {
+                // The failure itself is logged with the peer by the server.
+                log::debug!("{}: not authenticated in time", stream.peer_addr());
+                let why = format!(
+                    "error: authentication timed out: send \"auth TOKEN\" within {} s\n",
+                    self.login_timeout.as_secs_f64()
+                );
+                // Said before the error ends the connection, which sends
+                // nothing more.
+                stream.write_all(why.as_bytes())?;
+                stream.flush()?;
+            }
+        }
+        result
+    }
+}
+
+impl Shell {
+    /// The conversation, after the login deadline is set.
+    fn converse(&mut self, stream: &mut Stream) -> io::Result<()> {
         let cwd = match &self.dir {
             Some(dir) => dir.to_path_buf(),
             None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
@@ -465,6 +510,9 @@ impl RequestHandler for Shell {
             let Some(reply) = session.answer(request, stream) else {
                 return Ok(()); // the client left during the command
             };
+            if session.authenticated {
+                stream.set_deadline(None);
+            }
             if !send(stream, mode, &reply)? {
                 return Ok(());
             }
