@@ -183,7 +183,8 @@ fn serve_shell_with_token(args: &[&str]) -> ServerProcess {
             "--bind",
             "127.0.0.1:0",
             "--token",
-            "s3cret",
+            "s3cret-s3cret-s3cret",
+            "--allow-root",
         ])
         .args(args);
     ServerProcess::start(command)
@@ -215,7 +216,7 @@ fn shell_client_that_does_not_authenticate_is_cut_at_the_login_timeout() {
 fn shell_authenticated_in_time_outlives_the_login_timeout() {
     let server = serve_shell_with_token(&["--login-timeout", "1"]);
     let mut peer = Peer::connect(&server.addr);
-    peer.send(b"auth s3cret\n");
+    peer.send(b"auth s3cret-s3cret-s3cret\n");
     peer.expect(b"14\nauthenticated\n");
     thread::sleep(Duration::from_millis(1500)); // past the login deadline
     peer.send(b"echo hi\n");

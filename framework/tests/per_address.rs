@@ -14,7 +14,7 @@ use std::io;
 use std::process::Command;
 use std::time::Duration;
 
-use socketserver::{Model, Refusal, RequestHandler, Stream, WhenFull};
+use socketserver::{Builder, Model, Refusal, RequestHandler, Stream, WhenFull};
 
 use util::{bind, connect, isolated, live_children, proc_stat, serve, wait_until, Family, TIMEOUT};
 
@@ -40,6 +40,18 @@ impl RequestHandler for Hold {
     }
 }
 
+/// Lets the process models fork although this process has other threads
+/// (libtest's and the test's own): see `processes.rs`'s `forking_allowed`.
+fn forking_allowed<H>(builder: Builder<H>) -> Builder<H> {
+    // SAFETY: each forking test runs alone in a child process of its own
+    // (`isolated`), where the other threads are libtest's main thread,
+    // waiting for the test, and the test's thread, which does socket I/O
+    // on its clients and waits on conditions while the server forks; none
+    // holds a Rust-level lock that a forked child uses, and glibc makes
+    // malloc fork-safe.
+    unsafe { builder.allow_fork_with_threads() }
+}
+
 /// Connects and is served: returns the client and the serving pid.
 fn held(addr: &socketserver::Address) -> (util::Client, u32) {
     let mut client = connect(addr);
@@ -58,12 +70,12 @@ const OVER: &[u8] = b"refused: too many connections from this address\n";
 /// once (never kept waiting), and counted refused; when one leaves, a
 /// new one is served. Models that serve one at a time are left out.
 fn limit_holds(model: Model) {
-    let running = serve(
+    let running = serve(forking_allowed(
         bind(Family::Tcp, Hold)
             .model(model)
             .max_per_ip(Some(2))
             .idle_timeout(Some(TIMEOUT)),
-    );
+    ));
     let stats = running.stats.clone();
     let (first, _) = held(&running.addr);
     let (mut second, _) = held(&running.addr);
@@ -183,12 +195,12 @@ fn a_dead_process_frees_its_place() {
             max_requests: None,
         },
     ] {
-        let running = serve(
+        let running = serve(forking_allowed(
             bind(Family::Tcp, Hold)
                 .model(model)
                 .max_per_ip(Some(1))
                 .idle_timeout(Some(TIMEOUT)),
-        );
+        ));
         let (mut first, pid) = held(&running.addr);
         let mut refused = connect(&running.addr);
         assert_eq!(refused.rest(), OVER, "{model}");
