@@ -7,7 +7,7 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | `session.rs` | the command loop, login, every verb and its replies |
+//! | `session/` | one session: its state and command loop (`mod.rs`), then a file per kind of verb: `login.rs`, `settings.rs`, `navigation.rs`, `data_connections.rs`, `listings.rs`, `transfers.rs`, `checksums.rs`, `changes.rs` |
 //! | `control.rs` | command lines in (length cap, Telnet commands), replies out |
 //! | `vfs.rs` | path confinement: the virtual tree, clamped at `/`, opened beneath the root; what anonymous users may read |
 //! | `root.rs` | the root's descriptor, opened once; `openat2(RESOLVE_BENEATH)` or an `O_NOFOLLOW` walk |

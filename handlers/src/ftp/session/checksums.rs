@@ -1,0 +1,192 @@
+//! Hashes on demand: `XMD5`, `XSHA1`, `XSHA256`, `HASH`; and `SITE
+//! CHKHASH`, the MD5 the next upload must have.
+
+use std::io;
+use std::time::SystemTime;
+
+use socketserver::{describe, Stream};
+
+use crate::ftp::control::{printable, reply, reply_lines};
+use crate::ftp::hash::{is_md5_hex, Algorithm, FileKey, Hasher};
+use crate::ftp::transfer::{self, End, Pipeline, Watch};
+
+use super::transfers::{cut_by_server, local_error, CUT};
+use super::{Flow, Session};
+
+impl Session<'_> {
+    /// `HASH`'s algorithms for FEAT, the selected one starred.
+    pub(super) fn hash_feat(&self) -> String {
+        let names: Vec<String> = Algorithm::ALL
+            .iter()
+            .map(|&a| {
+                let star = if a == self.hash { "*" } else { "" };
+                format!("{}{star}", a.name())
+            })
+            .collect();
+        names.join(";")
+    }
+
+    /// A file's digest, from the cache or computed now (with the control
+    /// connection watched, as during a transfer).
+    pub(super) fn hash_cmd(
+        &mut self,
+        stream: &mut Stream,
+        verb: &str,
+        arg: &[u8],
+    ) -> io::Result<Flow> {
+        let algorithm = match verb {
+            "XMD5" => Algorithm::Md5,
+            "XSHA1" => Algorithm::Sha1,
+            "XSHA256" => Algorithm::Sha256,
+            _ => self.hash,
+        };
+        if arg.is_empty() {
+            reply(stream, 501, &format!("{verb} needs a file name."))?;
+            return Ok(Flow::Continue);
+        }
+        let found = self.vfs.resolve(arg).and_then(|path| {
+            let meta = self.vfs.metadata(&path)?;
+            Ok((path, meta))
+        });
+        let (path, meta) = match found {
+            Ok(found) => found,
+            Err(e) => {
+                reply(stream, 550, &e.message())?;
+                return Ok(Flow::Continue);
+            }
+        };
+        if meta.is_dir() {
+            reply(stream, 553, "Is a directory: only files have a hash.")?;
+            return Ok(Flow::Continue);
+        }
+        if !meta.is_file() {
+            reply(stream, 553, "Not a regular file.")?;
+            return Ok(Flow::Continue);
+        }
+        let (mut file, meta) = match self.vfs.open_file(&path) {
+            Ok(opened) => opened,
+            Err(e) => {
+                reply(stream, 550, &e.message())?;
+                return Ok(Flow::Continue);
+            }
+        };
+        let key = FileKey::of(&meta);
+        let size = meta.len();
+        let answer = |stream: &mut Stream, hex: &str| match verb {
+            "HASH" => {
+                let text = format!("{} 0-{size} {hex} {}", algorithm.name(), printable(arg));
+                reply(stream, 213, &text)
+            }
+            _ => reply(stream, 250, hex),
+        };
+        if let Some(hex) = self.digests.get(&key, algorithm) {
+            answer(stream, &hex)?;
+            return Ok(Flow::Continue);
+        }
+        if let Some(max) = self.config.hash_max_size.filter(|&max| size > max) {
+            let text =
+                format!("File too large to hash on demand ({size} bytes; the limit is {max}).");
+            reply(stream, 550, &text)?;
+            return Ok(Flow::Continue);
+        }
+        let Some(permit) = self.digests.permit(self.config.max_hashes) else {
+            log::warn!("{}: {verb} refused: too many hashes running", self.peer);
+            reply(
+                stream,
+                450,
+                "Too many hash computations running; try again later.",
+            )?;
+            return Ok(Flow::Continue);
+        };
+        stream.flush()?;
+        let started = SystemTime::now();
+        let watch = Watch {
+            stream,
+            control: &mut self.control,
+            busy_with: "Hashing",
+        };
+        let report =
+            transfer::observe_file(watch, &mut file, Pipeline::new(Some(algorithm.hasher())));
+        drop(permit);
+        let unchanged = file.metadata().is_ok_and(|m| FileKey::of(&m) == key);
+        let hex = report.observer.clone().map(Hasher::hex);
+        let result = match (&report.end, unchanged, &hex) {
+            (End::Complete, true, Some(hex)) => {
+                self.digests.put(key, algorithm, hex, started);
+                answer(stream, hex)?;
+                "ok".to_string()
+            }
+            (End::Complete, _, _) => {
+                reply(
+                    stream,
+                    450,
+                    "The file changed while it was hashed; try again.",
+                )?;
+                "file changed".to_string()
+            }
+            (End::Aborted, _, _) => {
+                reply(stream, 426, "Hashing aborted.")?;
+                reply(stream, 226, "ABOR successful.")?;
+                "aborted".to_string()
+            }
+            (End::ControlClosed, _, _) if cut_by_server(stream) => CUT.to_string(),
+            (End::ControlClosed, _, _) => "client gone".to_string(),
+            (End::File(e), _, _) => {
+                reply(stream, 451, &local_error(e))?;
+                format!("file: {}", describe(e))
+            }
+            (End::TimedOut | End::Data(_) | End::Mismatch(_), _, _) => "failed".to_string(),
+        };
+        log::info!(
+            "hash {} user={} {verb} {} bytes={} seconds={:.3} {}={} result={result}",
+            self.peer,
+            self.login.as_ref().map_or("-", |l| l.name.as_str()),
+            printable(&path.to_bytes()),
+            report.bytes,
+            report.elapsed.as_secs_f64(),
+            algorithm.name().to_ascii_lowercase(),
+            hex.as_deref().unwrap_or("-"),
+        );
+        if matches!(report.end, End::ControlClosed) {
+            return Ok(Flow::Close);
+        }
+        if report.quit {
+            reply(stream, 221, "Goodbye.")?;
+            return Ok(Flow::Close);
+        }
+        Ok(Flow::Continue)
+    }
+
+    pub(super) fn site(&mut self, stream: &mut Stream, arg: &[u8]) -> io::Result<()> {
+        let arg = String::from_utf8_lossy(arg);
+        let (command, value) = arg.trim().split_once(' ').unwrap_or((arg.trim(), ""));
+        match command.to_ascii_uppercase().as_str() {
+            "CHKHASH" => {
+                let value = value.trim();
+                if !is_md5_hex(value) {
+                    return reply(
+                        stream,
+                        501,
+                        "SITE CHKHASH needs an MD5 digest: 32 hexadecimal digits.",
+                    );
+                }
+                let md5 = value.to_ascii_lowercase();
+                let text = format!("The next STOR or APPE is kept only if its MD5 is {md5}.");
+                self.check_md5 = Some(md5);
+                reply(stream, 200, &text)
+            }
+            "HELP" => reply_lines(
+                stream,
+                214,
+                "SITE commands:",
+                &[
+                    "CHKHASH <md5>: the next STOR or APPE lands only if the stored file has this MD5"
+                        .to_string(),
+                    "HELP".to_string(),
+                ],
+                "End",
+            ),
+            _ => reply(stream, 502, "Unknown SITE command: see SITE HELP."),
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! Data connections: `PASV`, `EPSV`, `PORT`, `EPRT` set one up; a
+//! transfer opens it.
+
+use std::io;
+use std::net::{IpAddr, TcpStream};
+use std::time::Instant;
+
+use socketserver::{describe, Stream};
+
+use crate::ftp::config::DATA_CONNECT_TIMEOUT;
+use crate::ftp::control::reply;
+use crate::ftp::data::{self, canonical, DataPlan};
+use crate::ftp::transfer::{Transfer, Watch};
+
+use super::Session;
+
+impl Session<'_> {
+    pub(super) fn pasv(&mut self, stream: &mut Stream) -> io::Result<()> {
+        if self.epsv_all {
+            return reply(stream, 503, "EPSV ALL was sent: use EPSV.");
+        }
+        let IpAddr::V4(ip) = canonical(self.local.ip()) else {
+            return reply(stream, 522, "PASV works over IPv4 only: use EPSV.");
+        };
+        match self.listen() {
+            Ok(port) => reply(stream, 227, &data::pasv_text(ip, port)),
+            Err(e) => reply(stream, 425, &format!("Cannot listen: {}.", describe(&e))),
+        }
+    }
+
+    pub(super) fn epsv(&mut self, stream: &mut Stream, arg: &[u8]) -> io::Result<()> {
+        let family = if canonical(self.local.ip()).is_ipv4() {
+            b"1"
+        } else {
+            b"2"
+        };
+        match arg.to_ascii_uppercase().as_slice() {
+            b"ALL" => {
+                self.epsv_all = true;
+                return reply(stream, 200, "EPSV ALL ok.");
+            }
+            b"" => {}
+            other if other == family => {}
+            b"1" | b"2" => {
+                let text = format!(
+                    "Network protocol not supported, use ({})",
+                    family[0] as char
+                );
+                return reply(stream, 522, &text);
+            }
+            _ => return reply(stream, 501, "EPSV takes 1, 2 or ALL."),
+        }
+        match self.listen() {
+            Ok(port) => reply(
+                stream,
+                229,
+                &format!("Entering Extended Passive Mode (|||{port}|)"),
+            ),
+            Err(e) => reply(stream, 425, &format!("Cannot listen: {}.", describe(&e))),
+        }
+    }
+
+    /// A new passive listener (the previous one, if any, is closed).
+    fn listen(&mut self) -> io::Result<u16> {
+        self.data = DataPlan::None;
+        let ip = canonical(self.local.ip());
+        let listener = data::passive_listener(ip, self.config.passive_ports.as_ref())?;
+        let port = listener.local_addr()?.port();
+        let deadline = Instant::now() + self.config.passive_timeout;
+        self.data = DataPlan::Passive { listener, deadline };
+        Ok(port)
+    }
+
+    pub(super) fn active(
+        &mut self,
+        stream: &mut Stream,
+        arg: &[u8],
+        extended: bool,
+    ) -> io::Result<()> {
+        if !self.config.active {
+            return reply(stream, 502, "Active mode is turned off: use PASV or EPSV.");
+        }
+        if self.epsv_all {
+            return reply(stream, 503, "EPSV ALL was sent: use EPSV.");
+        }
+        let arg = String::from_utf8_lossy(arg);
+        let parsed = if extended {
+            data::parse_eprt(&arg)
+        } else {
+            data::parse_port(&arg)
+        };
+        let Some(addr) = parsed else {
+            return if extended
+                && !arg.trim().is_empty()
+                && !arg.contains("|1|")
+                && !arg.contains("|2|")
+            {
+                reply(stream, 522, "Network protocol not supported, use (1,2)")
+            } else {
+                reply(stream, 501, "Syntax error in the address.")
+            };
+        };
+        let allow_loopback = self.config.loopback_active;
+        if let Some((code, why)) = data::refuse_active(addr, self.peer.ip(), allow_loopback) {
+            log::warn!("{}: refused an active connection to {addr}", self.peer);
+            return reply(stream, code, why);
+        }
+        self.data = DataPlan::Active(addr);
+        let verb = if extended { "EPRT" } else { "PORT" };
+        reply(stream, 200, &format!("{verb} command successful."))
+    }
+
+    /// Opens the data connection set up by the last PASV/EPSV/PORT/EPRT,
+    /// saying `150 TEXT` first. `None` if it failed (the `425` is sent).
+    pub(super) fn open_data(
+        &mut self,
+        stream: &mut Stream,
+        text: &str,
+    ) -> io::Result<Option<TcpStream>> {
+        match std::mem::take(&mut self.data) {
+            DataPlan::None => {
+                reply(stream, 425, "Use PASV, EPSV, PORT or EPRT first.")?;
+                Ok(None)
+            }
+            DataPlan::Expired => {
+                let text =
+                    "No data connection: the passive port timed out; use PASV or EPSV again.";
+                reply(stream, 425, text)?;
+                Ok(None)
+            }
+            DataPlan::Passive { listener, .. } => {
+                reply(stream, 150, text)?;
+                stream.flush()?;
+                let deadline = Instant::now() + self.config.passive_timeout;
+                match data::accept_from(&listener, self.peer.ip(), deadline) {
+                    Ok(data) => Ok(Some(data)),
+                    Err(e) => {
+                        log::info!("{}: no data connection: {}", self.peer, describe(&e));
+                        reply(stream, 425, "Cannot open the data connection.")?;
+                        Ok(None)
+                    }
+                }
+            }
+            DataPlan::Active(addr) => match data::connect(addr, DATA_CONNECT_TIMEOUT) {
+                Ok(data) => {
+                    reply(stream, 150, text)?;
+                    stream.flush()?;
+                    Ok(Some(data))
+                }
+                Err(e) => {
+                    log::info!("{}: cannot connect to {addr}: {}", self.peer, describe(&e));
+                    reply(stream, 425, "Cannot open the data connection.")?;
+                    Ok(None)
+                }
+            },
+        }
+    }
+
+    pub(super) fn transfer<'s>(
+        &'s mut self,
+        stream: &'s mut Stream,
+        data: TcpStream,
+    ) -> Transfer<'s> {
+        Transfer {
+            watch: Watch {
+                stream,
+                control: &mut self.control,
+                busy_with: "Transfer",
+            },
+            data,
+            idle: self.idle,
+            ascii: self.ascii,
+        }
+    }
+}

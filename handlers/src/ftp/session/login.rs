@@ -1,0 +1,95 @@
+//! Login: `USER` and `PASS`, the throttle's delays, anonymous access.
+
+use std::io;
+use std::time::Instant;
+
+use socketserver::Stream;
+
+use crate::ftp::auth::{is_anonymous_name, Access};
+use crate::ftp::config::MAX_LOGIN_FAILURES;
+use crate::ftp::control::{printable, reply};
+
+use super::{Flow, Login, Session, LINGER};
+
+impl Session<'_> {
+    pub(super) fn user_cmd(&mut self, stream: &mut Stream, arg: &[u8]) -> io::Result<()> {
+        if arg.is_empty() {
+            return reply(stream, 501, "USER needs a name.");
+        }
+        let name = String::from_utf8_lossy(arg).into_owned();
+        if self.login.take().is_some() {
+            // Logged out: a new login gets the usual time.
+            self.login_deadline = Instant::now() + self.config.login_timeout;
+        }
+        let text = if is_anonymous_name(&name) && self.config.anonymous {
+            "Anonymous login ok, send your e-mail address as password.".to_string()
+        } else {
+            format!("Password required for {}.", printable(arg))
+        };
+        self.user = Some(name);
+        reply(stream, 331, &text)
+    }
+
+    pub(super) fn pass(&mut self, stream: &mut Stream, password: &[u8]) -> io::Result<Flow> {
+        let Some(name) = self.user.take() else {
+            reply(stream, 503, "Login with USER first.")?;
+            return Ok(Flow::Continue);
+        };
+        if is_anonymous_name(&name) && self.config.anonymous {
+            log::info!("{}: anonymous login (read-only)", self.peer);
+            self.log_in(stream, "anonymous", Access::ReadOnly)?;
+            reply(stream, 230, "Anonymous access granted: read-only.")?;
+            return Ok(Flow::Continue);
+        }
+        // Guessing is slowed per account, per address and server-wide.
+        let (throttle, ip) = (&self.config.throttle, Some(self.peer.ip()));
+        let wait = throttle.before_attempt(&name, ip);
+        if !wait.is_zero() {
+            log::info!("{}: login for {name:?} waits {wait:.1?}", self.peer);
+            std::thread::sleep(wait);
+        }
+        if self.config.users.check(&name, password) {
+            throttle.succeeded(&name);
+            let access = if self.config.read_only {
+                Access::ReadOnly
+            } else {
+                Access::ReadWrite
+            };
+            log::info!("{}: {name:?} logged in", self.peer);
+            self.log_in(stream, &name, access)?;
+            reply(stream, 230, "Login successful.")?;
+            return Ok(Flow::Continue);
+        }
+        self.failures += 1;
+        log::warn!(
+            "{}: failed login for {name:?} ({} of {MAX_LOGIN_FAILURES})",
+            self.peer,
+            self.failures
+        );
+        stream.flush()?;
+        std::thread::sleep(throttle.failed(&name, ip));
+        reply(stream, 530, "Login incorrect.")?;
+        if self.failures >= MAX_LOGIN_FAILURES {
+            log::warn!("{}: too many failed logins; closing", self.peer);
+            stream.lingering_close(LINGER)?;
+            return Ok(Flow::Close);
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn log_in(&mut self, stream: &mut Stream, name: &str, access: Access) -> io::Result<()> {
+        self.login = Some(Login {
+            name: name.to_string(),
+            access,
+        });
+        // The anonymous user sees only what everyone may read.
+        self.vfs.set_world_readable_only(name == "anonymous");
+        stream.set_read_timeout(self.idle)
+    }
+
+    pub(super) fn writable(&self) -> bool {
+        self.login
+            .as_ref()
+            .is_some_and(|l| l.access == Access::ReadWrite)
+    }
+}
