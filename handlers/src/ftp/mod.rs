@@ -19,7 +19,7 @@
 //! | `data.rs` | data connections: passive and active, tied to the control peer |
 //! | `transfer.rs` | copying with the control connection watched; the observer (hashing) hook; `sendfile(2)` |
 //! | `hash.rs` | MD5, SHA-1, SHA-256; the digest cache; the bound on hash computations |
-//! | `client.rs` | a small FTP client: passive mode, resume, MD5 verification (`client ftp`) |
+//! | `client/` | a small FTP client (`client ftp`): the connection and login (`mod.rs`), `control.rs`, `data_connections.rs` (passive mode), `listing.rs`, `transfers.rs` (resume), `verification.rs` (MD5) |
 //! | `listing.rs` | `LIST`, `NLST`, `MLSD`/`MLST` formats, streamed entry by entry; dates |
 //! | `escape.rs` | names made safe to show: control and bidirectional characters escaped |
 //! | `auth.rs` | users, passwords, anonymous, read-only |

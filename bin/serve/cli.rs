@@ -1,0 +1,289 @@
+//! `serve`'s flags: the server's, then each handler's under its heading.
+
+use std::time::Duration;
+
+use clap::{Args, Parser, ValueEnum};
+use socketserver_handlers::{echo, ftp, shell};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "serve",
+    version,
+    about = "Serve a socketserver handler: echo (the tutorial's chat bot), shell (its remote shell), ftp (its file transfer, a real FTP server)",
+    after_help = "Logs go to standard error; RUST_LOG (e.g. RUST_LOG=debug) overrides -v/-q.\n\
+                  SIGINT/SIGTERM stop accepting, let live connections finish within \
+                  --drain-timeout, and exit 0; a second SIGINT exits at once."
+)]
+pub struct Cli {
+    /// The handler to serve
+    #[arg(long, value_enum)]
+    pub handler: HandlerKind,
+
+    /// Where to listen: HOST:PORT, [IPV6]:PORT, HOST alone (the handler's
+    /// default port), or unix:PATH [default: 127.0.0.1 and the handler's
+    /// port, 9999 for echo, 9998 for shell, 2121 for ftp]
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<String>,
+
+    /// Serve datagrams instead of a stream: UDP, or a Unix datagram socket
+    /// with --bind unix:PATH (echo only: each datagram is answered with
+    /// itself + the suffix)
+    #[arg(long)]
+    pub udp: bool,
+
+    /// Concurrency model
+    #[arg(long, value_enum, default_value_t = Mode::Threading)]
+    pub mode: Mode,
+
+    /// Worker threads of the pool model [default: 4 per CPU], or worker
+    /// processes of the prefork model [default: 1 per CPU]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub workers: Option<u32>,
+
+    /// Most child processes alive at once in the forking model; more
+    /// clients wait in the kernel's backlog
+    #[arg(long, value_name = "N", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_children: u32,
+
+    /// Prefork: a worker ends after this many connections and a fresh one
+    /// replaces it [default: never]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_requests: Option<u64>,
+
+    /// Most connections served at once; more wait in the kernel's backlog
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Most connections at once from one client (an IPv4 address, an IPv6
+    /// /64), in every mode; more are refused at once with the handler's
+    /// message; 0 turns it off [default: 16 for ftp, none for echo and shell]
+    #[arg(long, value_name = "N")]
+    pub max_per_ip: Option<u32>,
+
+    /// Close a connection silent (or not reading) for this long; 0 turns it off
+    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_seconds)]
+    pub idle_timeout: Duration,
+
+    /// A line or frame must arrive whole within this time of its first
+    /// bytes, however it is paced; 0 turns it off [default: the idle timeout]
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub message_timeout: Option<Duration>,
+
+    /// Close a connection that has not logged in (ftp) or authenticated
+    /// (shell with a token) within this time, however it paces its bytes
+    /// [default: 60 for ftp, 10 for shell]
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub login_timeout: Option<Duration>,
+
+    /// On shutdown, how long live connections may take to finish before they are cut
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_seconds)]
+    pub drain_timeout: Duration,
+
+    /// More log output (-v debug, -vv trace)
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Log errors only
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    #[command(flatten)]
+    pub echo: EchoOptions,
+
+    #[command(flatten)]
+    pub shell: ShellOptions,
+
+    #[command(flatten)]
+    pub ftp: FtpOptions,
+}
+
+/// Options of the echo handler.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Echo options")]
+pub struct EchoOptions {
+    /// Sent to each client on connect
+    #[arg(long, value_name = "TEXT", default_value = echo::DEFAULT_GREETING)]
+    pub greeting: String,
+
+    /// Appended to every answer
+    #[arg(long, value_name = "TEXT", default_value = echo::DEFAULT_SUFFIX)]
+    pub suffix: String,
+
+    /// Longest line (or message, with no newline) accepted, in bytes; longer ones get an error and the connection closes
+    #[arg(long, value_name = "BYTES", default_value_t = echo::DEFAULT_MAX_LINE)]
+    pub max_line: usize,
+}
+
+/// Options of the shell handler.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Shell options")]
+pub struct ShellOptions {
+    /// Kill a command, with every process it started, when it has run this
+    /// long; 0 turns the limit off
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
+    pub command_timeout: Duration,
+
+    /// Keep at most this many bytes of a command's output; past it the rest
+    /// is discarded and the command killed
+    #[arg(long, value_name = "BYTES", default_value_t = shell::DEFAULT_MAX_OUTPUT)]
+    pub max_output: usize,
+
+    /// Require "auth TOKEN" before any command (at least 16 bytes). Other
+    /// local users can read it in `ps`: prefer --token-file. [default: a
+    /// random token, written to a file only you can read, where `client
+    /// shell` finds it]
+    #[arg(long, value_name = "TOKEN", conflicts_with_all = ["token_file", "no_token"])]
+    pub token: Option<String>,
+
+    /// Read the token from the first line of FILE (keep it chmod 600)
+    #[arg(long, value_name = "FILE", conflicts_with = "no_token")]
+    pub token_file: Option<std::path::PathBuf>,
+
+    /// Serve with no token, loopback only: for the tutorial's client, which
+    /// cannot send one. Any local process, and any web page in a browser
+    /// here that gets past the HTTP check, can then run commands as you
+    #[arg(long)]
+    pub no_token: bool,
+
+    /// Run commands even as root (refused by default)
+    #[arg(long)]
+    pub allow_root: bool,
+}
+
+/// Options of the ftp handler.
+#[derive(Args, Debug)]
+#[command(next_help_heading = "Ftp options")]
+pub struct FtpOptions {
+    /// The folder served as / (clients cannot leave it)
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub root: std::path::PathBuf,
+
+    /// A user with read-write access, as NAME:PASSWORD (repeatable). Other
+    /// local users can read it in `ps`: prefer --users FILE
+    #[arg(long = "user", value_name = "NAME:PASSWORD", value_parser = ftp::parse_user)]
+    pub users: Vec<(String, String)>,
+
+    /// Read users from FILE: one NAME:PASSWORD a line, # for comments
+    #[arg(long = "users", value_name = "FILE")]
+    pub users_file: Option<std::path::PathBuf>,
+
+    /// Let "anonymous" (or "ftp") log in with any password, read-only, to
+    /// files that everyone may read (o+r, in folders everyone may enter).
+    /// [default: on when no user is given and the address is loopback]
+    #[arg(long)]
+    pub anonymous: bool,
+
+    /// Make every user read-only
+    #[arg(long)]
+    pub read_only: bool,
+
+    /// Let anonymous users in even when --root is /, your home folder, or
+    /// a folder that holds it (refused otherwise). Anonymous users get only
+    /// files that every local user may read, whatever the folder
+    #[arg(long)]
+    pub allow_anonymous_home: bool,
+
+    /// Passive data ports, as MIN-MAX [default: any free port]
+    #[arg(long, value_name = "MIN-MAX", value_parser = ftp::parse_port_range)]
+    pub passive_ports: Option<std::ops::RangeInclusive<u16>>,
+
+    /// Refuse active mode (PORT, EPRT); passive mode only
+    #[arg(long)]
+    pub no_active: bool,
+
+    /// Allow active mode (PORT, EPRT) for clients on a loopback address.
+    /// Off by default: a client behind a local proxy (stunnel, HAProxy,
+    /// ssh -L) shows up as 127.0.0.1 and could aim the server at a local
+    /// service
+    #[arg(long)]
+    pub allow_loopback_active: bool,
+
+    /// Close a passive data port (PASV, EPSV) that no transfer command
+    /// used within this time; also how long a transfer command waits for
+    /// the client to connect
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
+    pub passive_timeout: Duration,
+
+    /// Most entries in one listing
+    #[arg(long, value_name = "N", default_value_t = ftp::DEFAULT_MAX_LIST_ENTRIES)]
+    pub max_list_entries: usize,
+
+    /// Which transfers are hashed while they stream, for the MD5=<hex> of
+    /// their 226 reply: always; auto (every STOR, a RETR unless its MD5 is
+    /// cached); off. XMD5, XSHA1, XSHA256 and HASH answer in every mode
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    pub hash_transfers: ftp::HashTransfers,
+
+    /// Largest file hashed on demand (XMD5, HASH...), e.g. 4G, or
+    /// "unlimited"; larger files are refused with 550 unless cached
+    #[arg(long, value_name = "SIZE", default_value = "16G", value_parser = ftp::parse_size)]
+    pub hash_max_size: ::std::option::Option<u64>,
+
+    /// Most hash computations on demand at once; more are answered 450
+    /// [default: one per CPU]
+    #[arg(long, value_name = "N")]
+    pub max_hashes: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HandlerKind {
+    /// The tutorial's chat bot: greets, answers each message + "好", "q" ends
+    Echo,
+    /// The tutorial's remote shell: runs each command, replies with the
+    /// output's length, then the output (a token is generated into a
+    /// private file unless one is given; --no-token: loopback only)
+    Shell,
+    /// The tutorial's file transfer as a real FTP server (curl, ftplib,
+    /// lftp, FileZilla); port 2121, the current folder, read-only
+    Ftp,
+}
+
+impl HandlerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            HandlerKind::Echo => "echo",
+            HandlerKind::Shell => "shell",
+            HandlerKind::Ftp => "ftp",
+        }
+    }
+
+    pub fn default_port(self) -> u16 {
+        match self {
+            HandlerKind::Echo => 9999,
+            HandlerKind::Shell => shell::DEFAULT_PORT,
+            HandlerKind::Ftp => ftp::DEFAULT_PORT,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// One connection at a time
+    Sync,
+    /// A thread per connection
+    Threading,
+    /// A fixed pool of worker threads (--workers)
+    Pool,
+    /// A process per connection (--max-children)
+    Forking,
+    /// A fixed set of worker processes (--workers, --max-requests)
+    Prefork,
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{text:?} is not a duration"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}
