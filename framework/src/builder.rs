@@ -99,6 +99,7 @@ pub struct Builder<H> {
     stop_fd: Option<OwnedFd>,
     /// The caller vouched for its threads (`allow_fork_with_threads`).
     fork_with_threads: bool,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl<H: RequestHandler> Builder<H> {
@@ -180,6 +181,7 @@ impl<H> Builder<H> {
             hooks: LoopHooks::default(),
             stop_fd: None,
             fork_with_threads: false,
+            tls: None,
         }
     }
 }
@@ -295,6 +297,42 @@ impl<H> Builder<H> {
     pub fn max_per_ip(mut self, max: Option<usize>) -> Self {
         self.max_per_ip = max;
         self
+    }
+
+    /// Serves every connection over TLS with this configuration: each
+    /// begins with a handshake, on the connection's own thread or process
+    /// (never the accept loop), before `setup`; every receive of it waits
+    /// at most the idle timeout, and the whole of it ends within the
+    /// message timeout. A handshake that fails (garbage instead of a
+    /// ClientHello, an unknown version, a stall, a hang-up) is logged with
+    /// the peer, counted in [`Counters::tls_failures`](crate::Counters),
+    /// and the connection closed: the handler never sees it. The handler's
+    /// [`Stream`] reads and writes decrypted bytes, with the same framing
+    /// and limits; [`Stream::is_tls`] and [`Stream::tls_version`] tell it
+    /// what was negotiated. Clients refused before being served (over a
+    /// limit) are closed without a word: no handshake is spent on them.
+    ///
+    /// Stream servers only: a datagram server refuses it at `build`.
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// [`Builder::tls`] with a configuration read from PEM files: the
+    /// certificate chain (server's first, as Let's Encrypt's
+    /// `fullchain.pem`) and its private key (`privkey.pem`); see
+    /// [`tls::server_config_from_pem_files`](crate::tls::server_config_from_pem_files).
+    ///
+    /// # Errors
+    /// [`Error::Tls`] naming the file that cannot be read or holds no
+    /// certificate or key, or a key that does not fit.
+    pub fn tls_files(
+        self,
+        cert: impl AsRef<std::path::Path>,
+        key: impl AsRef<std::path::Path>,
+    ) -> Result<Self, Error> {
+        let config = crate::tls::server_config_from_pem_files(cert, key).map_err(Error::Tls)?;
+        Ok(self.tls(config))
     }
 
     /// What to do with connections beyond the limit.
@@ -524,6 +562,7 @@ impl<H> Builder<H> {
             needs_watchdog: self.model == Model::Sync,
             handle_error: self.handle_error.unwrap_or_else(|| Arc::new(log_failure)),
             max_per_ip: self.max_per_ip,
+            tls: self.tls,
         })
         .map_err(Error::Io)?;
         Server::start(
@@ -593,6 +632,11 @@ impl<H> Builder<H> {
             _ => {}
         }
         let datagrams = matches!(self.target, Target::Udp(_) | Target::UnixDatagram(_));
+        if datagrams && self.tls.is_some() {
+            return Err(Error::Config(
+                "TLS serves stream sockets only (DTLS is not supported)".into(),
+            ));
+        }
         if datagrams && matches!(self.model, Model::Prefork { .. }) {
             return Err(Error::Config(
                 "prefork serves stream sockets only; use another model for datagrams".into(),

@@ -35,6 +35,9 @@ pub enum Error {
     Closed,
     /// Waiting for connections failed in a way retrying cannot mend.
     Io(io::Error),
+    /// The TLS certificate or key could not be read or used
+    /// ([`Builder::tls_files`](crate::Builder::tls_files)).
+    Tls(io::Error),
     /// A process model ([`Model::Forking`](crate::Model::Forking),
     /// [`Model::Prefork`](crate::Model::Prefork)) would fork from a process
     /// with other threads. A forked child has one thread, the caller's, and
@@ -67,6 +70,7 @@ impl fmt::Display for Error {
             Error::Config(what) => write!(f, "invalid server configuration: {what}"),
             Error::Closed => f.write_str("the server is shut down and its socket closed"),
             Error::Io(source) => write!(f, "cannot wait for connections: {}", describe(source)),
+            Error::Tls(source) => write!(f, "TLS: {}", describe(source)),
             Error::ForkWithThreads { model, threads } => write!(
                 f,
                 "the {model} model forks, and this process has {threads} threads: a child \
@@ -81,9 +85,10 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Resolve { source, .. } | Error::Bind { source, .. } | Error::Io(source) => {
-                Some(source)
-            }
+            Error::Resolve { source, .. }
+            | Error::Bind { source, .. }
+            | Error::Io(source)
+            | Error::Tls(source) => Some(source),
             Error::Config(_) | Error::Closed | Error::ForkWithThreads { .. } => None,
         }
     }
@@ -94,9 +99,10 @@ impl From<Error> for io::Error {
     /// function returning `io::Result` loses nothing.
     fn from(error: Error) -> Self {
         let kind = match &error {
-            Error::Resolve { source, .. } | Error::Bind { source, .. } | Error::Io(source) => {
-                source.kind()
-            }
+            Error::Resolve { source, .. }
+            | Error::Bind { source, .. }
+            | Error::Io(source)
+            | Error::Tls(source) => source.kind(),
             Error::Config(_) => io::ErrorKind::InvalidInput,
             Error::Closed => io::ErrorKind::NotConnected,
             Error::ForkWithThreads { .. } => io::ErrorKind::Unsupported,

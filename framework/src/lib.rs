@@ -177,6 +177,7 @@ mod shared;
 mod socket;
 mod stats;
 mod stream;
+pub mod tls;
 mod waker;
 
 pub use address::Address;

@@ -146,6 +146,23 @@ pub(crate) fn converse<H: RequestHandler>(
     let peer = conn.peer.clone();
     let mut stream = Stream::from_connection(conn, shared.limits());
     log::debug!("{peer}: connected");
+    if let Some(config) = shared.tls() {
+        if let Err(error) = stream.upgrade_tls(Arc::clone(config)) {
+            log_handshake_failure(&peer, &error);
+            stream.discard_output();
+            return Ended {
+                outcome: Outcome::TlsFailed,
+                bytes_read: stream.bytes_read(),
+                bytes_written: stream.bytes_written(),
+            };
+        }
+        log::debug!(
+            "{peer}: TLS {:?}",
+            stream
+                .tls_version()
+                .map_or("?".into(), |v| format!("{v:?}"))
+        );
+    }
 
     let mut failures = Vec::new();
     let mut step = Step::Setup;
@@ -158,7 +175,7 @@ pub(crate) fn converse<H: RequestHandler>(
     let finished = panic::catch_unwind(AssertUnwindSafe(|| handler.finish(&mut stream)));
     record(&mut failures, Step::Finish, finished);
     if failures.is_empty() {
-        if let Err(error) = stream.flush() {
+        if let Err(error) = stream.flush().and_then(|()| stream.close_tls()) {
             failures.push(Failure::Error {
                 step: Step::Flush,
                 error,
@@ -188,6 +205,18 @@ pub(crate) fn converse<H: RequestHandler>(
         outcome,
         bytes_read: stream.bytes_read(),
         bytes_written: stream.bytes_written(),
+    }
+}
+
+/// A failed TLS handshake: one line with the peer. A stall or a hang-up
+/// is the peer's business (info); anything else, a client that speaks no
+/// TLS or TLS the server refuses, is a warning.
+fn log_handshake_failure(peer: &Address, error: &io::Error) {
+    let what = crate::describe(error);
+    if crate::tls::TlsFailure::is(error) {
+        log::warn!("{peer}: TLS handshake failed: {what}");
+    } else {
+        log::info!("{peer}: TLS handshake failed: {what}");
     }
 }
 

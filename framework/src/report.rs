@@ -48,6 +48,7 @@ impl Event {
                     Outcome::Completed => 0,
                     Outcome::TimedOut => 1,
                     Outcome::Failed => 2,
+                    Outcome::TlsFailed => 3,
                 };
                 record[8..16].copy_from_slice(&ended.bytes_read.to_le_bytes());
                 record[16..24].copy_from_slice(&ended.bytes_written.to_le_bytes());
@@ -74,6 +75,7 @@ impl Event {
                 outcome: match record[1] {
                     0 => Outcome::Completed,
                     1 => Outcome::TimedOut,
+                    3 => Outcome::TlsFailed,
                     _ => Outcome::Failed,
                 },
                 bytes_read: u64_at(8),

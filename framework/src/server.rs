@@ -640,6 +640,11 @@ impl<H> Server<H> {
                 self.shared.stats.snapshot().active
             ),
         }
+        if self.shared.tls().is_some() {
+            // Words in plain text would be garbage to a TLS client, and a
+            // handshake has no place on the accept loop: close at once.
+            return;
+        }
         let conn = Arc::new(Connection::new(socket, peer, None));
         let mut stream = Stream::from_connection(conn, self.shared.limits());
         match (&mut self.hooks.on_refused, why) {

@@ -50,6 +50,9 @@ pub(crate) struct Shared {
     /// another thread must watch the drain deadline.
     needs_watchdog: bool,
     handle_error: ErrorHook,
+    /// Every connection begins with a TLS handshake with this
+    /// configuration.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 #[derive(Default)]
@@ -79,6 +82,7 @@ pub(crate) struct SharedConfig {
     pub(crate) needs_watchdog: bool,
     pub(crate) handle_error: ErrorHook,
     pub(crate) max_per_ip: Option<usize>,
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Shared {
@@ -99,6 +103,7 @@ impl Shared {
             drain_timeout: config.drain_timeout,
             needs_watchdog: config.needs_watchdog,
             handle_error: config.handle_error,
+            tls: config.tls,
         })
     }
 
@@ -115,7 +120,13 @@ impl Shared {
             needs_watchdog: true,
             handle_error: Arc::clone(&self.handle_error),
             max_per_ip: None,
+            tls: self.tls.clone(),
         })
+    }
+
+    /// The TLS configuration every connection begins with, if any.
+    pub(crate) fn tls(&self) -> Option<&Arc<rustls::ServerConfig>> {
+        self.tls.as_ref()
     }
 
     pub(crate) fn limits(&self) -> &StreamLimits {

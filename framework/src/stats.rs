@@ -32,6 +32,7 @@ struct Inner {
     active: AtomicU64,
     accept_errors: AtomicU64,
     dropped: AtomicU64,
+    tls_failures: AtomicU64,
 }
 
 /// The counters at one moment.
@@ -60,6 +61,10 @@ pub struct Counters {
     pub accept_errors: u64,
     /// Datagrams dropped for being longer than the server's maximum.
     pub dropped: u64,
+    /// Connections whose TLS handshake failed ([`Builder::tls`](crate::Builder::tls)):
+    /// not TLS, refused TLS, stalled, or closed in the middle. Their
+    /// handler never ran; they count in no other outcome.
+    pub tls_failures: u64,
 }
 
 impl Stats {
@@ -77,6 +82,7 @@ impl Stats {
             bytes_written: i.bytes_written.load(Ordering::Relaxed),
             accept_errors: i.accept_errors.load(Ordering::Relaxed),
             dropped: i.dropped.load(Ordering::Relaxed),
+            tls_failures: i.tls_failures.load(Ordering::Relaxed),
         }
     }
 
@@ -106,6 +112,7 @@ impl Stats {
             Outcome::Completed => &i.completed,
             Outcome::TimedOut => &i.timed_out,
             Outcome::Failed => &i.failed,
+            Outcome::TlsFailed => &i.tls_failures,
         };
         counter.fetch_add(1, Ordering::Relaxed);
         i.bytes_read.fetch_add(bytes_read, Ordering::Relaxed);
@@ -119,4 +126,6 @@ pub(crate) enum Outcome {
     Completed,
     TimedOut,
     Failed,
+    /// The TLS handshake failed: the handler never ran.
+    TlsFailed,
 }

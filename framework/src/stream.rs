@@ -19,11 +19,13 @@
 //! deadlocks waiting for an answer to a reply still in its buffer, before
 //! every read that has to wait for the socket.
 
+mod closing;
 mod framing;
+mod tls;
 
 use std::fmt;
 use std::io::{self, BufRead, IoSlice, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
@@ -31,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use crate::read_clock::{seconds, ReadClock};
 use crate::socket::{Connection, Socket};
+use crate::tls::Tls;
 use crate::{Address, WhenDraining};
 
 pub use framing::LimitExceeded;
@@ -73,6 +76,9 @@ pub struct Stream {
     unanswered: bool,
     /// Whether a drain ends a read that waits for the next message.
     when_draining: WhenDraining,
+    /// The TLS layer between the buffers and the socket, once a
+    /// handshake has succeeded.
+    tls: Option<Box<Tls>>,
 }
 
 // Construction and the connection's facts.
@@ -96,6 +102,7 @@ impl Stream {
             bytes_written: 0,
             unanswered: false,
             when_draining: WhenDraining::Finish,
+            tls: None,
         }
     }
 
@@ -290,57 +297,6 @@ impl Stream {
     pub fn set_max_frame_len(&mut self, max: usize) {
         self.max_frame = max;
     }
-
-    /// Closes the connection without losing the last reply, as Apache's
-    /// lingering close: flushes, closes the writing half, then reads and
-    /// discards whatever the peer still sends until it closes, or until
-    /// `max_wait` passes (or 1 MiB has been discarded).
-    ///
-    /// Why: closing a TCP socket that still has unread input makes the
-    /// kernel send a reset instead of an orderly end, and a reset can
-    /// destroy the reply (an error message, say) before the client reads
-    /// it. Use it when the server hangs up while the client may still be
-    /// sending, as after refusing an over-long request.
-    ///
-    /// # Errors
-    /// Fails if the flush or the shutdown fails; reading errors end the
-    /// discarding quietly.
-    pub fn lingering_close(&mut self, max_wait: Duration) -> io::Result<()> {
-        self.shutdown_write()?;
-        let usual = self.clock.idle;
-        // Discarding is bounded by `max_wait` alone: a login deadline
-        // that passed must not end it early.
-        let usual_deadline = self.clock.deadline.take();
-        let deadline = Instant::now() + max_wait;
-        let mut discarded = 0usize;
-        self.rpos = self.rend;
-        while discarded < 1024 * 1024 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || self.set_read_timeout(Some(left)).is_err() {
-                break;
-            }
-            match self.fill() {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    discarded += n;
-                    self.rpos = self.rend;
-                }
-            }
-        }
-        let _ = self.set_read_timeout(usual);
-        self.clock.deadline = usual_deadline;
-        Ok(())
-    }
-
-    /// Closes the writing half: the peer reads end-of-file once the
-    /// buffered output has gone. Flushes first.
-    ///
-    /// # Errors
-    /// Fails if the flush or the shutdown fails.
-    pub fn shutdown_write(&mut self) -> io::Result<()> {
-        self.flush_buffer()?;
-        self.conn.socket.shutdown(Shutdown::Write)
-    }
 }
 
 // Reading.
@@ -396,7 +352,7 @@ impl Stream {
         if self.rbuf.is_empty() {
             self.rbuf = vec![0; READ_BUFFER];
         }
-        let n = self.receive(|socket, rbuf| socket.recv(rbuf))?;
+        let n = self.receive(|conn, tls, rbuf| recv(conn, tls, rbuf))?;
         self.rend = n;
         Ok(n)
     }
@@ -414,7 +370,7 @@ impl Stream {
     /// * a timeout becomes a `TimedOut` error that says how long it was.
     fn receive(
         &mut self,
-        mut recv: impl FnMut(&Socket, &mut Vec<u8>) -> io::Result<usize>,
+        mut recv: impl FnMut(&Connection, &mut Option<Box<Tls>>, &mut Vec<u8>) -> io::Result<usize>,
     ) -> io::Result<usize> {
         self.flush_buffer()?;
         let socket = &self.conn.socket;
@@ -425,7 +381,7 @@ impl Stream {
             return Ok(0);
         }
         let result = loop {
-            match recv(&self.conn.socket, &mut self.rbuf) {
+            match recv(&self.conn, &mut self.tls, &mut self.rbuf) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => break other,
             }
@@ -475,7 +431,7 @@ impl Stream {
     fn flush_buffer(&mut self) -> io::Result<()> {
         let mut sent = 0;
         while sent < self.wbuf.len() {
-            match self.send(&[IoSlice::new(&self.wbuf[sent..])]) {
+            match self.send_from_buffer(sent) {
                 Ok(n) => {
                     sent += n;
                     self.bytes_written += n as u64;
@@ -487,33 +443,71 @@ impl Stream {
             }
         }
         self.wbuf.clear();
+        // Records encrypted but not yet sent (a send cut short) go too.
+        if let Some(tls) = &mut self.tls {
+            tls.send_pending(&self.conn.socket)
+                .map_err(|e| write_error(e, self.write_timeout))?;
+        }
         Ok(())
     }
 
-    fn send(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        loop {
-            match self.conn.socket.send_vectored(bufs) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        "the peer accepts no more data",
-                    ))
-                }
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if is_timeout(&e) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        match self.write_timeout {
-                            Some(t) => format!("the peer read nothing for {}", seconds(t)),
-                            None => "write timed out".to_string(),
-                        },
-                    ))
-                }
-                Err(e) => return Err(e),
+    fn send_from_buffer(&mut self, from: usize) -> io::Result<usize> {
+        let bufs = [IoSlice::new(&self.wbuf[from..])];
+        send(&self.conn, &mut self.tls, self.write_timeout, &bufs)
+    }
+
+    fn send(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        send(&self.conn, &mut self.tls, self.write_timeout, bufs)
+    }
+}
+
+/// One receive through the TLS layer if there is one, else from the socket.
+fn recv(conn: &Connection, tls: &mut Option<Box<Tls>>, buf: &mut [u8]) -> io::Result<usize> {
+    match tls {
+        Some(tls) => tls.recv(&conn.socket, buf),
+        None => conn.socket.recv(buf),
+    }
+}
+
+/// One send, through the TLS layer if there is one: the bytes of `bufs`
+/// taken, at least one.
+fn send(
+    conn: &Connection,
+    tls: &mut Option<Box<Tls>>,
+    write_timeout: Option<Duration>,
+    bufs: &[IoSlice<'_>],
+) -> io::Result<usize> {
+    loop {
+        let sent = match tls {
+            Some(tls) => tls.send(&conn.socket, bufs),
+            None => conn.socket.send_vectored(bufs),
+        };
+        match sent {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "the peer accepts no more data",
+                ))
             }
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(write_error(e, write_timeout)),
         }
     }
+}
+
+/// A send's error, a timeout saying how long it was.
+fn write_error(e: io::Error, write_timeout: Option<Duration>) -> io::Error {
+    if !is_timeout(&e) {
+        return e;
+    }
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        match write_timeout {
+            Some(t) => format!("the peer read nothing for {}", seconds(t)),
+            None => "write timed out".to_string(),
+        },
+    )
 }
 
 impl Read for Stream {
@@ -524,7 +518,7 @@ impl Read for Stream {
         // A large read with nothing buffered goes straight into the
         // caller's buffer: file transfers should not pay for a copy.
         if self.rpos == self.rend && buf.len() >= READ_BUFFER {
-            return self.receive(|socket, _| socket.recv(buf));
+            return self.receive(|conn, tls, _| recv(conn, tls, buf));
         }
         let available = self.fill_buf()?;
         let n = available.len().min(buf.len());
@@ -567,7 +561,12 @@ impl Write for Stream {
         // Too big for the buffer: send what is buffered and the new bytes
         // together, in one system call.
         let buffered = self.wbuf.len();
-        let n = self.send(&[IoSlice::new(&self.wbuf), IoSlice::new(buf)])?;
+        let n = send(
+            &self.conn,
+            &mut self.tls,
+            self.write_timeout,
+            &[IoSlice::new(&self.wbuf), IoSlice::new(buf)],
+        )?;
         self.bytes_written += n as u64;
         if n > buffered {
             self.wbuf.clear();

@@ -13,3 +13,4 @@ mod python;
 mod resources;
 mod shutdown;
 mod stream;
+mod tls;
