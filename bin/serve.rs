@@ -17,13 +17,16 @@
 // `serve/shell_handler.rs` and `serve/ftp_handler.rs` each make their
 // handler from the flags after its safety checks (`serve/secret_files.rs`
 // warns about a file of secrets others can read), `serve/signals.rs` turns
-// SIGINT and SIGTERM into a drain.
+// SIGINT and SIGTERM into a drain, `serve/implicit_tls.rs` makes ftp's
+// second listener, for implicit FTPS.
 #[path = "serve/address.rs"]
 mod address;
 #[path = "serve/cli.rs"]
 mod cli;
 #[path = "serve/ftp_handler.rs"]
 mod ftp_handler;
+#[path = "serve/implicit_tls.rs"]
+mod implicit_tls;
 #[path = "serve/secret_files.rs"]
 mod secret_files;
 #[path = "serve/shell_handler.rs"]
@@ -73,9 +76,15 @@ fn main() -> ExitCode {
                 .suffix(&cli.echo.suffix)
                 .max_line(cli.echo.max_line);
             if cli.udp {
-                run(&cli, model, datagram_builder(&cli, echo), no_token_file)
+                run(
+                    &cli,
+                    model,
+                    datagram_builder(&cli, echo),
+                    no_token_file,
+                    None,
+                )
             } else {
-                run(&cli, model, stream_builder(&cli, echo), no_token_file)
+                run(&cli, model, stream_builder(&cli, echo), no_token_file, None)
             }
         }
         HandlerKind::Shell => match shell_handler(&cli) {
@@ -92,7 +101,7 @@ fn main() -> ExitCode {
                     }),
                     None => Ok(None),
                 };
-                run(&cli, model, stream_builder(&cli, shell), announce)
+                run(&cli, model, stream_builder(&cli, shell), announce, None)
             }
             Err((code, message)) => {
                 eprintln!("serve: {message}");
@@ -100,7 +109,16 @@ fn main() -> ExitCode {
             }
         },
         HandlerKind::Ftp => match ftp_handler(&cli) {
-            Ok(ftp) => run(&cli, model, stream_builder(&cli, ftp), no_token_file),
+            Ok(ftp) => match implicit_tls::implicit_builder(&cli, &ftp) {
+                Ok(implicit) => run(
+                    &cli,
+                    model,
+                    stream_builder(&cli, ftp),
+                    no_token_file,
+                    implicit,
+                ),
+                Err(code) => code,
+            },
             Err((code, message)) => {
                 eprintln!("serve: {message}");
                 ExitCode::from(code)
@@ -150,12 +168,15 @@ fn no_token_file(_: &socketserver::Address) -> Result<Option<TokenFile>, String>
 /// in the first line ("udp" or "datagram"). `announce` runs once the
 /// address is known, before the first line: it writes the shell's
 /// generated token file, whose path is printed on the second line and
-/// which is removed when the server stops.
-fn run<H: 'static>(
+/// which is removed when the server stops. `beside` is a second listener
+/// (ftp's implicit FTPS), served in a thread with the same settings and
+/// stopped by the same signals.
+fn run<H: Send + 'static>(
     cli: &Cli,
     model: Model,
     builder: Result<Builder<H>, ExitCode>,
     announce: impl FnOnce(&socketserver::Address) -> Result<Option<TokenFile>, String>,
+    beside: Option<Builder<H>>,
 ) -> ExitCode {
     let name = cli.handler.name();
     let builder = match builder {
@@ -178,16 +199,32 @@ fn run<H: 'static>(
             return ExitCode::from(1);
         }
     };
-    let built = builder
-        .stop_when_readable(signals)
-        .model(model)
-        .max_connections(cli.max_connections as usize)
-        .max_per_ip(per_ip)
-        .idle_timeout(idle)
-        .message_timeout(message)
-        .drain_timeout(cli.drain_timeout)
-        .build();
-    let mut server = match built {
+    let configure = |builder: Builder<H>, signals| {
+        builder
+            .stop_when_readable(signals)
+            .model(model)
+            .max_connections(cli.max_connections as usize)
+            .max_per_ip(per_ip)
+            .idle_timeout(idle)
+            .message_timeout(message)
+            .drain_timeout(cli.drain_timeout)
+    };
+    // The stop descriptor is watched, never read: both servers see it.
+    let beside = match beside.map(|b| signals.try_clone().map(|s| configure(b, s))) {
+        None => None,
+        Some(Ok(builder)) => match builder.build() {
+            Ok(server) => Some(server),
+            Err(e) => {
+                eprintln!("serve: {e}");
+                return ExitCode::from(1);
+            }
+        },
+        Some(Err(e)) => {
+            eprintln!("serve: cannot install signal handlers: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut server = match configure(builder, signals).build() {
         Ok(server) => server,
         Err(e) => {
             eprintln!("serve: {e}");
@@ -217,6 +254,24 @@ fn run<H: 'static>(
             file.path().display()
         );
     }
+    let beside = beside.map(|mut beside| {
+        println!(
+            "serving {name} (implicit TLS) on {} ({})",
+            beside.local_addr(),
+            model.name()
+        );
+        std::thread::spawn(move || serve_until_stopped(&mut beside))
+    });
+    let code = serve_until_stopped(&mut server);
+    match beside.map(|thread| thread.join()) {
+        Some(Ok(beside_code)) if code == ExitCode::SUCCESS => beside_code,
+        Some(Err(_)) => ExitCode::from(1),
+        _ => code,
+    }
+}
+
+/// Serves until a signal; logs the drain, or says why it failed.
+fn serve_until_stopped<H: 'static>(server: &mut socketserver::Server<H>) -> ExitCode {
     match server.serve_forever() {
         Ok(report) => {
             log::info!(

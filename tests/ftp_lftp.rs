@@ -55,7 +55,7 @@ fn lftp_session() {
 
 /// Every file and folder under `dir`, relative, sorted: (path, None) for
 /// a folder, (path, Some(bytes)) for a file.
-fn tree(dir: &std::path::Path) -> Vec<(String, Option<Vec<u8>>)> {
+pub fn tree(dir: &std::path::Path) -> Vec<(String, Option<Vec<u8>>)> {
     fn walk(
         base: &std::path::Path,
         dir: &std::path::Path,

@@ -15,7 +15,7 @@ fn bind_address(cli: &Cli) -> String {
 }
 
 /// One line for an address that does not resolve or a failed build.
-fn bind_failed(bind: &str, error: socketserver::Error) -> ExitCode {
+pub fn bind_failed(bind: &str, error: socketserver::Error) -> ExitCode {
     match error {
         socketserver::Error::Resolve { source, .. } => {
             eprintln!(
@@ -54,7 +54,7 @@ pub fn datagram_builder<H: DatagramHandler>(cli: &Cli, handler: H) -> Result<Bui
 
 /// `localhost` -> `localhost:PORT`; `::1` -> `[::1]:PORT`; anything with a
 /// port stays as it is.
-fn with_default_port(addr: &str, port: u16) -> String {
+pub fn with_default_port(addr: &str, port: u16) -> String {
     if addr.parse::<std::net::SocketAddr>().is_ok() {
         return addr.to_string();
     }

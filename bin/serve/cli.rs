@@ -31,6 +31,16 @@ pub struct Cli {
     #[arg(long)]
     pub udp: bool,
 
+    /// TLS: the certificate chain, PEM, the server's first (as Let's
+    /// Encrypt's fullchain.pem). For ftp: FTPS (AUTH TLS)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// TLS: the certificate's private key, PEM (as Let's Encrypt's
+    /// privkey.pem)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
     /// Concurrency model
     #[arg(long, value_enum, default_value_t = Mode::Threading)]
     pub mode: Mode,
@@ -223,6 +233,20 @@ pub struct FtpOptions {
     /// [default: one per CPU]
     #[arg(long, value_name = "N")]
     pub max_hashes: Option<usize>,
+
+    /// FTPS: refuse logins before AUTH TLS (530) and transfers before
+    /// PROT P (521), so no password and no file crosses in clear
+    /// (--tls-required=false to allow both). [default: true with
+    /// --tls-cert on an address that is not loopback]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
+          requires = "tls_cert")]
+    pub tls_required: Option<bool>,
+
+    /// FTPS: also serve implicit FTPS (TLS from the first byte, as port
+    /// 990 does) on this address, beside the explicit FTPS of --bind;
+    /// needs --tls-cert
+    #[arg(long, value_name = "ADDR", requires = "tls_cert")]
+    pub implicit_tls_bind: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -85,7 +85,30 @@ pub fn ftp_handler(cli: &Cli) -> Result<Ftp, (u8, String)> {
     if let Some(ports) = &options.passive_ports {
         ftp = ftp.passive_ports(ports.clone());
     }
-    Ok(ftp)
+    ftps(cli, ftp)
+}
+
+/// FTPS from the flags: the certificate, and whether TLS is required
+/// (by default, unless the address is loopback: elsewhere a password in
+/// clear can be read on the way).
+fn ftps(cli: &Cli, ftp: Ftp) -> Result<Ftp, (u8, String)> {
+    let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) else {
+        return Ok(ftp);
+    };
+    let config = socketserver::tls::server_config_from_pem_files(cert, key)
+        .map_err(|e| (1, format!("cannot use the certificate: {e}")))?;
+    let exposed = cli
+        .bind
+        .as_deref()
+        .and_then(|b| non_loopback(b, cli.handler.default_port()))
+        .is_some();
+    let required = cli.ftp.tls_required.unwrap_or(exposed);
+    if required {
+        log::info!("ftp: TLS required (no login before AUTH TLS, no transfer before PROT P)");
+    } else {
+        log::info!("ftp: FTPS offered (AUTH TLS), not required");
+    }
+    Ok(ftp.tls(config).tls_required(required))
 }
 
 /// Why `root` (canonical) must not be served to anonymous users without

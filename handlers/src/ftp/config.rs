@@ -4,6 +4,8 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
+use socketserver::tls::rustls::ServerConfig;
+
 use super::auth::Users;
 use super::root::Root;
 use crate::throttle::Throttle;
@@ -99,6 +101,19 @@ pub(crate) struct Config {
     pub(crate) hash_max_size: Option<u64>,
     /// Most on-demand hash computations at once, server-wide.
     pub(crate) max_hashes: usize,
+    /// FTPS: the certificate and settings of `AUTH TLS` and of TLS data
+    /// connections (`None`: no TLS; `AUTH` gets `502`).
+    pub(crate) tls: Option<Arc<ServerConfig>>,
+    /// The same for data connections, sharing its session cache, but
+    /// sending no TLS 1.3 session tickets: a client that only uploads
+    /// never reads them, and closing a socket with unread bytes makes the
+    /// kernel send a reset that destroys the end of the upload (curl).
+    pub(crate) data_tls: Option<Arc<ServerConfig>>,
+    /// No login and no data connection in clear (`530` before `AUTH TLS`,
+    /// `521` before `PROT P`).
+    pub(crate) tls_required: bool,
+    /// Implicit FTPS: every connection is TLS from its first byte.
+    pub(crate) implicit_tls: bool,
 }
 
 /// Parses a size in bytes: a number, optionally followed by `K`, `M`,

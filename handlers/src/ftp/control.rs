@@ -106,6 +106,16 @@ impl Control {
 
     /// True while reading more during a transfer is useful (the queue of
     /// set-aside commands is not full).
+    /// Drops what was received and not yet run (after `AUTH TLS`: bytes
+    /// sent in clear must not run as if they had come over TLS). Returns
+    /// how many bytes were dropped.
+    pub(crate) fn discard_pending(&mut self) -> usize {
+        let queued: usize = self.queued.drain(..).map(|line| line.len()).sum();
+        let pending = self.pending.len();
+        self.pending.clear();
+        queued + pending
+    }
+
     pub(crate) fn wants_input(&self) -> bool {
         self.queued.len() < MAX_QUEUED && self.pending.len() < MAX_COMMAND_LINE
     }

@@ -17,6 +17,7 @@
 //! | `kept.rs` | the kept part of a resume: copied by the kernel beside the transfer |
 //! | `sweep.rs` | at start: named upload temp files a crash left |
 //! | `data.rs` | data connections: passive and active, tied to the control peer |
+//! | `data_conn.rs` | a data connection as the transfer drives it: clear, or TLS (`PROT P`), non-blocking |
 //! | `transfer.rs` | copying with the control connection watched; the observer (hashing) hook; `sendfile(2)` |
 //! | `hash.rs` | MD5, SHA-1, SHA-256; the digest cache; the bound on hash computations |
 //! | `client/` | a small FTP client (`client ftp`): the connection and login (`mod.rs`), `control.rs`, `data_connections.rs` (passive mode), `listing.rs`, `transfers.rs` (resume), `verification.rs` (MD5) |
@@ -54,6 +55,7 @@ pub mod client;
 mod config;
 mod control;
 mod data;
+mod data_conn;
 mod entry;
 mod escape;
 mod folder;
@@ -135,6 +137,10 @@ impl Ftp {
                 hash_transfers: HashTransfers::default(),
                 hash_max_size: Some(config::DEFAULT_HASH_MAX_SIZE),
                 max_hashes: config::default_max_hashes(),
+                tls: None,
+                data_tls: None,
+                tls_required: false,
+                implicit_tls: false,
             }),
             digests: Arc::default(),
         })
@@ -261,6 +267,42 @@ impl Ftp {
     pub fn max_hashes(mut self, max: usize) -> Self {
         self.config().max_hashes = max;
         self
+    }
+
+    /// FTPS (RFC 4217) with this TLS configuration (its certificate, and
+    /// its session cache, which lets a data connection resume the control
+    /// connection's session): `AUTH TLS` turns the control connection
+    /// into TLS, `PBSZ 0` and `PROT P` the data connections. Without it
+    /// `AUTH` is answered `502`.
+    pub fn tls(mut self, config: Arc<socketserver::tls::rustls::ServerConfig>) -> Self {
+        let mut data = (*config).clone();
+        data.send_tls13_tickets = 0;
+        self.config().data_tls = Some(Arc::new(data));
+        self.config().tls = Some(config);
+        self
+    }
+
+    /// Refuses everything in clear (needs [`Ftp::tls`]): `USER` and
+    /// `PASS` before `AUTH TLS` get `530` (no password crosses in clear),
+    /// a transfer or listing before `PROT P` gets `521` (no file does),
+    /// `PROT C` gets `534`.
+    pub fn tls_required(mut self, on: bool) -> Self {
+        self.config().tls_required = on;
+        self
+    }
+
+    /// Implicit FTPS (needs [`Ftp::tls`]): each connection is TLS from its
+    /// first byte, before the `220` greeting, and its data connections
+    /// are TLS (`PROT P`) from the start: the old way, on port 990, for
+    /// the clients that only speak it. Give it its own listener.
+    pub fn implicit_tls(mut self, on: bool) -> Self {
+        self.config().implicit_tls = on;
+        self
+    }
+
+    /// True if FTPS is on ([`Ftp::tls`]).
+    pub fn has_tls(&self) -> bool {
+        self.config.tls.is_some()
     }
 
     /// The served folder, canonical.

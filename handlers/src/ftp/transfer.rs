@@ -14,13 +14,15 @@
 //! and the hash on another, so a hashed transfer goes as fast as the
 //! slower of the two. A download that needs no hash and no conversion
 //! goes by `sendfile(2)` instead: no copy through user space at all.
+//! Except over TLS (`PROT P`): the bytes are encrypted in this process, so
+//! they go through the copy loop, and the data connection
+//! (`data_conn.rs`) encrypts them as they are written.
 //!
 //! `TYPE A` converts line ends on the way (LF to CRLF when sending, CRLF to
 //! LF when receiving); the observer always sees the file's bytes.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
 use std::os::fd::AsFd;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
@@ -31,6 +33,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use socketserver::Stream;
 
 use super::control::{reply, Control};
+use super::data_conn::DataConnection;
 
 /// The size of each copy buffer.
 pub(crate) const CHUNK: usize = 256 * 1024;
@@ -283,7 +286,7 @@ pub(crate) fn observe_file<O: Observer>(
 /// One transfer over `data`, with the control connection watched.
 pub(crate) struct Transfer<'a> {
     pub(crate) watch: Watch<'a>,
-    pub(crate) data: TcpStream,
+    pub(crate) data: DataConnection,
     /// Cut the transfer after this long with no progress.
     pub(crate) idle: Option<Duration>,
     pub(crate) ascii: bool,
@@ -315,7 +318,10 @@ impl Transfer<'_> {
                 };
                 if n == 0 {
                     pipe.give(buf, 0, 0);
-                    break End::Complete;
+                    break match self.finish_sending(bytes, &mut quit) {
+                        Ok(()) => End::Complete,
+                        Err(end) => end,
+                    };
                 }
                 let out: &[u8] = if self.ascii {
                     to_crlf(&buf[..n], &mut converted, &mut after_cr);
@@ -342,10 +348,21 @@ impl Transfer<'_> {
         let started = Instant::now();
         let mut bytes = 0u64;
         let mut quit = false;
+        if self.data.is_tls() {
+            // TLS encrypts in this process: the bytes must pass through it.
+            let report = self.send(file, Pipeline::<NoObserver>::new(None));
+            return Report {
+                end: report.end,
+                bytes: report.bytes,
+                elapsed: report.elapsed,
+                observer: None,
+                quit: report.quit,
+            };
+        }
         let end = match self.data.set_nonblocking(true) {
             Err(e) => End::Data(e),
             Ok(()) => loop {
-                match sendfile(&self.data, &*file, None, SENDFILE_CHUNK) {
+                match sendfile(self.data.socket(), &*file, None, SENDFILE_CHUNK) {
                     Ok(0) => break End::Complete,
                     Ok(n) => {
                         bytes += n as u64;
@@ -440,7 +457,10 @@ impl Transfer<'_> {
         quit: bool,
         observer: Option<O>,
     ) -> Report<O> {
-        drop(self.data);
+        if self.data.unclean_eof() {
+            log::debug!("a TLS upload ended without close_notify (accepted)");
+        }
+        self.data.close();
         Report {
             end,
             bytes,
@@ -455,7 +475,7 @@ impl Transfer<'_> {
     fn write_all(&mut self, out: &[u8], bytes: &mut u64, quit: &mut bool) -> Result<(), End> {
         let mut pos = 0;
         while pos < out.len() {
-            match (&self.data).write(&out[pos..]) {
+            match self.data.write(&out[pos..]) {
                 Ok(0) => return Err(End::Data(io::ErrorKind::WriteZero.into())),
                 Ok(n) => {
                     pos += n;
@@ -475,6 +495,24 @@ impl Transfer<'_> {
         self.watch.check(*bytes, quit)
     }
 
+    /// After the last byte: what the data connection still holds goes
+    /// out (TLS: its last records and `close_notify`), with the control
+    /// connection answered meanwhile.
+    fn finish_sending(&mut self, bytes: u64, quit: &mut bool) -> Result<(), End> {
+        loop {
+            match self.data.finish_sending() {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.data_failed(e, bytes, quit)),
+            }
+            let (_, control) = self.wait(PollFlags::POLLOUT)?;
+            if control {
+                self.watch.on_control(bytes, quit)?;
+            }
+        }
+    }
+
     /// Reads what the data socket has (waiting for something) into `buf`,
     /// as much as is there without waiting again. Returns the count and
     /// whether the client closed the data connection.
@@ -486,7 +524,7 @@ impl Transfer<'_> {
     ) -> Result<(usize, bool), End> {
         let mut n = 0;
         loop {
-            match (&self.data).read(&mut buf[n..]) {
+            match self.data.read(&mut buf[n..]) {
                 Ok(0) => return Ok((n, true)),
                 Ok(k) => {
                     n += k;
@@ -535,7 +573,7 @@ impl Transfer<'_> {
             None => PollTimeout::NONE,
         };
         let mut fds = [
-            PollFd::new(self.data.as_fd(), events),
+            PollFd::new(self.data.as_fd(), self.data.poll_events(events)),
             PollFd::new(self.watch.stream.as_fd(), PollFlags::POLLIN),
         ];
         let count = if watch { 2 } else { 1 };

@@ -10,6 +10,7 @@ use socketserver::{describe, Stream};
 use crate::ftp::config::DATA_CONNECT_TIMEOUT;
 use crate::ftp::control::reply;
 use crate::ftp::data::{self, canonical, DataPlan};
+use crate::ftp::data_conn::DataConnection;
 use crate::ftp::transfer::{Transfer, Watch};
 
 use super::Session;
@@ -111,12 +112,21 @@ impl Session<'_> {
     }
 
     /// Opens the data connection set up by the last PASV/EPSV/PORT/EPRT,
-    /// saying `150 TEXT` first. `None` if it failed (the `425` is sent).
+    /// saying `150 TEXT` first, TLS if `PROT P`. `None` if it failed (the
+    /// `425` is sent).
     pub(super) fn open_data(
         &mut self,
         stream: &mut Stream,
         text: &str,
-    ) -> io::Result<Option<TcpStream>> {
+    ) -> io::Result<Option<DataConnection>> {
+        match self.connect_data(stream, text)? {
+            Some(socket) => self.protect_data(stream, socket),
+            None => Ok(None),
+        }
+    }
+
+    /// The data connection's socket (see [`Session::open_data`]).
+    fn connect_data(&mut self, stream: &mut Stream, text: &str) -> io::Result<Option<TcpStream>> {
         match std::mem::take(&mut self.data) {
             DataPlan::None => {
                 reply(stream, 425, "Use PASV, EPSV, PORT or EPRT first.")?;
@@ -159,7 +169,7 @@ impl Session<'_> {
     pub(super) fn transfer<'s>(
         &'s mut self,
         stream: &'s mut Stream,
-        data: TcpStream,
+        data: DataConnection,
     ) -> Transfer<'s> {
         Transfer {
             watch: Watch {

@@ -16,6 +16,7 @@
 //! | `transfers.rs` | `RETR`, `STOR`, `APPE`; the reply and log line ending a transfer |
 //! | `checksums.rs` | `XMD5`, `XSHA1`, `XSHA256`, `HASH`, `SITE CHKHASH` |
 //! | `changes.rs` | `DELE`, `MKD`, `RMD`, `RNFR`, `RNTO` |
+//! | `security.rs` | FTPS: `AUTH TLS`, `PBSZ`, `PROT`, `CCC`; TLS required; TLS data connections |
 //!
 //! Replies are written to the stream's buffer and go out before the next
 //! read, so pipelined commands get one `send` per batch.
@@ -26,6 +27,7 @@ mod data_connections;
 mod listings;
 mod login;
 mod navigation;
+mod security;
 mod settings;
 mod transfers;
 
@@ -34,7 +36,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use socketserver::Stream;
+use socketserver::{describe, Stream};
 
 use super::auth::Access;
 use super::config::Config;
@@ -44,6 +46,7 @@ use super::entry::Entry;
 use super::hash::{Algorithm, Digests};
 use super::listing::Facts;
 use super::vfs::{VPath, Vfs};
+use security::{Protection, DATA_VERBS};
 
 /// How long the server goes on reading after refusing an over-long line,
 /// so that its reply is not destroyed by a reset.
@@ -65,17 +68,18 @@ struct Login {
 
 /// The verbs `HELP` lists.
 const VERBS: &[&str] = &[
-    "ABOR", "ALLO", "APPE", "AUTH", "CDUP", "CWD", "DELE", "EPRT", "EPSV", "FEAT", "HASH", "HELP",
-    "LIST", "MDTM", "MKD", "MLSD", "MLST", "MODE", "NLST", "NOOP", "OPTS", "PASS", "PASV", "PORT",
-    "PWD", "QUIT", "REST", "RETR", "RMD", "RNFR", "RNTO", "SITE", "SIZE", "STAT", "STOR", "STRU",
-    "SYST", "TYPE", "USER", "XCUP", "XCWD", "XMD5", "XMKD", "XPWD", "XRMD", "XSHA1", "XSHA256",
+    "ABOR", "ALLO", "APPE", "AUTH", "CCC", "CDUP", "CWD", "DELE", "EPRT", "EPSV", "FEAT", "HASH",
+    "HELP", "LIST", "MDTM", "MKD", "MLSD", "MLST", "MODE", "NLST", "NOOP", "OPTS", "PASS", "PASV",
+    "PBSZ", "PORT", "PROT", "PWD", "QUIT", "REST", "RETR", "RMD", "RNFR", "RNTO", "SITE", "SIZE",
+    "STAT", "STOR", "STRU", "SYST", "TYPE", "USER", "XCUP", "XCWD", "XMD5", "XMKD", "XPWD", "XRMD",
+    "XSHA1", "XSHA256",
 ];
 
 /// Verbs of FTP and its extensions that this server does not implement:
 /// answered `502`, not `500`.
 const NOT_IMPLEMENTED: &[&str] = &[
-    "ACCT", "SMNT", "REIN", "STOU", "PBSZ", "PROT", "CCC", "ADAT", "MIC", "CONF", "ENC", "MFMT",
-    "MFCT", "MFF", "LANG", "HOST", "XCRC", "XSHA", "XSHA512", "MD5", "MMD5",
+    "ACCT", "SMNT", "REIN", "STOU", "ADAT", "MIC", "CONF", "ENC", "MFMT", "MFCT", "MFF", "LANG",
+    "HOST", "XCRC", "XSHA", "XSHA512", "MD5", "MMD5",
 ];
 
 /// `HASH`'s algorithm until `OPTS HASH` picks another (the draft's
@@ -105,6 +109,8 @@ pub(crate) struct Session<'a> {
     hash: Algorithm,
     /// The MD5 the next upload must have (`SITE CHKHASH`), lower case.
     check_md5: Option<String>,
+    /// FTPS: whether data connections are TLS (`PBSZ`, `PROT`).
+    protection: Protection,
 }
 
 /// Serves one control connection until the client quits or goes.
@@ -138,7 +144,17 @@ pub(crate) fn run(config: &Config, digests: &Arc<Digests>, stream: &mut Stream) 
         facts: Facts::default(),
         hash: DEFAULT_HASH,
         check_md5: None,
+        protection: Protection::default(),
     };
+    if let Some(tls) = config.tls.clone().filter(|_| config.implicit_tls) {
+        // Implicit FTPS: TLS from the first byte, within the login time.
+        stream.set_deadline(Some(session.login_deadline));
+        if let Err(e) = stream.upgrade_tls(tls) {
+            log::info!("{peer}: implicit TLS handshake failed: {}", describe(&e));
+            return Ok(());
+        }
+        session.protection = Protection::implicit();
+    }
     reply(stream, 220, &config.banner)?;
     session.serve(stream)
 }
@@ -232,6 +248,7 @@ impl Session<'_> {
         // RNFR must be followed at once by RNTO.
         let rename_from = self.rename_from.take();
         match verb.as_str() {
+            "USER" | "PASS" if self.refuse_clear_login(stream)? => {}
             "USER" => self.user_cmd(stream, arg)?,
             "PASS" => return self.pass(stream, arg),
             "QUIT" => {
@@ -252,7 +269,10 @@ impl Session<'_> {
                 )?;
             }
             "OPTS" => self.opts(stream, arg)?,
-            "AUTH" => reply(stream, 502, "TLS is not available on this server.")?,
+            "AUTH" => return self.auth(stream, arg),
+            "PBSZ" => self.pbsz(stream, arg)?,
+            "PROT" => self.prot(stream, arg)?,
+            "CCC" => self.ccc(stream)?,
             _ if self.login.is_none() => {
                 reply(stream, 530, "Please log in with USER and PASS.")?;
             }
@@ -314,6 +334,7 @@ impl Session<'_> {
             "SIZE" => self.size(stream, arg)?,
             "MDTM" => self.mdtm(stream, arg)?,
             "MLST" => self.mlst(stream, arg)?,
+            _ if DATA_VERBS.contains(&verb) && self.refuse_clear_data(stream)? => {}
             "LIST" | "NLST" | "MLSD" => return self.listing(stream, verb, arg),
             "RETR" => return self.retr(stream, arg),
             "STOR" | "APPE" => return self.store(stream, verb, arg),

@@ -12,22 +12,29 @@ use super::Session;
 
 impl Session<'_> {
     pub(super) fn feat(&self, stream: &mut Stream) -> io::Result<()> {
-        let lines: Vec<String> = [
-            "EPRT".to_string(),
-            "EPSV".to_string(),
-            format!("HASH {}", self.hash_feat()),
-            "MDTM".to_string(),
-            format!("MLST {}", self.facts.feat()),
-            "PASV".to_string(),
-            "REST STREAM".to_string(),
-            "SIZE".to_string(),
-            "TVFS".to_string(),
-            "UTF8".to_string(),
-            "XMD5".to_string(),
-            "XSHA1".to_string(),
-            "XSHA256".to_string(),
-        ]
-        .into();
+        // FTPS's three lines (RFC 4217) only when a certificate is set.
+        let tls = self.config.tls.is_some();
+        let security = ["AUTH TLS", "PBSZ", "PROT"]
+            .into_iter()
+            .filter(|_| tls)
+            .map(str::to_string);
+        let lines: Vec<String> = security
+            .chain([
+                "EPRT".to_string(),
+                "EPSV".to_string(),
+                format!("HASH {}", self.hash_feat()),
+                "MDTM".to_string(),
+                format!("MLST {}", self.facts.feat()),
+                "PASV".to_string(),
+                "REST STREAM".to_string(),
+                "SIZE".to_string(),
+                "TVFS".to_string(),
+                "UTF8".to_string(),
+                "XMD5".to_string(),
+                "XSHA1".to_string(),
+                "XSHA256".to_string(),
+            ])
+            .collect();
         reply_lines(stream, 211, "Features:", &lines, "End")
     }
 

@@ -1,0 +1,115 @@
+//! FTPS with more clients written by others: lftp mirroring a tree both
+//! ways with `ftp:ssl-force` against a server that requires TLS, and
+//! implicit FTPS (curl's `ftps://`) on its own listener beside the
+//! explicit one, both stopped by one SIGTERM.
+
+use std::io::{Read, Write};
+use std::process::Command;
+
+use crate::ftp_curl::pattern;
+use crate::ftp_lftp::tree;
+use crate::ftp_util::{FtpPeer, TempDir, PASSWORD, USER};
+use crate::ftps_util::{curl_tls_ok, serve_ftps, TestCert};
+use crate::util::{run_with_input, IO_TIMEOUT, TIMEOUT};
+
+/// lftp with `ftp:ssl-force` (AUTH TLS, PROT P on every data connection)
+/// mirrors a tree up and back down against a server with
+/// `--tls-required`, which would refuse any login or transfer in clear:
+/// both copies equal the original, byte for byte.
+#[test]
+fn lftp_mirrors_both_ways_over_ftps() {
+    let cert = TestCert::new();
+    let root = TempDir::new("ftps-lftp-root");
+    let local = TempDir::new("ftps-lftp-local");
+    let original = local.join("tree");
+    std::fs::create_dir_all(original.join("目录/deeper")).unwrap();
+    std::fs::create_dir_all(original.join("empty dir")).unwrap();
+    std::fs::write(original.join("a.txt"), b"alpha\n").unwrap();
+    std::fs::write(original.join("目录/big.bin"), pattern(2_500_000, 41)).unwrap();
+    std::fs::write(original.join("目录/deeper/b c.txt"), b"two words\n").unwrap();
+    let server = serve_ftps(root.path(), &cert, &["--tls-required"]);
+    let (host, port) = server.host_port();
+    let back = local.join("back");
+    let script = format!(
+        "set cmd:fail-exit yes; set net:max-retries 1; set net:timeout 10; \
+         set ftp:ssl-force true; set ftp:ssl-protect-data true; \
+         set ssl:ca-file '{ca}'; \
+         mirror -R '{original}' up; mirror up '{back}'; quit",
+        ca = cert.cert.display(),
+        original = original.display(),
+        back = back.display(),
+    );
+    let mut lftp = Command::new("lftp");
+    lftp.args([
+        "-u",
+        &format!("{USER},{PASSWORD}"),
+        "-p",
+        &port,
+        "-e",
+        &script,
+        &host,
+    ]);
+    let out = run_with_input(lftp, b"");
+    assert!(
+        out.status.success(),
+        "lftp failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = tree(&original);
+    assert_eq!(expected.len(), 6);
+    assert!(tree(&root.join("up")) == expected, "the upload differs");
+    assert!(tree(&back) == expected, "the download differs");
+}
+
+/// `--implicit-tls-bind`: a second listener where TLS starts with the
+/// first byte (curl's `ftps://` lists, downloads, uploads there), while
+/// the explicit one goes on; a client that speaks no TLS there gets a
+/// TLS alert and no greeting; one SIGTERM stops both listeners.
+#[test]
+fn implicit_ftps_on_its_own_listener() {
+    let cert = TestCert::new();
+    let root = TempDir::new("ftps-implicit");
+    let data = pattern(1_200_000, 42);
+    std::fs::write(root.join("data.bin"), &data).unwrap();
+    let mut server = serve_ftps(root.path(), &cert, &["--implicit-tls-bind", "127.0.0.1:0"]);
+    let second = server.next_stdout_line();
+    let implicit = second
+        .strip_prefix("serving ftp (implicit TLS) on ")
+        .and_then(|rest| rest.strip_suffix(" (threading)"))
+        .unwrap_or_else(|| panic!("second line {second:?}"))
+        .to_string();
+    let base = format!("ftps://{USER}:{PASSWORD}@{implicit}/");
+
+    assert_eq!(curl_tls_ok(&cert, &["--list-only", &base]), b"data.bin\n");
+    assert_eq!(curl_tls_ok(&cert, &[&format!("{base}data.bin")]), data);
+    let local = TempDir::new("ftps-implicit-local");
+    let up = local.join("up.bin");
+    std::fs::write(&up, &data[..700_000]).unwrap();
+    curl_tls_ok(
+        &cert,
+        &["-T", up.to_str().unwrap(), &format!("{base}up.bin")],
+    );
+    assert_eq!(
+        std::fs::read(root.join("up.bin")).unwrap(),
+        &data[..700_000]
+    );
+
+    // Plain FTP there: no greeting; the server's TLS answers with a
+    // fatal alert (decode_error: this is no ClientHello) and closes.
+    let mut plain = std::net::TcpStream::connect(&implicit).unwrap();
+    plain.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    plain.write_all(b"USER alice\r\n").unwrap();
+    let mut answer = Vec::new();
+    plain.read_to_end(&mut answer).unwrap();
+    assert_eq!(answer, [0x15, 3, 3, 0, 2, 2, 50]);
+
+    // The explicit listener is the usual one.
+    let mut explicit = FtpPeer::logged_in(&server.addr);
+    explicit.expect("NOOP", "200 NOOP ok.");
+    explicit.expect("QUIT", "221 Goodbye.");
+
+    let status = server.terminate();
+    assert!(status.success(), "serve exited with {status}");
+    let refused = std::net::TcpStream::connect_timeout(&implicit.parse().unwrap(), TIMEOUT);
+    assert!(refused.is_err(), "the implicit listener is still open");
+}
