@@ -65,7 +65,9 @@ impl Client {
                 "{shown}: a name cannot hold CR or LF"
             )));
         }
-        self.writer.write_all(format!("{line}\r\n").as_bytes())?;
+        let control = self.control.get_mut();
+        control.write_all(format!("{line}\r\n").as_bytes())?;
+        control.flush()?;
         self.reply()
     }
 
@@ -107,7 +109,7 @@ impl Client {
 
     fn line(&mut self) -> Result<String, Error> {
         let mut line = Vec::new();
-        let n = (&mut self.reader)
+        let n = (&mut self.control)
             .take(MAX_REPLY_LINE)
             .read_until(b'\n', &mut line)?;
         if n == 0 {

@@ -4,6 +4,7 @@
 use std::net::{SocketAddr, TcpStream};
 
 use super::control::Reply;
+use super::tls::Data;
 use super::{Client, Error, CONNECT_TIMEOUT};
 
 impl Client {
@@ -11,7 +12,7 @@ impl Client {
     /// has no `EPSV`. The connection goes to the control connection's
     /// address whatever `PASV` names (as curl's `--ftp-skip-pasv-ip`), so a
     /// server cannot send it elsewhere.
-    pub(super) fn data_connection(&mut self) -> Result<TcpStream, Error> {
+    pub(super) fn data_connection(&mut self) -> Result<Data, Error> {
         let port = if self.no_epsv {
             None
         } else {
@@ -38,7 +39,7 @@ impl Client {
         let data = TcpStream::connect_timeout(&addr, self.timeout.unwrap_or(CONNECT_TIMEOUT))?;
         data.set_read_timeout(self.timeout)?;
         data.set_write_timeout(self.timeout)?;
-        Ok(data)
+        self.data_over(data)
     }
 
     /// Sends a transfer command (after the data connection is open); its

@@ -32,11 +32,13 @@
 // data connections), `listing.rs` (`LIST`, and listings made safe to
 // show), `transfers.rs` (`get` and `put`, resumed, hashed while they
 // stream, paced), `verification.rs` (the server's digest and the
-// comparison). This file holds the connection, login and the simple
+// comparison), `tls.rs` (explicit FTPS: `AUTH TLS`, `PROT P`, TLS data
+// connections). This file holds the connection, login and the simple
 // commands.
 mod control;
 mod data_connections;
 mod listing;
+mod tls;
 mod transfers;
 mod verification;
 
@@ -90,8 +92,9 @@ impl From<io::Error> for Error {
 /// A logged-in (or not yet) control connection.
 #[derive(Debug)]
 pub struct Client {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    control: BufReader<tls::Control>,
+    /// Set by `AUTH TLS`: data connections are TLS too.
+    tls: Option<tls::TlsSettings>,
     peer: SocketAddr,
     timeout: Option<Duration>,
     /// EPSV failed once: use PASV from then on.
@@ -133,8 +136,8 @@ impl Client {
         stream.set_nodelay(true)?;
         let peer = stream.peer_addr()?;
         let mut client = Client {
-            reader: BufReader::new(stream.try_clone()?),
-            writer: stream,
+            control: BufReader::new(tls::Control::Plain(stream)),
+            tls: None,
             peer,
             timeout,
             no_epsv: false,
@@ -183,7 +186,7 @@ impl Client {
             }
         }
         self.expect("TYPE I", &[200])?;
-        Ok(())
+        self.protect_data()
     }
 
     /// Makes the folder `path` (`MKD`).

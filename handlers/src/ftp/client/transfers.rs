@@ -3,7 +3,6 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
 use crate::ftp::hash::{Algorithm, Hasher};
@@ -170,7 +169,7 @@ impl Client {
             }
         };
         let elapsed = started.elapsed();
-        let _ = data.shutdown(Shutdown::Write);
+        let _ = data.finish_sending();
         drop(data);
         let reply = self.end_transfer(&line)?;
         Ok(Transferred {
