@@ -21,6 +21,9 @@ use socketserver_handlers::ftp::{self, Ftp};
 use socketserver_handlers::shell::token_file::{self, TokenFile};
 use socketserver_handlers::shell::{self, Shell};
 
+#[path = "serve/tls.rs"]
+mod tls;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "serve",
@@ -111,6 +114,9 @@ struct Cli {
 
     #[command(flatten)]
     ftp: FtpOptions,
+
+    #[command(flatten)]
+    tls: tls::TlsOptions,
 }
 
 /// Options of the echo handler.
@@ -314,6 +320,13 @@ fn main() -> ExitCode {
         eprintln!("serve: --udp serves with --mode sync, threading, pool or forking, not prefork");
         return ExitCode::from(2);
     }
+    let tls = match tls::load(&cli.tls, cli.handler.name(), cli.udp) {
+        Ok(tls) => tls,
+        Err((code, message)) => {
+            eprintln!("serve: {message}");
+            return ExitCode::from(code);
+        }
+    };
     match cli.handler {
         HandlerKind::Echo => {
             let echo = Echo::default()
@@ -321,13 +334,34 @@ fn main() -> ExitCode {
                 .suffix(&cli.echo.suffix)
                 .max_line(cli.echo.max_line);
             if cli.udp {
-                run(&cli, model, datagram_builder(&cli, echo), no_token_file)
+                run(
+                    &cli,
+                    model,
+                    tls.clone(),
+                    datagram_builder(&cli, echo),
+                    no_token_file,
+                )
             } else {
-                run(&cli, model, stream_builder(&cli, echo), no_token_file)
+                run(
+                    &cli,
+                    model,
+                    tls.clone(),
+                    stream_builder(&cli, echo),
+                    no_token_file,
+                )
             }
         }
         HandlerKind::Shell => match shell_handler(&cli) {
             Ok((shell, generated)) => {
+                let exposed = cli
+                    .bind
+                    .as_deref()
+                    .and_then(|b| non_loopback(b, shell::DEFAULT_PORT));
+                if let (Some(exposed), None) = (exposed, &tls) {
+                    log::warn!(
+                        "shell on {exposed} without TLS: the token and every command travel                          in clear; serve with --tls-cert FILE --tls-key FILE"
+                    );
+                }
                 // Probed (and logged) once here, before any fork, so that
                 // forked children inherit the answer.
                 shell::containment();
@@ -340,7 +374,13 @@ fn main() -> ExitCode {
                     }),
                     None => Ok(None),
                 };
-                run(&cli, model, stream_builder(&cli, shell), announce)
+                run(
+                    &cli,
+                    model,
+                    tls.clone(),
+                    stream_builder(&cli, shell),
+                    announce,
+                )
             }
             Err((code, message)) => {
                 eprintln!("serve: {message}");
@@ -348,7 +388,13 @@ fn main() -> ExitCode {
             }
         },
         HandlerKind::Ftp => match ftp_handler(&cli) {
-            Ok(ftp) => run(&cli, model, stream_builder(&cli, ftp), no_token_file),
+            Ok(ftp) => run(
+                &cli,
+                model,
+                tls.clone(),
+                stream_builder(&cli, ftp),
+                no_token_file,
+            ),
             Err((code, message)) => {
                 eprintln!("serve: {message}");
                 ExitCode::from(code)
@@ -651,14 +697,16 @@ fn no_token_file(_: &socketserver::Address) -> Result<Option<TokenFile>, String>
     Ok(None)
 }
 
-/// Builds and serves until a signal; `transport` names a datagram socket
-/// in the first line ("udp" or "datagram"). `announce` runs once the
+/// Builds and serves until a signal, over TLS with `tls`; the first line
+/// names the transport when it is not a plain stream ("tls", "udp",
+/// "datagram"). `announce` runs once the
 /// address is known, before the first line: it writes the shell's
 /// generated token file, whose path is printed on the second line and
 /// which is removed when the server stops.
 fn run<H: 'static>(
     cli: &Cli,
     model: Model,
+    tls: Option<std::sync::Arc<socketserver::tls::rustls::ServerConfig>>,
     builder: Result<Builder<H>, ExitCode>,
     announce: impl FnOnce(&socketserver::Address) -> Result<Option<TokenFile>, String>,
 ) -> ExitCode {
@@ -683,6 +731,10 @@ fn run<H: 'static>(
             return ExitCode::from(1);
         }
     };
+    let builder = match tls {
+        Some(config) => builder.tls(config),
+        None => builder,
+    };
     let built = builder
         .stop_when_readable(signals)
         .model(model)
@@ -700,6 +752,7 @@ fn run<H: 'static>(
         }
     };
     let transport = match (cli.udp, server.local_addr()) {
+        (false, _) if cli.tls.tls_cert.is_some() => ", tls",
         (false, _) => "",
         (true, socketserver::Address::Inet(_)) => ", udp",
         (true, socketserver::Address::Unix(_)) => ", datagram",
