@@ -18,6 +18,8 @@ use socketserver_handlers::shell::{self, client::TOKEN_ENV, token_file};
 
 #[path = "client/ftp.rs"]
 mod ftp;
+#[path = "client/tls.rs"]
+mod tls;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -46,8 +48,11 @@ enum Command {
 
         /// Talk to `serve --handler echo --udp`: each line is one datagram,
         /// each answer one datagram
-        #[arg(long)]
+        #[arg(long, conflicts_with = "tls")]
         udp: bool,
+
+        #[command(flatten)]
+        tls: tls::TlsArgs,
     },
     /// A remote shell on the shell handler: sends each line you type as a
     /// command, prints its output, then its exit status on standard error;
@@ -71,6 +76,9 @@ enum Command {
         /// a larger --max-output
         #[arg(long, value_name = "BYTES", default_value_t = shell::DEFAULT_MAX_OUTPUT as u64)]
         max_output: u64,
+
+        #[command(flatten)]
+        tls: tls::TlsArgs,
     },
     /// An FTP client for the ftp handler (or any FTP server): ls, get,
     /// put, mkdir, rm, with resume and a progress bar; every transfer's
@@ -131,13 +139,20 @@ fn main() -> ExitCode {
         .ok()
         .filter(|t| !t.is_zero());
     let result = match &cli.command {
-        Command::Echo { addr, udp: false } => echo(addr, timeout),
-        Command::Echo { addr, udp: true } => echo_datagrams(addr, timeout),
+        Command::Echo {
+            addr,
+            udp: false,
+            tls,
+        } => echo(addr, tls, timeout),
+        Command::Echo {
+            addr, udp: true, ..
+        } => echo_datagrams(addr, timeout),
         Command::Shell {
             addr,
             token,
             max_output,
-        } => remote_shell(addr, token.clone(), *max_output, timeout),
+            tls,
+        } => remote_shell(addr, token.clone(), *max_output, tls, timeout),
         Command::Ftp(args) => ftp::run(args, timeout),
     };
     match result {
@@ -149,7 +164,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn connect(addr: &str, timeout: Option<Duration>) -> Result<Stream, Failure> {
+/// Connects, with the timeout, then runs the TLS handshake if asked.
+fn connect(addr: &str, tls: &tls::TlsArgs, timeout: Option<Duration>) -> Result<Stream, Failure> {
     let stream = match addr.strip_prefix("unix:") {
         Some(path) => Stream::connect_unix(path),
         None => Stream::connect(addr),
@@ -159,6 +175,7 @@ fn connect(addr: &str, timeout: Option<Duration>) -> Result<Stream, Failure> {
     stream
         .set_read_timeout(timeout)
         .map_err(|e| Failure(format!("cannot set a timeout: {}", describe(&e))))?;
+    tls::start(&mut stream, addr, tls)?;
     Ok(stream)
 }
 
@@ -166,8 +183,8 @@ fn connect(addr: &str, timeout: Option<Duration>) -> Result<Stream, Failure> {
 /// newline, as the tutorial's client sends it, so the same client talks to
 /// the tutorial's Python server too; each answer is read whole before the
 /// next message is sent, so answers never mix.
-fn echo(addr: &str, timeout: Option<Duration>) -> Result<(), Failure> {
-    let mut stream = connect(addr, timeout)?;
+fn echo(addr: &str, tls: &tls::TlsArgs, timeout: Option<Duration>) -> Result<(), Failure> {
+    let mut stream = connect(addr, tls, timeout)?;
     let lost = |e: io::Error| Failure(format!("connection to {addr} lost: {}", describe(&e)));
     let greeting = stream.read_chunk().map_err(lost)?.to_vec();
     if greeting.is_empty() {
@@ -313,6 +330,7 @@ fn remote_shell(
     addr: &str,
     token: Option<String>,
     max_output: u64,
+    tls: &tls::TlsArgs,
     timeout: Option<Duration>,
 ) -> Result<(), Failure> {
     use shell::client::{Client, ReplyTooLong};
@@ -325,7 +343,8 @@ fn remote_shell(
         )),
         None => Failure(format!("connection to {addr} lost: {}", describe(&e))),
     };
-    let mut client = Client::start_with_limit(connect(addr, timeout)?, max_output).map_err(lost)?;
+    let mut client =
+        Client::start_with_limit(connect(addr, tls, timeout)?, max_output).map_err(lost)?;
     if client.is_tutorial() {
         eprintln!("client: {addr} speaks the tutorial's protocol: no exit statuses");
     }

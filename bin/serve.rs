@@ -17,8 +17,9 @@
 // `serve/shell_handler.rs` and `serve/ftp_handler.rs` each make their
 // handler from the flags after its safety checks (`serve/secret_files.rs`
 // warns about a file of secrets others can read), `serve/signals.rs` turns
-// SIGINT and SIGTERM into a drain, `serve/implicit_tls.rs` makes ftp's
-// second listener, for implicit FTPS.
+// SIGINT and SIGTERM into a drain, `serve/tls.rs` loads the certificate
+// (TLS for echo and shell, FTPS for ftp), `serve/implicit_tls.rs` makes
+// ftp's second listener, for implicit FTPS.
 #[path = "serve/address.rs"]
 mod address;
 #[path = "serve/cli.rs"]
@@ -33,6 +34,8 @@ mod secret_files;
 mod shell_handler;
 #[path = "serve/signals.rs"]
 mod signals;
+#[path = "serve/tls.rs"]
+mod tls;
 
 use std::process::ExitCode;
 
@@ -42,7 +45,7 @@ use socketserver_handlers::echo::Echo;
 use socketserver_handlers::shell::token_file::TokenFile;
 use socketserver_handlers::{ftp, shell};
 
-use crate::address::{datagram_builder, stream_builder};
+use crate::address::{datagram_builder, non_loopback, stream_builder};
 use crate::cli::{Cli, HandlerKind, Mode};
 use crate::ftp_handler::ftp_handler;
 use crate::shell_handler::shell_handler;
@@ -69,6 +72,13 @@ fn main() -> ExitCode {
         eprintln!("serve: --udp serves with --mode sync, threading, pool or forking, not prefork");
         return ExitCode::from(2);
     }
+    let tls = match tls::load(&cli.tls, cli.udp) {
+        Ok(tls) => tls,
+        Err((code, message)) => {
+            eprintln!("serve: {message}");
+            return ExitCode::from(code);
+        }
+    };
     match cli.handler {
         HandlerKind::Echo => {
             let echo = Echo::default()
@@ -76,19 +86,25 @@ fn main() -> ExitCode {
                 .suffix(&cli.echo.suffix)
                 .max_line(cli.echo.max_line);
             if cli.udp {
-                run(
-                    &cli,
-                    model,
-                    datagram_builder(&cli, echo),
-                    no_token_file,
-                    None,
-                )
+                let builder = datagram_builder(&cli, echo);
+                run(&cli, model, tls, builder, no_token_file, None)
             } else {
-                run(&cli, model, stream_builder(&cli, echo), no_token_file, None)
+                let builder = stream_builder(&cli, echo);
+                run(&cli, model, tls, builder, no_token_file, None)
             }
         }
         HandlerKind::Shell => match shell_handler(&cli) {
             Ok((shell, generated)) => {
+                let exposed = cli
+                    .bind
+                    .as_deref()
+                    .and_then(|b| non_loopback(b, shell::DEFAULT_PORT));
+                if let (Some(exposed), None) = (exposed, &tls) {
+                    log::warn!(
+                        "shell on {exposed} without TLS: the token and every command travel \
+                         in clear; serve with --tls-cert FILE --tls-key FILE"
+                    );
+                }
                 // Probed (and logged) once here, before any fork, so that
                 // forked children inherit the answer.
                 shell::containment();
@@ -101,22 +117,28 @@ fn main() -> ExitCode {
                     }),
                     None => Ok(None),
                 };
-                run(&cli, model, stream_builder(&cli, shell), announce, None)
+                run(
+                    &cli,
+                    model,
+                    tls,
+                    stream_builder(&cli, shell),
+                    announce,
+                    None,
+                )
             }
             Err((code, message)) => {
                 eprintln!("serve: {message}");
                 ExitCode::from(code)
             }
         },
-        HandlerKind::Ftp => match ftp_handler(&cli) {
+        // FTPS starts in clear (AUTH TLS): the certificate goes to the
+        // handler, not to the server.
+        HandlerKind::Ftp => match ftp_handler(&cli, tls) {
             Ok(ftp) => match implicit_tls::implicit_builder(&cli, &ftp) {
-                Ok(implicit) => run(
-                    &cli,
-                    model,
-                    stream_builder(&cli, ftp),
-                    no_token_file,
-                    implicit,
-                ),
+                Ok(implicit) => {
+                    let builder = stream_builder(&cli, ftp);
+                    run(&cli, model, None, builder, no_token_file, implicit)
+                }
                 Err(code) => code,
             },
             Err((code, message)) => {
@@ -164,8 +186,9 @@ fn no_token_file(_: &socketserver::Address) -> Result<Option<TokenFile>, String>
     Ok(None)
 }
 
-/// Builds and serves until a signal; `transport` names a datagram socket
-/// in the first line ("udp" or "datagram"). `announce` runs once the
+/// Builds and serves until a signal, over TLS with `tls`; the first line
+/// names the transport when it is not a plain stream ("tls", "udp",
+/// "datagram"). `announce` runs once the
 /// address is known, before the first line: it writes the shell's
 /// generated token file, whose path is printed on the second line and
 /// which is removed when the server stops. `beside` is a second listener
@@ -174,6 +197,7 @@ fn no_token_file(_: &socketserver::Address) -> Result<Option<TokenFile>, String>
 fn run<H: Send + 'static>(
     cli: &Cli,
     model: Model,
+    tls: Option<std::sync::Arc<socketserver::tls::rustls::ServerConfig>>,
     builder: Result<Builder<H>, ExitCode>,
     announce: impl FnOnce(&socketserver::Address) -> Result<Option<TokenFile>, String>,
     beside: Option<Builder<H>>,
@@ -198,6 +222,10 @@ fn run<H: Send + 'static>(
             eprintln!("serve: cannot install signal handlers: {e}");
             return ExitCode::from(1);
         }
+    };
+    let builder = match &tls {
+        Some(config) => builder.tls(std::sync::Arc::clone(config)),
+        None => builder,
     };
     let configure = |builder: Builder<H>, signals| {
         builder
@@ -232,6 +260,7 @@ fn run<H: Send + 'static>(
         }
     };
     let transport = match (cli.udp, server.local_addr()) {
+        (false, _) if tls.is_some() => ", tls",
         (false, _) => "",
         (true, socketserver::Address::Inet(_)) => ", udp",
         (true, socketserver::Address::Unix(_)) => ", datagram",

@@ -25,4 +25,5 @@ mod serve;
 mod shell;
 mod shell_auth;
 mod shell_run;
+mod tls;
 mod udp;

@@ -31,16 +31,6 @@ pub struct Cli {
     #[arg(long)]
     pub udp: bool,
 
-    /// TLS: the certificate chain, PEM, the server's first (as Let's
-    /// Encrypt's fullchain.pem). For ftp: FTPS (AUTH TLS)
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
-    pub tls_cert: Option<std::path::PathBuf>,
-
-    /// TLS: the certificate's private key, PEM (as Let's Encrypt's
-    /// privkey.pem)
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
-    pub tls_key: Option<std::path::PathBuf>,
-
     /// Concurrency model
     #[arg(long, value_enum, default_value_t = Mode::Threading)]
     pub mode: Mode,
@@ -105,6 +95,9 @@ pub struct Cli {
 
     #[command(flatten)]
     pub ftp: FtpOptions,
+
+    #[command(flatten)]
+    pub tls: crate::tls::TlsOptions,
 }
 
 /// Options of the echo handler.

@@ -1,5 +1,8 @@
 //! The Ftp handler from the flags, after its safety checks.
 
+use std::sync::Arc;
+
+use socketserver::tls::rustls::ServerConfig;
 use socketserver_handlers::ftp::{self, Ftp};
 
 use crate::address::non_loopback;
@@ -9,7 +12,7 @@ use crate::secret_files::warn_if_readable_by_others;
 /// The Ftp handler from the flags. With no user and no --anonymous,
 /// anonymous read-only access is turned on for a loopback address (so the
 /// quick start works) and refused elsewhere. Errors carry the exit code.
-pub fn ftp_handler(cli: &Cli) -> Result<Ftp, (u8, String)> {
+pub fn ftp_handler(cli: &Cli, tls: Option<Arc<ServerConfig>>) -> Result<Ftp, (u8, String)> {
     let options = &cli.ftp;
     if cli.bind.as_deref().is_some_and(|b| b.starts_with("unix:")) {
         return Err((
@@ -85,18 +88,16 @@ pub fn ftp_handler(cli: &Cli) -> Result<Ftp, (u8, String)> {
     if let Some(ports) = &options.passive_ports {
         ftp = ftp.passive_ports(ports.clone());
     }
-    ftps(cli, ftp)
+    Ok(ftps(cli, ftp, tls))
 }
 
 /// FTPS from the flags: the certificate, and whether TLS is required
 /// (by default, unless the address is loopback: elsewhere a password in
 /// clear can be read on the way).
-fn ftps(cli: &Cli, ftp: Ftp) -> Result<Ftp, (u8, String)> {
-    let (Some(cert), Some(key)) = (&cli.tls_cert, &cli.tls_key) else {
-        return Ok(ftp);
+fn ftps(cli: &Cli, ftp: Ftp, tls: Option<Arc<ServerConfig>>) -> Ftp {
+    let Some(config) = tls else {
+        return ftp;
     };
-    let config = socketserver::tls::server_config_from_pem_files(cert, key)
-        .map_err(|e| (1, format!("cannot use the certificate: {e}")))?;
     let exposed = cli
         .bind
         .as_deref()
@@ -108,7 +109,7 @@ fn ftps(cli: &Cli, ftp: Ftp) -> Result<Ftp, (u8, String)> {
     } else {
         log::info!("ftp: FTPS offered (AUTH TLS), not required");
     }
-    Ok(ftp.tls(config).tls_required(required))
+    ftp.tls(config).tls_required(required)
 }
 
 /// Why `root` (canonical) must not be served to anonymous users without

@@ -81,8 +81,10 @@
 //!    limit it is refused at once, the handler's
 //!    [`refuse`](RequestHandler::refuse) saying why. Then it is handed to
 //!    the model.
-//! 4. The handler value is cloned; `setup`, `handle` and `finish` run on a
-//!    [`Stream`]; errors and panics go to `handle_error`.
+//! 4. With [TLS](#tls), the handshake runs, on the connection's own thread
+//!    or process. The handler value is cloned; `setup`, `handle` and
+//!    `finish` run on a [`Stream`]; errors and panics go to
+//!    `handle_error`.
 //! 5. Buffered output is flushed, the socket closed, the slot freed.
 //!
 //! # Beyond Python
@@ -106,6 +108,73 @@
 //! * **Framing**: [`Stream`] reads lines and length-prefixed frames with
 //!   size limits, the proper cure for the tutorial's "sticky packets".
 //! * **Counters**: [`Stats`].
+//! * **TLS** for any stream handler, in every model: see [TLS](#tls).
+//!
+//! # TLS
+//!
+//! Any stream handler can be served over TLS ([`rustls`], with
+//! the *ring* provider): give the builder a rustls `ServerConfig`
+//! ([`Builder::tls`]) or PEM files ([`Builder::tls_files`], e.g. Let's
+//! Encrypt's `fullchain.pem` and `privkey.pem`). Each connection's handshake
+//! runs on its own thread or process, before `setup`, bounded by the idle
+//! and message timeouts; one that fails is logged, counted
+//! ([`Counters::tls_failures`]) and closed, and the handler never sees it.
+//! The handler gets the same [`Stream`], reading and writing plaintext with
+//! the same framing and limits; [`Stream::is_tls`] and
+//! [`Stream::tls_version`] say what was negotiated. A handler can also
+//! turn a plain conversation into TLS in its middle
+//! ([`Stream::upgrade_tls`], for `STARTTLS` or FTP's `AUTH TLS`), and a
+//! client can speak it ([`Stream::connect_tls`],
+//! [`Stream::upgrade_client_tls`]). See the [`tls`] module.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use socketserver::tls::rustls::{self, pki_types::PrivatePkcs8KeyDer};
+//! use socketserver::{tls, RequestHandler, Server, Stream};
+//!
+//! #[derive(Clone)]
+//! struct Hello;
+//! impl RequestHandler for Hello {
+//!     fn handle(&mut self, stream: &mut Stream) -> std::io::Result<()> {
+//!         let version = stream.tls_version().expect("a TLS conversation");
+//!         stream.write_all(format!("hello over {version:?}\n").as_bytes())
+//!     }
+//! }
+//!
+//! // A self-signed certificate for the example (a real server reads its
+//! // files: `.tls_files("fullchain.pem", "privkey.pem")?`).
+//! let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+//! let key = PrivatePkcs8KeyDer::from(made.signing_key.serialize_der());
+//! let config = rustls::ServerConfig::builder_with_provider(tls::provider())
+//!     .with_safe_default_protocol_versions()?
+//!     .with_no_client_auth()
+//!     .with_single_cert(vec![made.cert.der().clone()], key.into())?;
+//! let mut server = Server::bind("127.0.0.1:0", Hello)?
+//!     .sync()
+//!     .tls(Arc::new(config))
+//!     .build()?;
+//! let addr = server.local_addr().as_inet().unwrap();
+//!
+//! // A client that trusts that certificate.
+//! let mut roots = rustls::RootCertStore::empty();
+//! roots.add(made.cert.der().clone())?;
+//! let client = rustls::ClientConfig::builder_with_provider(tls::provider())
+//!     .with_safe_default_protocol_versions()?
+//!     .with_root_certificates(roots)
+//!     .with_no_client_auth();
+//! let talk = std::thread::spawn(move || -> std::io::Result<Option<String>> {
+//!     let name = "localhost".try_into().expect("a DNS name");
+//!     let tcp = std::net::TcpStream::connect(addr)?;
+//!     tcp.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+//!     let mut stream = Stream::from(tcp);
+//!     stream.upgrade_client_tls(Arc::new(client), name)?;
+//!     stream.read_line()
+//! });
+//! server.handle_request()?;
+//! assert_eq!(talk.join().unwrap()?.as_deref(), Some("hello over TLSv1_3\n"));
+//! assert_eq!(server.stats().snapshot().tls_failures, 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! # Hooks
 //!

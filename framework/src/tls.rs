@@ -142,7 +142,9 @@ impl TlsFailure {
 
 impl fmt::Display for TlsFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "TLS: {}", self.0)
+        // rustls' own words ("received corrupt message of type
+        // InvalidContentType", "invalid peer certificate: UnknownIssuer").
+        write!(f, "{}", self.0)
     }
 }
 
