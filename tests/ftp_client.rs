@@ -19,7 +19,7 @@ fn user() -> String {
 
 /// Checks a transfer's two lines: `PREFIX N bytes in ...` and the
 /// `md5 ok` line.
-fn assert_transferred(stdout: &str, prefix: &str, bytes: u64, md5: &str, resumed: Option<u64>) {
+pub fn assert_transferred(stdout: &str, prefix: &str, bytes: u64, md5: &str, resumed: Option<u64>) {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
     let head = format!("{prefix}: {bytes} bytes in ");

@@ -1,14 +1,17 @@
-//! FTPS with more clients written by others: lftp mirroring a tree both
-//! ways with `ftp:ssl-force` against a server that requires TLS, and
-//! implicit FTPS (curl's `ftps://`) on its own listener beside the
-//! explicit one, both stopped by one SIGTERM.
+//! FTPS with more clients: lftp mirroring a tree both ways with
+//! `ftp:ssl-force` against a server that requires TLS; `client ftp --tls`
+//! (put, get, resume, `md5 ok`), and its one line for an untrusted
+//! certificate; implicit FTPS (curl's `ftps://`) on its own listener
+//! beside the explicit one, both stopped by one SIGTERM.
 
 use std::io::{Read, Write};
 use std::process::Command;
 
+use crate::ftp_client::assert_transferred;
 use crate::ftp_curl::pattern;
 use crate::ftp_lftp::tree;
-use crate::ftp_util::{FtpPeer, TempDir, PASSWORD, USER};
+use crate::ftp_util::{client_ftp, md5_hex, random_bytes, texts, FtpPeer, TempDir};
+use crate::ftp_util::{PASSWORD, USER};
 use crate::ftps_util::{curl_tls_ok, serve_ftps, TestCert};
 use crate::util::{run_with_input, IO_TIMEOUT, TIMEOUT};
 
@@ -112,4 +115,66 @@ fn implicit_ftps_on_its_own_listener() {
     assert!(status.success(), "serve exited with {status}");
     let refused = std::net::TcpStream::connect_timeout(&implicit.parse().unwrap(), TIMEOUT);
     assert!(refused.is_err(), "the implicit listener is still open");
+}
+
+/// `client ftp --tls --ca CERT` against a server that requires TLS: a
+/// 20 MiB put and get with `md5 ok` both ways, a resumed get, a listing;
+/// without `--ca` the self-signed certificate is not trusted: one line,
+/// exit 1, nothing sent in clear (the server would have refused it).
+#[test]
+fn client_ftp_over_tls_with_md5_ok() {
+    let cert = TestCert::new();
+    let root = TempDir::new("ftps-client-root");
+    let local = TempDir::new("ftps-client-local");
+    let data = random_bytes(20 << 20, 43);
+    std::fs::write(local.join("big.bin"), &data).unwrap();
+    let md5 = md5_hex(&data);
+    let server = serve_ftps(root.path(), &cert, &["--tls-required"]);
+    let user = format!("{USER}:{PASSWORD}");
+    let tls = ["--tls", "--ca", cert.cert_str(), "--user", &user];
+    let run = |args: &[&str]| {
+        let mut all = tls.to_vec();
+        all.extend_from_slice(args);
+        let out = client_ftp(local.path(), &server.addr, &all);
+        let (stdout, stderr) = texts(&out);
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        assert_eq!(stderr, "");
+        stdout
+    };
+
+    let stdout = run(&["put", "big.bin"]);
+    assert_transferred(&stdout, "put big.bin -> big.bin", 20 << 20, &md5, None);
+    assert!(std::fs::read(root.join("big.bin")).unwrap() == data);
+    let stdout = run(&["get", "big.bin", "back.bin"]);
+    assert_transferred(&stdout, "get big.bin -> back.bin", 20 << 20, &md5, None);
+    assert!(std::fs::read(local.join("back.bin")).unwrap() == data);
+
+    std::fs::write(local.join("part.bin"), &data[..(7 << 20)]).unwrap();
+    let stdout = run(&["--resume", "get", "big.bin", "part.bin"]);
+    assert_transferred(
+        &stdout,
+        "get big.bin -> part.bin",
+        13 << 20,
+        &md5,
+        Some(7 << 20),
+    );
+    assert!(std::fs::read(local.join("part.bin")).unwrap() == data);
+    let listing = run(&["ls"]);
+    assert!(listing.trim_end().ends_with(" big.bin"), "{listing}");
+
+    let out = client_ftp(
+        local.path(),
+        &server.addr,
+        &["--tls", "--user", &user, "ls"],
+    );
+    let (stdout, stderr) = texts(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.starts_with(&format!(
+            "client: {}: the server's certificate is not trusted: ",
+            server.addr
+        )),
+        "{stderr}"
+    );
 }

@@ -41,6 +41,10 @@ pub struct FtpArgs {
     #[arg(long, global = true, value_name = "RATE", value_parser = parse_rate)]
     limit_rate: Option<u64>,
 
+    /// Explicit FTPS: AUTH TLS, then PROT P (every data connection TLS)
+    #[command(flatten)]
+    tls: crate::tls::TlsArgs,
+
     #[command(subcommand)]
     command: FtpCommand,
 }
@@ -100,8 +104,15 @@ pub fn run(args: &FtpArgs, timeout: Option<Duration>) -> Result<(), Failure> {
     let addr = args.addr.as_str();
     let (user, password) = credentials(args.user.as_deref())?;
     let failed = |e: Error| Failure(format!("{addr}: {e}"));
+    let tls = crate::tls::settings(addr, &args.tls)?;
     let mut ftp = Client::connect(addr, timeout)
         .map_err(|e| Failure(format!("cannot connect to {addr}: {e}")))?;
+    if let Some((config, name)) = tls {
+        ftp.auth_tls(config, name).map_err(|e| match e {
+            Error::Io(e) => crate::tls::handshake_failed(addr, &e),
+            other => failed(other),
+        })?;
+    }
     ftp.limit_rate(args.limit_rate);
     ftp.login(&user, &password).map_err(failed)?;
     match &args.command {

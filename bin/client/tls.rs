@@ -1,4 +1,4 @@
-//! `client echo|shell --tls`: the client's TLS configuration (the system's
+//! `client echo|shell|ftp --tls`: the client's TLS configuration (the system's
 //! roots, `--ca FILE`, or `--insecure`), the server's name from the
 //! address, and one line for a certificate that does not verify.
 
@@ -22,7 +22,7 @@ use socketserver::{describe, Stream};
 
 use crate::Failure;
 
-/// The TLS flags of `client echo` and `client shell`.
+/// The TLS flags of `client echo`, `client shell` and `client ftp`.
 #[derive(Args, Debug, Clone)]
 pub struct TlsArgs {
     /// Speak TLS, to a server started with --tls-cert; the server's
@@ -62,6 +62,26 @@ pub fn start(stream: &mut Stream, addr: &str, args: &TlsArgs) -> Result<(), Fail
     stream
         .upgrade_client_tls(config, name)
         .map_err(|e| handshake_failed(addr, &e))
+}
+
+/// What a TLS upgrade done elsewhere needs (`client ftp`'s `AUTH TLS`):
+/// the configuration and the name the certificate must hold; `None`
+/// without `--tls`. Warns about `--insecure`.
+pub fn settings(
+    addr: &str,
+    args: &TlsArgs,
+) -> Result<Option<(Arc<ClientConfig>, ServerName<'static>)>, Failure> {
+    if !args.tls {
+        return Ok(None);
+    }
+    let config = config(args)?;
+    if args.insecure {
+        eprintln!(
+            "client: warning: --insecure: the server's certificate is not checked; anyone \
+             between here and {addr} can read and change this conversation"
+        );
+    }
+    Ok(Some((config, server_name(addr)?)))
 }
 
 fn config(args: &TlsArgs) -> Result<Arc<ClientConfig>, Failure> {
@@ -130,8 +150,13 @@ pub fn server_name(addr: &str) -> Result<ServerName<'static>, Failure> {
 
 /// One line for a handshake that failed: a certificate that does not
 /// verify says why, and how to mend it.
-fn handshake_failed(addr: &str, e: &io::Error) -> Failure {
-    let Some(error) = TlsFailure::of(e) else {
+pub fn handshake_failed(addr: &str, e: &io::Error) -> Failure {
+    // The framework's TLS wraps rustls's error; rustls's own I/O helpers
+    // (the FTP client's handshake) give it bare.
+    let bare = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    let Some(error) = TlsFailure::of(e).or(bare) else {
         return Failure(format!("TLS handshake with {addr} failed: {}", describe(e)));
     };
     match error {
