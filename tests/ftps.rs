@@ -11,11 +11,13 @@ use std::process::Command;
 use crate::ftp_curl::pattern;
 use crate::ftp_util::{curl, curl_ok, md5_hex, serve_ftp_on, url, FtpPeer, TempDir};
 use crate::ftp_util::{PASSWORD, USER};
-use crate::ftps_util::{curl_tls_ok, serve_ftps, starttls_session, TestCert};
+use crate::ftps_util::{curl_tls_ok, data_handshakes, serve_ftps, serve_ftps_logged};
+use crate::ftps_util::{starttls_session, TestCert};
 use crate::util::{run_with_input, ServerProcess};
 
 /// curl `--ssl-reqd` lists, downloads, uploads and resumes both ways;
-/// every byte on disk is what was sent. Meanwhile a plain client uses the
+/// every byte on disk is what was sent, and every data connection resumed
+/// the control connection's TLS session. Meanwhile a plain client uses the
 /// same server (TLS is offered on loopback, not required).
 #[test]
 fn curl_over_explicit_ftps() {
@@ -23,7 +25,7 @@ fn curl_over_explicit_ftps() {
     let root = TempDir::new("ftps-curl");
     let data = pattern(3 * 1024 * 1024 + 17, 31);
     std::fs::write(root.join("data.bin"), &data).unwrap();
-    let server = serve_ftps(root.path(), &cert, &[]);
+    let (server, log) = serve_ftps_logged(root.path(), &cert, &[]);
 
     // A plain session stays open, logged in, through all the TLS ones.
     let mut plain = FtpPeer::logged_in(&server.addr);
@@ -82,6 +84,10 @@ fn curl_over_explicit_ftps() {
     assert_eq!(tls_curl, data);
     assert_eq!(plain.download("RETR up.bin"), upload);
     plain.expect("QUIT", "221 Goodbye.");
+    // curl resumes the control connection's TLS session on its data
+    // connections: six TLS transfers, six resumed handshakes.
+    drop(server);
+    assert_eq!(data_handshakes(&log), (6, 0));
 }
 
 /// `openssl s_client -starttls ftp`: AUTH TLS, the certificate verified,

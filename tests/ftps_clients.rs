@@ -12,13 +12,14 @@ use crate::ftp_curl::pattern;
 use crate::ftp_lftp::tree;
 use crate::ftp_util::{client_ftp, md5_hex, random_bytes, texts, FtpPeer, TempDir};
 use crate::ftp_util::{PASSWORD, USER};
-use crate::ftps_util::{curl_tls_ok, serve_ftps, TestCert};
+use crate::ftps_util::{curl_tls_ok, data_handshakes, serve_ftps, serve_ftps_logged, TestCert};
 use crate::util::{run_with_input, IO_TIMEOUT, TIMEOUT};
 
 /// lftp with `ftp:ssl-force` (AUTH TLS, PROT P on every data connection)
 /// mirrors a tree up and back down against a server with
 /// `--tls-required`, which would refuse any login or transfer in clear:
-/// both copies equal the original, byte for byte.
+/// both copies equal the original, byte for byte, and every data
+/// connection resumed the control connection's TLS session.
 #[test]
 fn lftp_mirrors_both_ways_over_ftps() {
     let cert = TestCert::new();
@@ -30,7 +31,7 @@ fn lftp_mirrors_both_ways_over_ftps() {
     std::fs::write(original.join("a.txt"), b"alpha\n").unwrap();
     std::fs::write(original.join("目录/big.bin"), pattern(2_500_000, 41)).unwrap();
     std::fs::write(original.join("目录/deeper/b c.txt"), b"two words\n").unwrap();
-    let server = serve_ftps(root.path(), &cert, &["--tls-required"]);
+    let (server, log) = serve_ftps_logged(root.path(), &cert, &["--tls-required"]);
     let (host, port) = server.host_port();
     let back = local.join("back");
     let script = format!(
@@ -62,6 +63,12 @@ fn lftp_mirrors_both_ways_over_ftps() {
     assert_eq!(expected.len(), 6);
     assert!(tree(&root.join("up")) == expected, "the upload differs");
     assert!(tree(&back) == expected, "the download differs");
+    // lftp resumes the control connection's TLS session on every data
+    // connection (a listing per folder, a transfer per file, each way).
+    drop(server);
+    let (resumed, full) = data_handshakes(&log);
+    assert_eq!(full, 0);
+    assert!(resumed >= 6, "{resumed} resumed");
 }
 
 /// `--implicit-tls-bind`: a second listener where TLS starts with the

@@ -56,6 +56,46 @@ pub fn serve_ftps(root: &Path, cert: &TestCert, args: &[&str]) -> ServerProcess 
     serve_ftp(root, &all)
 }
 
+/// [`serve_ftps`] with the handlers' debug log (one line per TLS data
+/// connection, saying whether its handshake was resumed) sent to the
+/// returned channel.
+pub fn serve_ftps_logged(
+    root: &Path,
+    cert: &TestCert,
+    args: &[&str],
+) -> (ServerProcess, std::sync::mpsc::Receiver<String>) {
+    let user = format!("{}:{}", crate::ftp_util::USER, crate::ftp_util::PASSWORD);
+    let mut command = crate::util::serve_command();
+    command
+        .env("RUST_LOG", "error,socketserver_handlers=debug")
+        .args(["--handler", "ftp", "--bind", "127.0.0.1:0", "--root"])
+        .arg(root)
+        .args(["--user", &user])
+        .args(cert.serve_args())
+        .args(args);
+    ServerProcess::start_logged(command)
+}
+
+/// How many TLS data connections the log of a stopped server shows:
+/// (resumed, full). Reads the log to its end (the server's exit closes it).
+pub fn data_handshakes(log: &std::sync::mpsc::Receiver<String>) -> (usize, usize) {
+    let deadline = std::time::Instant::now() + crate::util::TIMEOUT;
+    let mut lines = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match log.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("the log did not end"),
+        }
+    }
+    let count = |kind: &str| {
+        let what = format!("TLS data connection ({kind} handshake)");
+        lines.iter().filter(|l| l.contains(&what)).count()
+    };
+    (count("resumed"), count("full"))
+}
+
 /// curl over explicit FTPS (`--ssl-reqd`: AUTH TLS, then PROT P), the
 /// server's certificate checked against `cert`.
 pub fn curl_tls(cert: &TestCert, args: &[&str]) -> Output {

@@ -104,8 +104,8 @@ pub(crate) struct Config {
     /// FTPS: the certificate and settings of `AUTH TLS` and of TLS data
     /// connections (`None`: no TLS; `AUTH` gets `502`).
     pub(crate) tls: Option<Arc<ServerConfig>>,
-    /// The same for data connections, sharing its session cache, but
-    /// sending no TLS 1.3 session tickets: a client that only uploads
+    /// The same for uploads' data connections, sharing its session cache,
+    /// but sending no TLS 1.3 session tickets: a client that only uploads
     /// never reads them, and closing a socket with unread bytes makes the
     /// kernel send a reset that destroys the end of the upload (curl).
     pub(crate) data_tls: Option<Arc<ServerConfig>>,

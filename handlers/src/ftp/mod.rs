@@ -274,11 +274,24 @@ impl Ftp {
     /// connection's session): `AUTH TLS` turns the control connection
     /// into TLS, `PBSZ 0` and `PROT P` the data connections. Without it
     /// `AUTH` is answered `502`.
+    ///
+    /// Sessions are resumed with stateless tickets (a fresh key, rotated
+    /// by rustls) if `config` has no ticketer: FileZilla and lftp resume
+    /// the control connection's session on every data connection with the
+    /// same ticket, which the default, single-use tickets of TLS 1.3
+    /// would allow only once.
     pub fn tls(mut self, config: Arc<socketserver::tls::rustls::ServerConfig>) -> Self {
-        let mut data = (*config).clone();
-        data.send_tls13_tickets = 0;
-        self.config().data_tls = Some(Arc::new(data));
-        self.config().tls = Some(config);
+        let mut control = (*config).clone();
+        if !control.ticketer.enabled() {
+            match socketserver::tls::rustls::crypto::ring::Ticketer::new() {
+                Ok(ticketer) => control.ticketer = ticketer,
+                Err(e) => log::warn!("ftp: no TLS session tickets ({e}): fewer resumptions"),
+            }
+        }
+        let mut uploads = control.clone();
+        uploads.send_tls13_tickets = 0;
+        self.config().data_tls = Some(Arc::new(uploads));
+        self.config().tls = Some(Arc::new(control));
         self
     }
 

@@ -11,6 +11,8 @@ use crate::ftp::config::DATA_CONNECT_TIMEOUT;
 use crate::ftp::control::reply;
 use crate::ftp::data::{self, canonical, DataPlan};
 use crate::ftp::data_conn::DataConnection;
+
+use super::security::Way;
 use crate::ftp::transfer::{Transfer, Watch};
 
 use super::Session;
@@ -118,9 +120,10 @@ impl Session<'_> {
         &mut self,
         stream: &mut Stream,
         text: &str,
+        way: Way,
     ) -> io::Result<Option<DataConnection>> {
         match self.connect_data(stream, text)? {
-            Some(socket) => self.protect_data(stream, socket),
+            Some(socket) => self.protect_data(stream, socket, way),
             None => Ok(None),
         }
     }

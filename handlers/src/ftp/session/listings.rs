@@ -10,6 +10,7 @@ use crate::ftp::listing::{self, Format, Source};
 use crate::ftp::transfer::{NoObserver, Pipeline};
 use crate::ftp::vfs::{PathError, VPath};
 
+use super::security::Way;
 use super::transfers::Outcome;
 use super::{Flow, Session};
 
@@ -58,7 +59,8 @@ impl Session<'_> {
             }
         };
         let mut lines = listing::Lines::new(source, format);
-        let Some(data) = self.open_data(stream, "Here comes the directory listing.")? else {
+        let Some(data) = self.open_data(stream, "Here comes the directory listing.", Way::Out)?
+        else {
             return Ok(Flow::Continue);
         };
         let ascii = std::mem::replace(&mut self.ascii, false);

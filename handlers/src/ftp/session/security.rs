@@ -53,6 +53,21 @@ impl Protection {
     }
 }
 
+/// Which way a data connection's bytes go, which decides whether its TLS
+/// sends session tickets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Way {
+    /// To the client (`RETR`, listings): it reads everything, tickets
+    /// included, which gives it fresh ones for the next data connections
+    /// (a TLS 1.3 ticket resumes once).
+    Out,
+    /// From the client (`STOR`, `APPE`): no ticket, since a client that
+    /// only writes leaves them unread, and closing a socket with unread
+    /// bytes makes its kernel send a reset that destroys the end of the
+    /// upload (curl).
+    In,
+}
+
 /// The verbs that open a data connection.
 pub(super) const DATA_VERBS: &[&str] = &["LIST", "NLST", "MLSD", "RETR", "STOR", "APPE"];
 
@@ -219,8 +234,13 @@ impl Session<'_> {
         &mut self,
         stream: &mut Stream,
         socket: TcpStream,
+        way: Way,
     ) -> io::Result<Option<DataConnection>> {
-        let (Some(tls), true) = (self.config.data_tls.clone(), self.protection.private()) else {
+        let config = match way {
+            Way::Out => self.config.tls.clone(),
+            Way::In => self.config.data_tls.clone(),
+        };
+        let (Some(tls), true) = (config, self.protection.private()) else {
             return Ok(Some(DataConnection::Plain(socket)));
         };
         let peer = socket.peer_addr().ok();

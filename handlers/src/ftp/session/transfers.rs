@@ -15,6 +15,7 @@ use crate::ftp::transfer::{End, Pipeline, Report, Watch};
 use crate::ftp::upload::TempFile;
 use crate::ftp::vfs::{PathError, VPath};
 
+use super::security::Way;
 use super::{Flow, Session};
 
 /// How a transfer went, for its reply and log line.
@@ -78,7 +79,7 @@ impl Session<'_> {
             printable(path.name().unwrap_or(b"/")),
             meta.len()
         );
-        let Some(data) = self.open_data(stream, &text)? else {
+        let Some(data) = self.open_data(stream, &text, Way::Out)? else {
             return Ok(Flow::Continue);
         };
         let started = SystemTime::now();
@@ -161,7 +162,7 @@ impl Session<'_> {
             "Ok to send data for {}.",
             printable(path.name().unwrap_or(b""))
         );
-        let Some(data) = self.open_data(stream, &text)? else {
+        let Some(data) = self.open_data(stream, &text, Way::In)? else {
             return Ok(Flow::Continue);
         };
         let report = self.transfer(stream, data).receive(temp.file(), pipe);
