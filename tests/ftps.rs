@@ -279,6 +279,11 @@ every data connection tls True 8
 150 Opening BINARY mode data connection for data.bin (1048588 bytes).
 425 TLS handshake on the data connection failed; transfer not started.
 200 NOOP ok.
+226 Transfer complete. MD5=right
+213 Transfer in progress: N bytes so far.
+426 Connection closed; transfer aborted.
+226 ABOR successful.
+200 NOOP ok.
 200 Protection level set to C.
 534 CCC refused: the control connection stays encrypted.
 221 Goodbye.
@@ -286,7 +291,8 @@ every data connection tls True 8
 
 /// Python's `ftplib.FTP_TLS` with `prot_p()`: every transfer verb over TLS
 /// data connections (tests/ftps_session.py), MD5s checked by hashlib; a
-/// data connection that speaks no TLS gets 425 and the session goes on.
+/// data connection that speaks no TLS gets 425 and the session goes on;
+/// STAT and ABOR act during a TLS download.
 #[test]
 fn ftplib_ftp_tls_every_transfer_verb() {
     let cert = TestCert::new();

@@ -6,12 +6,14 @@ AUTH TLS (the certificate checked against CA_FILE), PBSZ 0 and PROT P, then
 every transfer verb over TLS data connections: STOR, APPE, REST + STOR,
 LIST, NLST, MLSD, RETR, RETR with REST; then a data connection that speaks
 no TLS (the server says 425 and goes on), PROT C, CCC. Prints one line per
-step; tests/ftps.rs compares the transcript whole.
+step; tests/ftps.rs compares the transcript whole. Also STAT and ABOR during
+a TLS download.
 """
 
 import ftplib
 import hashlib
 import io
+import re
 import socket
 import ssl
 import sys
@@ -83,6 +85,21 @@ try:
 except ftplib.error_temp as e:
     print(e)
 raw.close()
+print(ftp.sendcmd("NOOP"))
+
+# STAT and ABOR during a TLS download, over the TLS control connection.
+# The file is larger than both sockets' buffers hold, so the RETR cannot
+# end before the ABOR arrives.
+big = bytes(range(256)) * (128 * 1024)  # 32 MiB
+print(md5_of(ftp.storbinary("STOR big.bin", io.BytesIO(big), blocksize=1 << 20), big))
+conn = ftp.transfercmd("RETR big.bin")
+conn.recv(65536)
+ftp.putcmd("STAT")
+print(re.sub(r"[0-9]+ bytes", "N bytes", ftp.getline()))
+ftp.putcmd("ABOR")  # in band: ftplib's abort() sends urgent data, which TLS cannot
+print(ftp.getline())
+print(ftp.getline())
+conn.close()
 print(ftp.sendcmd("NOOP"))
 
 print(ftp.sendcmd("PROT C"))
