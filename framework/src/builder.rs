@@ -301,7 +301,8 @@ impl<H> Builder<H> {
 
     /// Serves every connection over TLS with this configuration: each
     /// begins with a handshake, on the connection's own thread or process
-    /// (never the accept loop), before `setup`; every receive of it waits
+    /// (never the accept loop's, except under [`Model::Sync`], whose loop
+    /// thread is every conversation's), before `setup`; every receive of it waits
     /// at most the idle timeout, and the whole of it ends within the
     /// message timeout. A handshake that fails (garbage instead of a
     /// ClientHello, an unknown version, a stall, a hang-up) is logged with
