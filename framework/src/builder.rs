@@ -17,6 +17,8 @@ use crate::stream::{StreamLimits, DEFAULT_MAX_FRAME, DEFAULT_MAX_LINE};
 use crate::{Address, DatagramHandler, Error, Model, RequestHandler, Server, Stream};
 use std::marker::PhantomData;
 
+mod tls;
+
 /// Default most children of the forking model, as in Python.
 pub const DEFAULT_MAX_CHILDREN: usize = 40;
 /// Default limit of simultaneous connections.
@@ -297,42 +299,6 @@ impl<H> Builder<H> {
     pub fn max_per_ip(mut self, max: Option<usize>) -> Self {
         self.max_per_ip = max;
         self
-    }
-
-    /// Serves every connection over TLS with this configuration: each
-    /// begins with a handshake, on the connection's own thread or process
-    /// (never the accept loop), before `setup`; every receive of it waits
-    /// at most the idle timeout, and the whole of it ends within the
-    /// message timeout. A handshake that fails (garbage instead of a
-    /// ClientHello, an unknown version, a stall, a hang-up) is logged with
-    /// the peer, counted in [`Counters::tls_failures`](crate::Counters),
-    /// and the connection closed: the handler never sees it. The handler's
-    /// [`Stream`] reads and writes decrypted bytes, with the same framing
-    /// and limits; [`Stream::is_tls`] and [`Stream::tls_version`] tell it
-    /// what was negotiated. Clients refused before being served (over a
-    /// limit) are closed without a word: no handshake is spent on them.
-    ///
-    /// Stream servers only: a datagram server refuses it at `build`.
-    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
-        self.tls = Some(config);
-        self
-    }
-
-    /// [`Builder::tls`] with a configuration read from PEM files: the
-    /// certificate chain (server's first, as Let's Encrypt's
-    /// `fullchain.pem`) and its private key (`privkey.pem`); see
-    /// [`tls::server_config_from_pem_files`](crate::tls::server_config_from_pem_files).
-    ///
-    /// # Errors
-    /// [`Error::Tls`] naming the file that cannot be read or holds no
-    /// certificate or key, or a key that does not fit.
-    pub fn tls_files(
-        self,
-        cert: impl AsRef<std::path::Path>,
-        key: impl AsRef<std::path::Path>,
-    ) -> Result<Self, Error> {
-        let config = crate::tls::server_config_from_pem_files(cert, key).map_err(Error::Tls)?;
-        Ok(self.tls(config))
     }
 
     /// What to do with connections beyond the limit.

@@ -605,7 +605,12 @@ impl fmt::Debug for Stream {
 impl std::os::fd::AsFd for Stream {
     /// The socket's descriptor, to `poll` it beside others (say, a data
     /// connection). Data already in the read buffer does not show there:
-    /// look at [`Stream::buffered`] first.
+    /// look at [`Stream::buffered`] first. Under TLS every byte decrypted
+    /// is moved to that buffer as it arrives (up to its
+    /// [capacity](Stream::read_capacity)), so the same holds; but a
+    /// readable socket may hold only part of a record, or a TLS message
+    /// that carries no data: the read that follows may then wait for the
+    /// rest, bounded by the read timeout.
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         match &self.conn.socket {
             Socket::Tcp(s) => s.as_fd(),
