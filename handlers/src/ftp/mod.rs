@@ -18,6 +18,7 @@
 //! | `sweep.rs` | at start: named upload temp files a crash left |
 //! | `data.rs` | data connections: passive and active, tied to the control peer |
 //! | `data_conn.rs` | a data connection as the transfer drives it: clear, or TLS (`PROT P`), non-blocking |
+//! | `ascii.rs` | `TYPE A`: line ends converted chunk by chunk |
 //! | `transfer.rs` | copying with the control connection watched; the observer (hashing) hook; `sendfile(2)` |
 //! | `hash.rs` | MD5, SHA-1, SHA-256; the digest cache; the bound on hash computations |
 //! | `client/` | a small FTP client (`client ftp`): the connection and login (`mod.rs`), `control.rs`, `data_connections.rs` (passive mode), `listing.rs`, `transfers.rs` (resume), `verification.rs` (MD5) |
@@ -50,6 +51,7 @@
 //! listings, logins and connections per address are bounded; wrong passwords slow later
 //! attempts, per account, per address and server-wide ([`crate::throttle`]).
 
+mod ascii;
 mod auth;
 pub mod client;
 mod config;
