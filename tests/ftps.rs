@@ -316,3 +316,58 @@ fn ftplib_ftp_tls_every_transfer_verb() {
     let stored = std::fs::read(root.join("data.bin")).unwrap();
     assert_eq!(md5_hex(&stored), md5_hex(&expected));
 }
+
+/// Commands sent in clear right behind `AUTH TLS`, before the handshake
+/// (the STARTTLS injection of CVE-2011-0411), are dropped, not run as if
+/// they had come over TLS: the injected `USER` is not there when `PASS`
+/// comes over TLS.
+#[test]
+fn commands_injected_behind_auth_tls_are_dropped() {
+    use socketserver::tls::rustls::pki_types::ServerName;
+    use socketserver::tls::rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+    use std::io::{BufRead, BufReader, Write};
+
+    let cert = TestCert::new();
+    let root = TempDir::new("ftps-injection");
+    let server = serve_ftps(root.path(), &cert, &[]);
+    let mut socket = std::net::TcpStream::connect(&server.addr).unwrap();
+    socket
+        .set_read_timeout(Some(crate::util::IO_TIMEOUT))
+        .unwrap();
+    socket
+        .set_write_timeout(Some(crate::util::IO_TIMEOUT))
+        .unwrap();
+    let mut clear = BufReader::new(socket.try_clone().unwrap());
+    let mut line = String::new();
+    clear.read_line(&mut line).unwrap();
+    assert_eq!(line, "220 socketserver FTP ready\r\n");
+    // One segment: AUTH TLS and, behind it, an injected USER.
+    socket
+        .write_all(format!("AUTH TLS\r\nUSER {USER}\r\n").as_bytes())
+        .unwrap();
+    line.clear();
+    clear.read_line(&mut line).unwrap();
+    assert_eq!(line, "234 AUTH TLS successful.\r\n");
+    assert!(clear.buffer().is_empty());
+
+    let mut roots = RootCertStore::empty();
+    for c in socketserver::tls::read_certificates(&cert.cert).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let config = ClientConfig::builder_with_provider(socketserver::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let tls = ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut tls = BufReader::new(StreamOwned::new(tls, socket));
+    tls.get_mut()
+        .write_all(format!("PASS {PASSWORD}\r\nQUIT\r\n").as_bytes())
+        .unwrap();
+    let mut answers = String::new();
+    for _ in 0..2 {
+        tls.read_line(&mut answers).unwrap();
+    }
+    assert_eq!(answers, "503 Login with USER first.\r\n221 Goodbye.\r\n");
+}
