@@ -92,7 +92,8 @@ fn curl_over_explicit_ftps() {
 
 /// `openssl s_client -starttls ftp`: AUTH TLS, the certificate verified,
 /// then FEAT (with AUTH TLS, PBSZ, PROT), the login, PBSZ, PROT P, CCC
-/// refused, PROT C, the refusals of other levels, over TLS.
+/// refused, STAT saying what is TLS, PROT C, the refusals of other
+/// levels, over TLS.
 #[test]
 fn starttls_handshake_and_security_verbs() {
     let cert = TestCert::new();
@@ -113,6 +114,7 @@ fn starttls_handshake_and_security_verbs() {
             "PROT X",
             "PROT P",
             "CCC",
+            "STAT",
             "PROT C",
             "AUTH TLS",
             "QUIT",
@@ -134,6 +136,9 @@ fn starttls_handshake_and_security_verbs() {
          504 PROT takes P or C.\r\n\
          200 Protection level set to P.\r\n\
          534 CCC refused: the control connection stays encrypted.\r\n\
+         211-FTP server status:\r\n Connected from 127.0.0.1\r\n Logged in as alice\r\n \
+         TYPE: BINARY\r\n Control connection: TLS (TLSv1_3)\r\n \
+         Data connections: TLS (PROT P)\r\n No data connection\r\n211 End of status\r\n\
          200 Protection level set to C.\r\n\
          503 The control connection is already TLS.\r\n\
          221 Goodbye.\r\n"

@@ -98,12 +98,13 @@ impl Session<'_> {
     pub(super) fn stat(&mut self, stream: &mut Stream, arg: &[u8]) -> io::Result<()> {
         if arg.is_empty() {
             let user = self.login.as_ref().map_or("", |l| l.name.as_str());
-            let lines = vec![
+            let mut lines = vec![
                 format!("Connected from {}", self.peer.ip()),
                 format!("Logged in as {user}"),
                 format!("TYPE: {}", if self.ascii { "ASCII" } else { "BINARY" }),
-                "No data connection".to_string(),
             ];
+            lines.extend(self.security_status(stream));
+            lines.push("No data connection".to_string());
             return reply_lines(stream, 211, "FTP server status:", &lines, "End of status");
         }
         let Listed { path, source, .. } = match self.list_target(arg) {

@@ -195,6 +195,25 @@ impl Session<'_> {
         )
     }
 
+    /// `STAT`'s lines on TLS, on a server with FTPS: the control
+    /// connection's version and the data connections' protection.
+    pub(super) fn security_status(&self, stream: &Stream) -> Vec<String> {
+        if self.config.tls.is_none() {
+            return Vec::new();
+        }
+        let control = if stream.is_tls() {
+            format!("Control connection: TLS ({})", tls_version(stream))
+        } else {
+            "Control connection: clear".to_string()
+        };
+        let data = if self.protection.private() {
+            "Data connections: TLS (PROT P)"
+        } else {
+            "Data connections: clear (PROT C)"
+        };
+        vec![control, data.to_string()]
+    }
+
     /// With `tls_required`: `USER` and `PASS` are refused until the
     /// control connection is TLS, so no password crosses in clear (a
     /// `PASS` sent anyway is not even looked at).
