@@ -50,6 +50,14 @@
 //! connections are tied to the control connection's peer; command lines,
 //! listings, logins and connections per address are bounded; wrong passwords slow later
 //! attempts, per account, per address and server-wide ([`crate::throttle`]).
+//!
+//! FTPS (RFC 4217), with [`Ftp::tls`]: `AUTH TLS` turns the control
+//! connection into TLS, `PBSZ 0` and `PROT P` the data connections, which
+//! may resume the control connection's session (not required: Python's
+//! ftplib cannot); [`Ftp::tls_required`] refuses logins and transfers in
+//! clear; [`Ftp::implicit_tls`] serves the old implicit FTPS on a listener
+//! of its own. The MD5s, resume and atomic uploads work the same under TLS;
+//! only `sendfile(2)` is lost, as the bytes are encrypted in the process.
 
 mod ascii;
 mod auth;
