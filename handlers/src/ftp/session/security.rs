@@ -7,16 +7,16 @@
 //! connection TLS too (`PROT C`: clear again). Implicit FTPS (port 990)
 //! is TLS from the first byte, with `PROT P` already in force.
 //!
-//! Data connections use the control connection's `ServerConfig`, so they
-//! share its session cache: a client that resumes the control
-//! connection's session (FileZilla, lftp, curl) skips the key exchange,
-//! and the log says `resumed`. Resumption is welcome but not required:
+//! Data connections use the control connection's `ServerConfig` (or a
+//! copy sharing its session cache and ticket key), so a client that
+//! resumes the control connection's session (FileZilla, lftp, curl) skips
+//! the key exchange, and the debug log says `resumed`. Resumption is welcome but not required:
 //! Python's `ftplib` cannot resume a session on a data connection (each
 //! one is a fresh `wrap_socket`), and requiring it, as vsftpd's
 //! `require_ssl_reuse` does, would shut such clients out. What requiring
 //! it would add, proof that the data connection comes from the control
-//! connection's client, is already had another way: a data connection
-//! is accepted only from the control connection's IP address (`data.rs`).
+//! connection's client, is checked another way: a data connection is
+//! accepted only from the control connection's IP address (`data.rs`).
 
 use std::io;
 use std::net::TcpStream;
