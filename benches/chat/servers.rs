@@ -205,10 +205,18 @@ impl Programs {
 }
 
 /// The command as a line for the report (the Python script shown by name).
+/// Paths are shown relative to the repository (`target/release/serve`),
+/// the interpreter as `python3`: the same on every machine.
 pub fn describe(command: &Command) -> String {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/");
     let mut words = vec![command.get_program().to_string_lossy().into_owned()];
     for arg in command.get_args() {
         let arg = arg.to_string_lossy();
+        let arg = match arg.strip_prefix(root) {
+            Some(relative) => relative.to_string().into(),
+            None if arg.starts_with('/') && arg.contains("python") => "python3".into(),
+            None => arg,
+        };
         if arg.contains('\n') {
             words.push("PYTHON_SERVER".into());
         } else if arg.is_empty() || arg.contains(' ') {
