@@ -23,6 +23,11 @@
 //! timeouts, every loop a count and a deadline, all traffic is on loopback,
 //! and every process is ended by its PID. A wrong reply fails the run.
 //!
+//! `CHAT_BENCH_ROUNDS` (3 to 20, default 3) sets the rounds;
+//! `CHAT_BENCH_ONLY=idle,tokio` runs only the workloads and servers named
+//! (ids as in results.json), and `CHAT_BENCH_QUIET=0` skips the wait for
+//! a quiet machine: both for trying things out, not for the tables.
+//!
 //! Output: `results.json` in `CHAT_BENCH_OUT` (default docs/bench, or
 //! target/bench-smoke for the smoke run); benches/report.py turns it into
 //! docs/benchmarks.md and the plots.
@@ -143,7 +148,11 @@ fn orchestrate() -> Result<bool, String> {
                 .ok_or_else(|| format!("CHAT_BENCH_ROUNDS={n}: expected 3 to 20"))?,
             Err(_) => 3,
         };
-        Plan::full(rounds)
+        let mut plan = Plan::full(rounds);
+        // CHAT_BENCH_QUIET=0: no waiting for the machine to go quiet (for
+        // trying the full sizes on a busy machine; the figures are noise).
+        plan.wait_for_quiet = std::env::var("CHAT_BENCH_QUIET").map_or(true, |v| v != "0");
+        plan
     };
     let out_dir = std::env::var("CHAT_BENCH_OUT")
         .map(PathBuf::from)
@@ -186,6 +195,22 @@ fn orchestrate() -> Result<bool, String> {
         println!("pinning: OFF (taskset missing or fewer than two CPUs): figures are noisier");
     }
 
+    // CHAT_BENCH_ONLY=ID,ID...: only these workloads and/or servers (for
+    // rerunning one cell while working on it; the tables want all).
+    let only: Vec<String> = std::env::var("CHAT_BENCH_ONLY")
+        .map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    let wanted = |id: &str, all: &[String]| -> bool {
+        let named: Vec<&String> = only.iter().filter(|o| all.contains(o)).collect();
+        named.is_empty() || named.iter().any(|o| *o == id)
+    };
+    let workload_ids: Vec<String> = plan.workloads.iter().map(|w| w.id()).collect();
+    let server_ids: Vec<String> = SERVERS.iter().map(|s| s.id.to_string()).collect();
     let mut runs = Vec::new();
     let (mut passed, mut failed) = (0usize, 0usize);
     for round in 1..=plan.rounds {
@@ -199,6 +224,9 @@ fn orchestrate() -> Result<bool, String> {
             let turn = (round - 1) % order.len().max(1);
             order.rotate_left(turn);
             for server in order {
+                if !wanted(&workload.id(), &workload_ids) || !wanted(server.id, &server_ids) {
+                    continue;
+                }
                 if bench.programs.python.is_none()
                     && matches!(server.kind, servers::Kind::Python(_))
                 {

@@ -11,9 +11,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::client::{ADDR_ENV, ROLE_ENV};
-use crate::proc_stats::{cpu_busy_and_steal, tree_pss_kb, tree_ticks, wait_for_quiet};
+use crate::proc_stats::{cpu_busy_and_steal, tree_len, tree_pss_kb, tree_ticks, wait_for_quiet};
 use crate::process::{self, next_line};
-use crate::servers::{self, Programs, Server};
+use crate::servers::{self, Kind, Programs, Server};
 use crate::workload::{Plan, Workload};
 
 /// How long a server may take to exit after SIGTERM before it counts as
@@ -56,6 +56,16 @@ impl Bench {
         let mut running = servers::start(&self.programs, server, workload)?;
         let pid = running.process.pid();
         thread::sleep(plan.settle);
+        if server.kind == Kind::Ours("prefork") {
+            // The parent prints its address before it has forked every
+            // worker; 1,000 take a while, and a burst meanwhile would
+            // measure the forking. Wait (at most 60 s) for all of them.
+            let want = workload.held().max(4) + 1;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while tree_len(pid) < want && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
         let mut command = self.programs.pinned_command(1, &self.me);
         command
             .env(ROLE_ENV, workload.encode())

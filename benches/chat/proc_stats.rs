@@ -30,6 +30,11 @@ fn tree(pid: u32) -> Vec<u32> {
     all
 }
 
+/// How many processes a server's tree has now.
+pub fn tree_len(pid: u32) -> usize {
+    tree(pid).len()
+}
+
 /// (utime, stime, cutime, cstime) of one process, in clock ticks.
 fn ticks_of(pid: u32) -> Option<[u64; 4]> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

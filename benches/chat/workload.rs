@@ -200,10 +200,11 @@ impl Plan {
         }
     }
 
-    /// Descriptors the bench and its children may need at once: the idle
-    /// workload's connections on both ends, plus room.
+    /// Descriptors one process may need at once: the idle workload's
+    /// connections (the server holds one end, the client process the
+    /// other, each under its own limit), plus room.
     pub fn open_files_needed(&self) -> u64 {
         let most = self.workloads.iter().map(|w| w.held()).max().unwrap_or(0);
-        (2 * most + 1_024) as u64
+        (most + 1_024) as u64
     }
 }
