@@ -88,7 +88,7 @@ impl Bench {
         } else {
             Some(Duration::ZERO)
         };
-        let ticks_before = tree_ticks(pid)?;
+        let ticks_before = tree_ticks(pid, self.clock_ticks)?;
         let cpu0_before = cpu_busy_and_steal(0)?;
         let pss_before = tree_pss_kb(pid)?;
         let mut pss_held = None;
@@ -130,12 +130,12 @@ impl Bench {
         let mut cpu = None;
         if !workload.is_shutdown() {
             thread::sleep(plan.settle);
-            let after = tree_ticks(pid)?;
+            let after = tree_ticks(pid, self.clock_ticks)?;
             let cpu0_after = cpu_busy_and_steal(0)?;
             running.process.check_alive()?;
-            let (user, system) = (after.0 - ticks_before.0, after.1 - ticks_before.1);
-            let others = (cpu0_after.0 - cpu0_before.0).saturating_sub(user + system);
-            cpu = Some((user, system, others, cpu0_after.1 - cpu0_before.1));
+            let (user, total) = (after.0 - ticks_before.0, after.1 - ticks_before.1);
+            let others = (cpu0_after.0 - cpu0_before.0) as f64 - total;
+            cpu = Some((user, total, others.max(0.0), cpu0_after.1 - cpu0_before.1));
         }
         tell("close")?;
         if !client.wait_within(Duration::from_secs(10)) {
@@ -152,11 +152,11 @@ impl Bench {
         };
         let (ok, wrong, missing) = (number("ok"), number("wrong"), number("missing"));
         let error = fields.get("error").filter(|e| !e.is_empty()).cloned();
-        let ticks = |t: u64| t as f64 / self.clock_ticks;
+        let ticks = |t: f64| t / self.clock_ticks;
         let mut metrics: Vec<(&'static str, f64)> = Vec::new();
         match workload {
             Workload::RoundTrips { .. } | Workload::Connect { .. } => {
-                let (user, system, _, _) = cpu.unwrap_or_default();
+                let (user, total, _, _) = cpu.unwrap_or_default();
                 let wall = number("wall_ns") / 1e9;
                 let rate = ok / wall.max(1e-9);
                 metrics.push(("per_s", rate));
@@ -164,7 +164,7 @@ impl Bench {
                     metrics.push(("p50_us", number("p50_ns") / 1e3));
                     metrics.push(("p99_us", number("p99_ns") / 1e3));
                 }
-                metrics.push(("cpu_us", ticks(user + system) / ok.max(1.0) * 1e6));
+                metrics.push(("cpu_us", ticks(total) / ok.max(1.0) * 1e6));
                 metrics.push(("user_us", ticks(user) / ok.max(1.0) * 1e6));
             }
             Workload::Idle { .. } => {
@@ -220,7 +220,7 @@ impl Bench {
         let mut notes = format!("ok={ok} wrong={wrong} missing={missing}");
         if let Some((_, _, others, steal)) = cpu {
             notes.push_str(&format!(
-                "; CPU 0 meanwhile: {others} ticks to others, {steal} stolen"
+                "; CPU 0 meanwhile: {others:.0} ticks to others, {steal} stolen"
             ));
         }
         match waited {

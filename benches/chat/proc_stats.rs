@@ -45,23 +45,46 @@ fn ticks_of(pid: u32) -> Option<[u64; 4]> {
     Some([field(14)?, field(15)?, field(16)?, field(17)?])
 }
 
-/// CPU time of a server's tree in clock ticks, (user, system): every live
-/// process's own time, plus what their reaped children used (a forking
-/// server's ended children are in its cutime and cstime once reaped).
-pub fn tree_ticks(pid: u32) -> Result<(u64, u64), String> {
-    let mut user = 0;
-    let mut system = 0;
+/// Nanoseconds on a CPU of every live thread of a process
+/// (/proc/PID/task/*/schedstat, first field: exact, not in clock ticks).
+fn on_cpu_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// CPU time of a server's tree in clock ticks: (user, user + system).
+///
+/// The server itself: its utime and stime (which keep its ended threads'
+/// time) plus cutime and cstime (its reaped children's). Its live
+/// descendants: their time on a CPU from schedstat, in nanoseconds. Not
+/// their utime and stime: those are whole clock ticks per process, and a
+/// forking server's 1,000 children each using a few milliseconds would
+/// all read 0. So the total is exact for every model; the user-space part
+/// is only a lower bound for live children (their utime, in whole ticks).
+pub fn tree_ticks(pid: u32, clock_ticks: f64) -> Result<(f64, f64), String> {
+    let mut user = 0.0;
+    let mut total = 0.0;
     for (i, p) in tree(pid).into_iter().enumerate() {
         match ticks_of(p) {
-            Some([u, s, cu, cs]) => {
-                user += u + cu;
-                system += s + cs;
+            Some([u, s, cu, cs]) if i == 0 => {
+                user += (u + cu) as f64;
+                total += (u + s + cu + cs) as f64;
+            }
+            Some([u, _, cu, cs]) => {
+                user += (u + cu) as f64;
+                total += on_cpu_ns(p) as f64 * clock_ticks / 1e9 + (cu + cs) as f64;
             }
             None if i == 0 => return Err(format!("/proc/{pid}/stat: unreadable")),
             None => {} // a child that ended meanwhile
         }
     }
-    Ok((user, system))
+    Ok((user, total))
 }
 
 /// Memory of a server's tree in kB: the sum of each process's PSS (its
