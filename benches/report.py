@@ -88,8 +88,10 @@ def number(v):
     return f"{v:.2f}"
 
 
-def table(header, lines):
-    out = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+def table(header, lines, numbers=True):
+    """A Markdown table; its columns after the first right-aligned when they hold numbers."""
+    rest = "---:|" if numbers else "---|"
+    out = ["| " + " | ".join(header) + " |", "|---|" + rest * (len(header) - 1)]
     out += ["| " + " | ".join(cells) + " |" for cells in lines]
     return "\n".join(out)
 
@@ -246,7 +248,9 @@ def main():
         f"**Rounds:** {results['rounds']}; each cell is the median of its rounds.",
         "**Servers** (each started fresh for each workload; the command as for the largest C):\n\n"
         + table(["server", "command"], [[s["label"], f"`{s['command']}`" if s["command"] else "—"]
-                                        for s in results["servers"]]),
+                                        for s in results["servers"]], numbers=False),
+        "`n/a`: the workload does not make sense for that model (docs/benchmarks.md says why); "
+        "`—`: every round of it failed (listed under the tables).",
     ]
     chat, plots = chat_section(results, plot_dir, md_dir)
     parts += plots + chat
