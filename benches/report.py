@@ -81,6 +81,8 @@ def medians(results):
 def number(v):
     if v is None:
         return "—"
+    if float(v).is_integer():
+        return f"{int(v):,}"
     if abs(v) >= 100:
         return f"{v:,.0f}"
     if abs(v) >= 10:
