@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::datagram::{Datagrams, DEFAULT_MAX_DATAGRAM};
-use crate::lifecycle::{log_failure, Failure};
+use crate::failure::{log_failure, Failure};
 use crate::listener::{BindOptions, Listener};
 use crate::server::{LoopHooks, ServerConfig};
 use crate::service::{Service, Streams};

@@ -232,6 +232,7 @@ mod builder;
 mod datagram;
 mod draining;
 mod error;
+mod failure;
 mod fork;
 mod handler;
 mod lifecycle;
@@ -257,8 +258,8 @@ pub use builder::{
 pub use datagram::{Datagram, DatagramHandler, DEFAULT_MAX_DATAGRAM};
 pub use draining::WhenDraining;
 pub use error::{describe, Error};
+pub use failure::{log_failure, Failure, Step};
 pub use handler::RequestHandler;
-pub use lifecycle::{log_failure, Failure, Step};
 pub use listener::Listener;
 pub use model::Model;
 pub use per_ip::Refusal;

@@ -3,137 +3,15 @@
 //! `BaseServer.finish_request`/`shutdown_request`, with panics caught.
 
 use std::any::Any;
-use std::fmt;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
-use crate::service::{Service, Work};
+use crate::failure::{panic_message, Failure, Step};
 use crate::shared::Shared;
 use crate::socket::Connection;
-use crate::stats::Outcome;
+use crate::stats::{Ended, Outcome};
 use crate::{Address, RequestHandler, Stream};
-
-/// Registered work (a connection or a packet) on its way to a handler.
-pub(crate) struct Job {
-    pub(crate) id: u64,
-    pub(crate) work: Work,
-}
-
-/// The step of the life cycle in which a handler failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Step {
-    /// [`RequestHandler::setup`].
-    Setup,
-    /// [`RequestHandler::handle`].
-    Handle,
-    /// [`RequestHandler::finish`].
-    Finish,
-    /// Sending the output still buffered after `finish`.
-    Flush,
-}
-
-impl fmt::Display for Step {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Step::Setup => "setup",
-            Step::Handle => "handle",
-            Step::Finish => "finish",
-            Step::Flush => "flush",
-        })
-    }
-}
-
-/// What went wrong with one connection, as given to the server's
-/// `handle_error` hook.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Failure {
-    /// A step returned an error.
-    Error {
-        /// The step that failed.
-        step: Step,
-        /// Its error.
-        error: io::Error,
-    },
-    /// A step panicked; the panic was caught and the server goes on.
-    Panic {
-        /// The step that panicked.
-        step: Step,
-        /// The panic's message, when it had one.
-        message: String,
-    },
-}
-
-impl Failure {
-    /// The step that failed.
-    pub fn step(&self) -> Step {
-        match self {
-            Failure::Error { step, .. } | Failure::Panic { step, .. } => *step,
-        }
-    }
-
-    /// True when the idle timeout ended the connection.
-    pub fn is_timeout(&self) -> bool {
-        matches!(self, Failure::Error { error, .. } if error.kind() == io::ErrorKind::TimedOut)
-    }
-
-    /// True when the peer went away (reset, broken pipe, end of input in
-    /// the middle of a message): the peer's doing more than the handler's.
-    pub fn is_disconnect(&self) -> bool {
-        matches!(self, Failure::Error { error, .. } if matches!(
-            error.kind(),
-            io::ErrorKind::ConnectionReset
-                | io::ErrorKind::ConnectionAborted
-                | io::ErrorKind::BrokenPipe
-                | io::ErrorKind::UnexpectedEof
-                | io::ErrorKind::NotConnected
-        ))
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Failure::Error { step, error } => {
-                write!(f, "{step} failed: {}", crate::describe(error))
-            }
-            Failure::Panic { step, message } => write!(f, "{step} panicked: {message}"),
-        }
-    }
-}
-
-/// The default `handle_error`: one log line with the peer's address, at a
-/// level that fits what happened.
-pub fn log_failure(peer: &Address, failure: &Failure) {
-    match failure {
-        Failure::Panic { .. } => log::error!("{peer}: {failure}"),
-        f if f.is_timeout() || f.is_disconnect() => log::info!("{peer}: {failure}"),
-        _ => log::warn!("{peer}: {failure}"),
-    }
-}
-
-/// How a conversation ended, for the counters (and, from a forked child,
-/// for the report to its parent).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Ended {
-    pub(crate) outcome: Outcome,
-    pub(crate) bytes_read: u64,
-    pub(crate) bytes_written: u64,
-}
-
-/// Serves one registered connection or packet from start to end, counts
-/// it, then releases its slot.
-pub(crate) fn serve(shared: &Arc<Shared>, service: &dyn Service, job: Job) -> Ended {
-    let Job { id, work } = job;
-    let ended = service.run(shared, work);
-    shared
-        .stats
-        .ended(ended.outcome, ended.bytes_read, ended.bytes_written);
-    shared.release(id);
-    ended
-}
 
 /// The conversation itself: setup, handle, finish, flush, each failure
 /// reported to `handle_error`. The socket closes when it returns (unless
@@ -232,15 +110,5 @@ fn record(
             step,
             message: panic_message(payload.as_ref()),
         }),
-    }
-}
-
-pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(a panic without a message)".to_string()
     }
 }

@@ -12,9 +12,8 @@
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 
-use crate::lifecycle::Ended;
 use crate::per_ip::PeerKey;
-use crate::stats::Outcome;
+use crate::stats::{Ended, Outcome};
 
 const RECORD: usize = 24;
 

@@ -12,12 +12,11 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags};
 
-use crate::datagram::{DatagramSocket, Packet};
-use crate::lifecycle::Job;
+use crate::datagram::socket::{DatagramSocket, Packet};
 use crate::listener::Listener;
 use crate::model::Dispatcher;
 use crate::per_ip::PeerKey;
-use crate::service::{Service, Work};
+use crate::service::{Job, Service, Work};
 use crate::shared::Shared;
 use crate::socket::{Connection, Socket};
 use crate::{

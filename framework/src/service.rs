@@ -7,11 +7,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::datagram::Packet;
-use crate::lifecycle::{self, Ended};
+use crate::datagram::socket::Packet;
+use crate::failure::panic_message;
+use crate::lifecycle;
 use crate::shared::Shared;
 use crate::socket::Connection;
-use crate::stats::Outcome;
+use crate::stats::{Ended, Outcome};
 use crate::{Address, Refusal, RequestHandler, Stream};
 
 /// One unit of work: a conversation on a connection, or one datagram.
@@ -29,6 +30,24 @@ impl Work {
             Work::Packet(packet) => &packet.peer,
         }
     }
+}
+
+/// Registered work (a connection or a packet) on its way to a handler.
+pub(crate) struct Job {
+    pub(crate) id: u64,
+    pub(crate) work: Work,
+}
+
+/// Serves one registered connection or packet from start to end, counts
+/// it, then releases its slot.
+pub(crate) fn serve(shared: &Arc<Shared>, service: &dyn Service, job: Job) -> Ended {
+    let Job { id, work } = job;
+    let ended = service.run(shared, work);
+    shared
+        .stats
+        .ended(ended.outcome, ended.bytes_read, ended.bytes_written);
+    shared.release(id);
+    ended
 }
 
 /// Runs one unit of work to its end, with a fresh clone of the handler.
@@ -79,7 +98,7 @@ impl<H: RequestHandler> Service for Streams<H> {
             Ok(Err(e)) => log::debug!("{peer}: telling it was refused: {}", crate::describe(&e)),
             Err(payload) => log::error!(
                 "{peer}: refuse panicked: {}",
-                lifecycle::panic_message(payload.as_ref())
+                panic_message(payload.as_ref())
             ),
         }
     }

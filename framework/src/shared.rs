@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::lifecycle::{panic_message, Failure};
+use crate::failure::{panic_message, Failure};
 use crate::per_ip::{PeerKey, PerIp, Refusal};
 use crate::socket::{Connection, Socket};
 use crate::stream::StreamLimits;

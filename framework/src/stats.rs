@@ -129,3 +129,12 @@ pub(crate) enum Outcome {
     /// The TLS handshake failed: the handler never ran.
     TlsFailed,
 }
+
+/// How a conversation ended, for the counters (and, from a forked child,
+/// for the report to its parent).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Ended {
+    pub(crate) outcome: Outcome,
+    pub(crate) bytes_read: u64,
+    pub(crate) bytes_written: u64,
+}

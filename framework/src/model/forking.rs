@@ -17,13 +17,12 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::fork;
-use crate::lifecycle::Ended;
 use crate::per_ip::PeerKey;
 use crate::report::{self, Event, Reporter, Reports};
 use crate::service::{Service, Work};
 use crate::shared::Shared;
 use crate::socket::Connection;
-use crate::stats::Outcome;
+use crate::stats::{Ended, Outcome};
 use crate::{Address, DrainReport};
 
 /// How long children get to end after SIGTERM before SIGKILL.

@@ -2,7 +2,7 @@
 //! handler.
 //!
 //! The accept loop is the same for every model; a model only decides where
-//! [`lifecycle::serve`](crate::lifecycle::serve) runs. `Sync` runs it in the
+//! [`service::serve`](crate::service::serve) runs. `Sync` runs it in the
 //! loop's own thread, `Threading` in a new thread, `Pool` in one of a fixed
 //! set of workers, `Forking` in a child process. `Prefork` turns the loop
 //! inside out: the parent supervises worker processes, each a `Sync`
@@ -17,8 +17,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::lifecycle::{self, Job};
-use crate::service::Service;
+use crate::service::{self, Job, Service};
 use crate::shared::Shared;
 
 pub(crate) use forking::Forking;
@@ -148,7 +147,7 @@ impl Dispatcher {
     pub(crate) fn dispatch(&mut self, shared: &Arc<Shared>, service: &Arc<dyn Service>, job: Job) {
         match self {
             Dispatcher::Sync => {
-                lifecycle::serve(shared, service.as_ref(), job);
+                service::serve(shared, service.as_ref(), job);
             }
             Dispatcher::Threading(t) => t.dispatch(shared, service, job),
             Dispatcher::Pool(p) => p.dispatch(shared, job),

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::lifecycle::{self, Job};
-use crate::service::Service;
+use crate::service::{self, Job, Service};
 use crate::shared::Shared;
 
 pub(crate) struct Pool {
@@ -38,7 +37,7 @@ impl Pool {
                 .name(format!("pool worker {n}"))
                 .spawn(move || {
                     for job in receiver {
-                        lifecycle::serve(&shared, service.as_ref(), job);
+                        service::serve(&shared, service.as_ref(), job);
                     }
                 });
             match worker {

@@ -18,12 +18,11 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::lifecycle::{self, Ended, Job};
 use crate::per_ip::PeerKey;
 use crate::report::{Event, Reporter, Reports};
-use crate::service::Service;
+use crate::service::{self, Job, Service};
 use crate::shared::Shared;
-use crate::stats::Outcome;
+use crate::stats::{Ended, Outcome};
 use crate::DrainReport;
 
 use super::forking::TERM_GRACE;
@@ -300,7 +299,7 @@ impl Worker {
 
     pub(crate) fn dispatch(&mut self, shared: &Arc<Shared>, service: &Arc<dyn Service>, job: Job) {
         self.reporter.send(Event::Started);
-        let ended = lifecycle::serve(shared, service.as_ref(), job);
+        let ended = service::serve(shared, service.as_ref(), job);
         self.reporter.send(Event::Ended(ended));
         if let Some(remaining) = &mut self.remaining {
             *remaining = remaining.saturating_sub(1);

@@ -4,8 +4,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use crate::lifecycle::{self, Job};
-use crate::service::Service;
+use crate::service::{self, Job, Service};
 use crate::shared::Shared;
 
 /// Finished threads are joined once this many handles have piled up, so the
@@ -29,7 +28,7 @@ impl Threading {
         let spawned = thread::Builder::new()
             .name(format!("conn {peer}"))
             .spawn(move || {
-                lifecycle::serve(&shared_for_thread, service.as_ref(), job);
+                service::serve(&shared_for_thread, service.as_ref(), job);
             });
         match spawned {
             Ok(handle) => self.threads.push(handle),
