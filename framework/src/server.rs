@@ -25,9 +25,13 @@ use crate::{
 };
 use std::marker::PhantomData;
 
+mod stop_watcher;
+
+use stop_watcher::StopWatcher;
+
 /// After a drain, how long to wait for handler threads to notice that
 /// their sockets were cut before leaving them behind.
-const CUT_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const CUT_GRACE: Duration = Duration::from_secs(1);
 /// Most connections accepted in one turn of the loop, so that the loop
 /// still checks for shutdown and runs `service_actions` under a flood.
 const ACCEPT_BATCH: usize = 64;
@@ -102,17 +106,17 @@ pub(crate) struct ServerConfig {
 /// socket it bound) and cuts its live connections without waiting; call
 /// [`server_close`](Server::server_close) to drain them first.
 pub struct Server<H> {
-    listener: Option<Listener>,
-    local_addr: Address,
-    shared: Arc<Shared>,
+    pub(crate) listener: Option<Listener>,
+    pub(crate) local_addr: Address,
+    pub(crate) shared: Arc<Shared>,
     /// The handler, wrapped for the models (which know no handler types).
     service: Arc<dyn Service>,
     handler: PhantomData<fn() -> H>,
-    dispatcher: Dispatcher,
+    pub(crate) dispatcher: Dispatcher,
     /// Where a datagram server receives: `max_datagram + 1` bytes, so that
     /// a datagram over the limit shows (and is dropped, never cut).
     datagram_buffer: Vec<u8>,
-    config: ServerConfig,
+    pub(crate) config: ServerConfig,
     hooks: LoopHooks,
     /// A pause to take before the next accept, after an accept error.
     pause: Option<Duration>,
@@ -362,7 +366,7 @@ impl<H> Server<H> {
         self.poll(listen, timeout)
     }
 
-    fn poll(&mut self, listen: bool, timeout: Option<Duration>) -> Result<bool, Error> {
+    pub(crate) fn poll(&mut self, listen: bool, timeout: Option<Duration>) -> Result<bool, Error> {
         let mut fds = vec![PollFd::new(self.shared.waker.fd(), PollFlags::POLLIN)];
         if let (true, Some(listener)) = (listen, &self.listener) {
             fds.push(PollFd::new(listener.fd(), PollFlags::POLLIN));
@@ -687,177 +691,6 @@ impl<H> Server<H> {
             );
         }
         report
-    }
-}
-
-// The prefork model: the parent supervises, the workers serve.
-impl<H> Server<H> {
-    /// The prefork parent's loop: keeps `workers` processes alive, counts
-    /// what they report, and on shutdown stops them and drains.
-    fn supervise(&mut self) -> DrainReport {
-        log::info!("serving on {} ({})", self.local_addr, self.config.model);
-        while !self.shared.shutdown_requested() {
-            let due = match &mut self.dispatcher {
-                Dispatcher::Prefork(prefork) => prefork.due(),
-                _ => 0,
-            };
-            for _ in 0..due {
-                if let Err(e) = self.spawn_worker() {
-                    log::error!("cannot start a prefork worker: {}", crate::describe(&e));
-                    if let Dispatcher::Prefork(prefork) = &mut self.dispatcher {
-                        prefork.spawn_failed();
-                    }
-                    break;
-                }
-            }
-            let wake = match &self.dispatcher {
-                Dispatcher::Prefork(prefork) => prefork.next_wake(),
-                _ => None,
-            };
-            if let Err(e) = self.poll(false, wake) {
-                log::error!("{e}");
-            }
-        }
-        // The workers hold copies of the listener, and a busy one closes its
-        // copy only when its conversation ends: stop listening for all of
-        // them at once. Closing ours also removes a Unix socket's file.
-        if let Dispatcher::Prefork(prefork) = &mut self.dispatcher {
-            prefork.stop_workers(&self.shared);
-        }
-        if let Some(listener) = self.listener.take() {
-            listener.stop_listening();
-        }
-        // The workers enforce the drain timeout themselves; the parent
-        // steps in (SIGTERM, then SIGKILL) only if one overstays it.
-        let deadline = Instant::now() + self.shared.drain_timeout() + CUT_GRACE;
-        let report = match &mut self.dispatcher {
-            Dispatcher::Prefork(prefork) => prefork.drain(&self.shared, deadline),
-            _ => DrainReport::default(),
-        };
-        log::info!(
-            "stopped serving on {}: {} connections drained, {} cut",
-            self.local_addr,
-            report.drained,
-            report.cut
-        );
-        report
-    }
-
-    fn spawn_worker(&mut self) -> io::Result<()> {
-        let (reports, reporter) = crate::report::pair()?;
-        let (control, worker_control) = std::os::unix::net::UnixStream::pair()?;
-        // Closed by number in the worker: their owners live on in frames
-        // the worker never returns to, so nothing closes them twice.
-        let mut close = self.shared.waker.raw_fds().to_vec();
-        close.extend(self.config.stop_fd.as_ref().map(AsRawFd::as_raw_fd));
-        close.push(reports.raw_fd());
-        close.push(control.as_raw_fd());
-        let max_requests = match &self.dispatcher {
-            Dispatcher::Prefork(prefork) => prefork.max_requests,
-            _ => None,
-        };
-        let pid = crate::fork::spawn(&close, || {
-            self.run_worker(worker_control, reporter, max_requests)
-        })?;
-        if let Dispatcher::Prefork(prefork) = &mut self.dispatcher {
-            log::debug!("prefork worker {pid} started");
-            prefork.add(pid, reports, control);
-        }
-        Ok(())
-    }
-
-    /// The life of a prefork worker, in the child: this server's copy
-    /// becomes a one-at-a-time server on the inherited listener, with its
-    /// own state, that stops when the parent closes `control`.
-    fn run_worker(
-        &mut self,
-        control: std::os::unix::net::UnixStream,
-        reporter: crate::report::Reporter,
-        max_requests: Option<u64>,
-    ) -> i32 {
-        if let Some(listener) = &mut self.listener {
-            listener.disown_file();
-        }
-        let Ok(fresh) = self.shared.fresh_for_worker() else {
-            return 1;
-        };
-        let asks_parent = self.shared.limits_per_ip();
-        // The parent's state and stop descriptor are never dropped here:
-        // their descriptors were closed by number when the worker was
-        // forked.
-        std::mem::forget(std::mem::replace(&mut self.shared, Arc::new(fresh)));
-        std::mem::forget(self.config.stop_fd.take());
-        // Dropping the parent's bookkeeping closes its ends of the other
-        // workers' sockets, which this worker must not hold.
-        self.dispatcher = Dispatcher::Worker(crate::model::Worker::new(
-            reporter,
-            max_requests,
-            asks_parent,
-        ));
-        let stop = self.shutdown_handle();
-        let watcher = std::thread::Builder::new()
-            .name("prefork control".into())
-            .spawn(move || {
-                // Returns when the parent closes its end, or dies.
-                let mut byte = [0u8; 1];
-                let _ = io::Read::read(&mut &control, &mut byte);
-                stop.shutdown();
-            });
-        if watcher.is_err() {
-            return 1;
-        }
-        match self.serve_forever() {
-            Ok(_) => 0,
-            Err(_) => 1,
-        }
-    }
-}
-
-/// Watches a stop descriptor from a thread of its own, for the `Sync`
-/// model; ends (and is joined) when dropped.
-struct StopWatcher {
-    quit: Option<std::os::unix::net::UnixStream>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl StopWatcher {
-    fn start(stop: &std::os::fd::OwnedFd, handle: ShutdownHandle) -> Option<StopWatcher> {
-        let stop = stop.try_clone().ok()?;
-        let (quit, quit_seen) = std::os::unix::net::UnixStream::pair().ok()?;
-        let thread = std::thread::Builder::new()
-            .name("stop watcher".into())
-            .spawn(move || {
-                let mut fds = [
-                    PollFd::new(stop.as_fd(), PollFlags::POLLIN),
-                    PollFd::new(quit_seen.as_fd(), PollFlags::POLLIN),
-                ];
-                loop {
-                    match poll(&mut fds, crate::waker::poll_timeout(None)) {
-                        Err(Errno::EINTR) => continue,
-                        Err(_) => return,
-                        Ok(_) => break,
-                    }
-                }
-                if fds[0].any().unwrap_or(false) {
-                    log::info!("stop requested (a signal?); draining");
-                    handle.shutdown();
-                }
-            })
-            .ok()?;
-        Some(StopWatcher {
-            quit: Some(quit),
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for StopWatcher {
-    fn drop(&mut self) {
-        // Closing our end wakes the thread, which then ends at once.
-        self.quit = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

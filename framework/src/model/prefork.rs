@@ -9,7 +9,8 @@
 //! `max_requests`, or a crash), with a growing delay when workers die young,
 //! so that a crashing handler cannot fork-bomb the machine.
 
-use std::os::fd::BorrowedFd;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,12 +21,14 @@ use nix::unistd::Pid;
 
 use crate::per_ip::PeerKey;
 use crate::report::{Event, Reporter, Reports};
+use crate::server::CUT_GRACE;
 use crate::service::{self, Job, Service};
 use crate::shared::Shared;
 use crate::stats::{Ended, Outcome};
-use crate::DrainReport;
+use crate::{DrainReport, Server};
 
 use super::forking::TERM_GRACE;
+use super::Dispatcher;
 
 /// A worker that lives at least this long is healthy: respawn it at once.
 const HEALTHY_LIFE: Duration = Duration::from_secs(1);
@@ -312,5 +315,124 @@ impl Worker {
 
     pub(crate) fn refused(&mut self) {
         self.reporter.send(Event::Refused);
+    }
+}
+
+// The prefork model: the parent supervises, the workers serve.
+impl<H> Server<H> {
+    /// The prefork parent's loop: keeps `workers` processes alive, counts
+    /// what they report, and on shutdown stops them and drains.
+    pub(crate) fn supervise(&mut self) -> DrainReport {
+        log::info!("serving on {} ({})", self.local_addr, self.config.model);
+        while !self.shared.shutdown_requested() {
+            let due = match &mut self.dispatcher {
+                Dispatcher::Prefork(prefork) => prefork.due(),
+                _ => 0,
+            };
+            for _ in 0..due {
+                if let Err(e) = self.spawn_worker() {
+                    log::error!("cannot start a prefork worker: {}", crate::describe(&e));
+                    if let Dispatcher::Prefork(prefork) = &mut self.dispatcher {
+                        prefork.spawn_failed();
+                    }
+                    break;
+                }
+            }
+            let wake = match &self.dispatcher {
+                Dispatcher::Prefork(prefork) => prefork.next_wake(),
+                _ => None,
+            };
+            if let Err(e) = self.poll(false, wake) {
+                log::error!("{e}");
+            }
+        }
+        // The workers hold copies of the listener, and a busy one closes its
+        // copy only when its conversation ends: stop listening for all of
+        // them at once. Closing ours also removes a Unix socket's file.
+        if let Dispatcher::Prefork(prefork) = &mut self.dispatcher {
+            prefork.stop_workers(&self.shared);
+        }
+        if let Some(listener) = self.listener.take() {
+            listener.stop_listening();
+        }
+        // The workers enforce the drain timeout themselves; the parent
+        // steps in (SIGTERM, then SIGKILL) only if one overstays it.
+        let deadline = Instant::now() + self.shared.drain_timeout() + CUT_GRACE;
+        let report = match &mut self.dispatcher {
+            Dispatcher::Prefork(prefork) => prefork.drain(&self.shared, deadline),
+            _ => DrainReport::default(),
+        };
+        log::info!(
+            "stopped serving on {}: {} connections drained, {} cut",
+            self.local_addr,
+            report.drained,
+            report.cut
+        );
+        report
+    }
+
+    fn spawn_worker(&mut self) -> io::Result<()> {
+        let (reports, reporter) = crate::report::pair()?;
+        let (control, worker_control) = std::os::unix::net::UnixStream::pair()?;
+        // Closed by number in the worker: their owners live on in frames
+        // the worker never returns to, so nothing closes them twice.
+        let mut close = self.shared.waker.raw_fds().to_vec();
+        close.extend(self.config.stop_fd.as_ref().map(AsRawFd::as_raw_fd));
+        close.push(reports.raw_fd());
+        close.push(control.as_raw_fd());
+        let max_requests = match &self.dispatcher {
+            Dispatcher::Prefork(prefork) => prefork.max_requests,
+            _ => None,
+        };
+        let pid = crate::fork::spawn(&close, || {
+            self.run_worker(worker_control, reporter, max_requests)
+        })?;
+        if let Dispatcher::Prefork(prefork) = &mut self.dispatcher {
+            log::debug!("prefork worker {pid} started");
+            prefork.add(pid, reports, control);
+        }
+        Ok(())
+    }
+
+    /// The life of a prefork worker, in the child: this server's copy
+    /// becomes a one-at-a-time server on the inherited listener, with its
+    /// own state, that stops when the parent closes `control`.
+    fn run_worker(
+        &mut self,
+        control: std::os::unix::net::UnixStream,
+        reporter: crate::report::Reporter,
+        max_requests: Option<u64>,
+    ) -> i32 {
+        if let Some(listener) = &mut self.listener {
+            listener.disown_file();
+        }
+        let Ok(fresh) = self.shared.fresh_for_worker() else {
+            return 1;
+        };
+        let asks_parent = self.shared.limits_per_ip();
+        // The parent's state and stop descriptor are never dropped here:
+        // their descriptors were closed by number when the worker was
+        // forked.
+        std::mem::forget(std::mem::replace(&mut self.shared, Arc::new(fresh)));
+        std::mem::forget(self.config.stop_fd.take());
+        // Dropping the parent's bookkeeping closes its ends of the other
+        // workers' sockets, which this worker must not hold.
+        self.dispatcher = Dispatcher::Worker(Worker::new(reporter, max_requests, asks_parent));
+        let stop = self.shutdown_handle();
+        let watcher = std::thread::Builder::new()
+            .name("prefork control".into())
+            .spawn(move || {
+                // Returns when the parent closes its end, or dies.
+                let mut byte = [0u8; 1];
+                let _ = io::Read::read(&mut &control, &mut byte);
+                stop.shutdown();
+            });
+        if watcher.is_err() {
+            return 1;
+        }
+        match self.serve_forever() {
+            Ok(_) => 0,
+            Err(_) => 1,
+        }
     }
 }
