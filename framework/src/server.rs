@@ -25,6 +25,7 @@ use crate::{
 };
 use std::marker::PhantomData;
 
+mod accept_error;
 mod stop_watcher;
 
 use stop_watcher::StopWatcher;
@@ -35,10 +36,6 @@ pub(crate) const CUT_GRACE: Duration = Duration::from_secs(1);
 /// Most connections accepted in one turn of the loop, so that the loop
 /// still checks for shutdown and runs `service_actions` under a flood.
 const ACCEPT_BATCH: usize = 64;
-/// The first and the longest pause after an accept error that retrying at
-/// once cannot mend (out of descriptors, of memory).
-const FIRST_BACKOFF: Duration = Duration::from_millis(5);
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 type VerifyHook = Box<dyn FnMut(&Address) -> bool + Send>;
 type RefuseHook = Box<dyn FnMut(&mut Stream) + Send>;
@@ -426,71 +423,6 @@ impl<H> Server<H> {
             }
             Err(e) => self.accept_failed(e),
         }
-    }
-
-    /// Classifies an accept error; returns true if accepting again at once
-    /// makes sense.
-    fn accept_failed(&mut self, e: io::Error) -> bool {
-        let errno = e.raw_os_error().map(Errno::from_raw);
-        match (e.kind(), errno) {
-            (io::ErrorKind::WouldBlock, _) => false,
-            // A prefork worker's listener was shut down by the parent: it
-            // will never accept again, so this worker is done.
-            (_, Some(Errno::EINVAL)) if matches!(self.dispatcher, Dispatcher::Worker(_)) => {
-                log::debug!("the listening socket was shut down; stopping");
-                self.shared.request_shutdown();
-                false
-            }
-            // A client that gave up between the kernel's handshake and our
-            // accept, or a signal: nothing is wrong with us.
-            (io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted, _) => true,
-            (
-                _,
-                Some(
-                    Errno::EPROTO
-                    | Errno::ENETDOWN
-                    | Errno::ENOPROTOOPT
-                    | Errno::EHOSTDOWN
-                    | Errno::ENONET
-                    | Errno::EHOSTUNREACH
-                    | Errno::EOPNOTSUPP
-                    | Errno::ENETUNREACH,
-                ),
-            ) => {
-                // Linux passes pending network errors of the new socket to
-                // accept; they concern that client only.
-                log::debug!("accept: {}", crate::describe(&e));
-                true
-            }
-            _ => {
-                self.shared.stats.accept_error();
-                let pause = self.next_backoff();
-                let resources = matches!(
-                    errno,
-                    Some(Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)
-                );
-                let what = if resources {
-                    "out of resources"
-                } else {
-                    "unexpected error"
-                };
-                log::error!(
-                    "accept failed ({what}): {}; pausing {} ms before accepting again",
-                    crate::describe(&e),
-                    pause.as_millis()
-                );
-                false
-            }
-        }
-    }
-
-    fn next_backoff(&mut self) -> Duration {
-        let pause = self
-            .last_pause
-            .map_or(FIRST_BACKOFF, |last| (last * 2).min(MAX_BACKOFF));
-        self.last_pause = Some(pause);
-        self.pause = Some(pause);
-        pause
     }
 
     /// Verifies, registers and dispatches an accepted connection.
