@@ -73,15 +73,7 @@ impl Client {
         offset: u64,
         progress: Progress<'_>,
     ) -> Result<Transferred, Error> {
-        let mut pipe = Pipeline::new(Some(Algorithm::Md5.hasher()));
-        local.seek(SeekFrom::Start(0))?;
-        let had = feed(local, offset, &mut pipe)?;
-        if had < offset {
-            return Err(Error::Io(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("the local file has {had} bytes, not {offset}"),
-            )));
-        }
+        let mut pipe = hash_kept_part(local, offset, "not")?;
         local.set_len(offset)?;
         local.seek(SeekFrom::Start(offset))?;
         let mut data = self.data_connection()?;
@@ -128,15 +120,7 @@ impl Client {
         offset: u64,
         progress: Progress<'_>,
     ) -> Result<Transferred, Error> {
-        let mut pipe = Pipeline::new(Some(Algorithm::Md5.hasher()));
-        local.seek(SeekFrom::Start(0))?;
-        let had = feed(local, offset, &mut pipe)?;
-        if had < offset {
-            return Err(Error::Io(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("the local file has {had} bytes, fewer than the server's {offset}"),
-            )));
-        }
+        let mut pipe = hash_kept_part(local, offset, "fewer than the server's")?;
         let mut data = self.data_connection()?;
         let line = if offset > 0 {
             format!("APPE {remote}")
@@ -182,6 +166,28 @@ impl Client {
             upload: true,
         })
     }
+}
+
+/// A resume's first step, the same for `get` and `put`: the MD5 pipeline
+/// with the local file's first `offset` bytes (the part both sides already
+/// have) hashed into it. Fails if the local file is shorter; `compared`
+/// says against what, in the message ("the local file has N bytes,
+/// `compared` OFFSET").
+fn hash_kept_part(
+    local: &mut File,
+    offset: u64,
+    compared: &str,
+) -> Result<Pipeline<Hasher>, Error> {
+    let mut pipe = Pipeline::new(Some(Algorithm::Md5.hasher()));
+    local.seek(SeekFrom::Start(0))?;
+    let had = feed(local, offset, &mut pipe)?;
+    if had < offset {
+        return Err(Error::Io(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("the local file has {had} bytes, {compared} {offset}"),
+        )));
+    }
+    Ok(pipe)
 }
 
 /// Feeds the first `len` bytes of `file` (from its position) to `pipe`'s
