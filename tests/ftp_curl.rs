@@ -271,40 +271,57 @@ fn every_model_serves_a_session() {
     }
 }
 
-/// An upload whose client is killed midway (SIGKILL: both its connections
-/// close at once) leaves nothing: no file under the name, no temp file.
+/// In both ways an upload is written (through the server's buffers when
+/// it is hashed, `--hash-transfers auto`; spliced from socket to file when
+/// not, `off`): a large upload arrives whole, and one whose client is
+/// killed midway (SIGKILL: both its connections close at once) leaves
+/// nothing: no file under the name, no temp file.
 #[test]
-fn an_upload_killed_midway_leaves_nothing() {
-    let root = TempDir::new("killed");
-    let server = serve_ftp(root.path(), &[]);
-    let mut curl = Command::new("curl");
-    curl.args([
-        "--silent",
-        "--max-time",
-        "20",
-        "-T",
-        "-",
-        &url(&server, "big.bin"),
-    ])
-    .stdin(Stdio::piped())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    let mut child = curl.spawn().expect("start curl");
-    let mut stdin = child.stdin.take().expect("curl's stdin");
-    stdin
-        .write_all(&pattern(1024 * 1024, 8))
-        .expect("feed curl");
-    stdin.flush().unwrap();
-    // The upload is under way: its unnamed temp file has bytes.
-    let temp_size = || open_upload_temp(&server, root.path());
-    wait_until(TIMEOUT, "the upload's temp file has bytes", || {
-        temp_size().is_some_and(|n| n > 0)
-    });
-    child.kill().expect("kill curl");
-    wait_exit(&mut child, TIMEOUT);
-    drop(stdin);
-    wait_until(TIMEOUT, "the temp file is closed", || temp_size().is_none());
-    assert_eq!(root.names(""), Vec::<String>::new());
-    // The server goes on.
-    assert_eq!(curl_ok(&["--list-only", &url(&server, "")]), b"");
+fn uploads_arrive_whole_and_one_killed_midway_leaves_nothing() {
+    for mode in ["auto", "off"] {
+        let root = TempDir::new(&format!("killed-{mode}"));
+        let server = serve_ftp(root.path(), &["--hash-transfers", mode]);
+        let local = TempDir::new(&format!("killed-local-{mode}"));
+        let whole = pattern(5 * 1024 * 1024 + 7, 9);
+        std::fs::write(local.join("whole.bin"), &whole).unwrap();
+        let source = local.join("whole.bin");
+        curl_ok(&["-T", source.to_str().unwrap(), &url(&server, "whole.bin")]);
+        assert_eq!(
+            std::fs::read(root.join("whole.bin")).unwrap(),
+            whole,
+            "{mode}"
+        );
+        std::fs::remove_file(root.join("whole.bin")).unwrap();
+
+        let mut curl = Command::new("curl");
+        curl.args([
+            "--silent",
+            "--max-time",
+            "20",
+            "-T",
+            "-",
+            &url(&server, "big.bin"),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        let mut child = curl.spawn().expect("start curl");
+        let mut stdin = child.stdin.take().expect("curl's stdin");
+        stdin
+            .write_all(&pattern(1024 * 1024, 8))
+            .expect("feed curl");
+        stdin.flush().unwrap();
+        // The upload is under way: its unnamed temp file has bytes.
+        let temp_size = || open_upload_temp(&server, root.path());
+        wait_until(TIMEOUT, "the upload's temp file has bytes", || {
+            temp_size().is_some_and(|n| n > 0)
+        });
+        child.kill().expect("kill curl");
+        wait_exit(&mut child, TIMEOUT);
+        drop(stdin);
+        wait_until(TIMEOUT, "the temp file is closed", || temp_size().is_none());
+        assert_eq!(root.names(""), Vec::<String>::new(), "{mode}");
+        // The server goes on.
+        assert_eq!(curl_ok(&["--list-only", &url(&server, "")]), b"");
+    }
 }

@@ -165,29 +165,21 @@ fn the_control_connection_is_read_during_transfers() {
 }
 
 /// An upload aborted midway (ABOR) leaves neither the file nor a temp
-/// file; REST + STOR keeps the first bytes and replaces the rest.
+/// file, hashed (copied through the server) or not (spliced: `--hash-transfers
+/// off`); REST + STOR keeps the first bytes and replaces the rest.
 #[test]
 fn aborted_uploads_leave_nothing_and_rest_stor_resumes() {
-    let root = TempDir::new("proto-abort-up");
+    for mode in ["auto", "off"] {
+        aborted_upload_leaves_nothing(mode);
+    }
+    let root = TempDir::new("proto-rest-stor");
     let server = serve_ftp(root.path(), &[]);
     let mut ftp = FtpPeer::logged_in(&server.addr);
-    let addr = ftp.epsv();
-    let mut data = TcpStream::connect(addr).unwrap();
-    assert!(ftp.cmd("STOR part.bin").starts_with("150 "));
-    data.write_all(&[9u8; 100_000]).unwrap();
-    crate::util::wait_until(IO_TIMEOUT, "the temp file has the bytes", || {
-        open_upload_temp(&server, root.path()) == Some(100_000)
-    });
-    ftp.send("ABOR");
-    ftp.expect_reply("426 Connection closed; transfer aborted.");
-    ftp.expect_reply("226 ABOR successful.");
-    drop(data);
-    assert_eq!(root.names(""), Vec::<String>::new());
-
     std::fs::write(root.join("r.bin"), b"0123456789").unwrap();
     ftp.expect("REST 4", "350 Restart position accepted (4).");
     let addr = ftp.epsv();
     let mut data = TcpStream::connect(addr).unwrap();
+    data.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
     assert!(ftp.cmd("STOR r.bin").starts_with("150 "));
     data.write_all(b"abc").unwrap();
     drop(data);
@@ -201,4 +193,23 @@ fn aborted_uploads_leave_nothing_and_rest_stor_resumes() {
         "554 Restart position 100 is beyond the end of the file (7 bytes).",
     );
     assert_eq!(root.names(""), ["r.bin"]);
+}
+
+fn aborted_upload_leaves_nothing(mode: &str) {
+    let root = TempDir::new(&format!("proto-abort-up-{mode}"));
+    let server = serve_ftp(root.path(), &["--hash-transfers", mode]);
+    let mut ftp = FtpPeer::logged_in(&server.addr);
+    let addr = ftp.epsv();
+    let mut data = TcpStream::connect(addr).unwrap();
+    data.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    assert!(ftp.cmd("STOR part.bin").starts_with("150 "));
+    data.write_all(&[9u8; 100_000]).unwrap();
+    crate::util::wait_until(IO_TIMEOUT, "the temp file has the bytes", || {
+        open_upload_temp(&server, root.path()) == Some(100_000)
+    });
+    ftp.send("ABOR");
+    ftp.expect_reply("426 Connection closed; transfer aborted.");
+    ftp.expect_reply("226 ABOR successful.");
+    drop(data);
+    assert_eq!(root.names(""), Vec::<String>::new(), "{mode}");
 }

@@ -26,7 +26,7 @@ use md5::{Digest as _, Md5};
 use sha1::Sha1;
 use sha2::Sha256;
 
-use super::transfer::Observer;
+use super::pipeline::Observer;
 
 /// A hash algorithm the server computes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 use nix::errno::Errno;
 use nix::fcntl::copy_file_range;
 
-use super::transfer::{Observer, Pipeline, CHUNK};
+use super::pipeline::{Observer, Pipeline, CHUNK};
 
 /// The most one `copy_file_range` call is asked to copy: between two
 /// calls the copy looks whether it was called off.

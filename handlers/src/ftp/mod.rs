@@ -71,7 +71,9 @@ mod escape;
 mod folder;
 mod hash;
 mod kept;
+mod kernel_pipe;
 mod listing;
+mod pipeline;
 mod root;
 mod session;
 mod sweep;
@@ -96,7 +98,7 @@ pub use config::{
     DEFAULT_PORT, MAX_COMMAND_LINE,
 };
 pub use hash::{hex, is_md5_hex, Algorithm, Hasher};
-pub use transfer::Observer;
+pub use pipeline::Observer;
 
 use config::Config;
 use hash::Digests;

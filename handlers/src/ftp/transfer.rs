@@ -7,16 +7,14 @@
 //! client that vanishes (its control connection closes) is noticed. The
 //! same watch runs while a file is hashed on demand (`XMD5`, `HASH`).
 //!
-//! Copies go through [`CHUNK`]-byte buffers taken from a small ring, never
-//! allocated per chunk. When the bytes must be seen (hashed), each buffer,
-//! once its bytes have been written, is handed to an [`Observer`] running
-//! in a thread of its own, off the copy path: the copy runs on one core
-//! and the hash on another, so a hashed transfer goes as fast as the
-//! slower of the two. A download that needs no hash and no conversion
-//! goes by `sendfile(2)` instead: no copy through user space at all.
-//! Except over TLS (`PROT P`): the bytes are encrypted in this process, so
-//! they go through the copy loop, and the data connection
-//! (`data_conn.rs`) encrypts them as they are written.
+//! Copies go through the buffers of a [`Pipeline`], whose observer (the
+//! hash) sees each buffer in a thread of its own once its bytes are
+//! written. Bytes that nothing needs to see (no hash, no `TYPE A`
+//! conversion) never enter this process: a download goes by `sendfile(2)`
+//! from the file to the socket, an upload by `splice(2)` from the socket
+//! through a [`KernelPipe`] to the file. Except over TLS (`PROT P`): the
+//! bytes are encrypted in this process, so they go through the copy loop,
+//! and the data connection (`data_conn.rs`) encrypts and decrypts them.
 //!
 //! `TYPE A` converts line ends on the way (LF to CRLF when sending, CRLF to
 //! LF when receiving); the observer always sees the file's bytes.
@@ -24,8 +22,6 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
-use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -35,130 +31,14 @@ use socketserver::Stream;
 use super::ascii::{from_crlf, to_crlf};
 use super::control::{reply, Control};
 use super::data_conn::DataConnection;
+use super::kernel_pipe::KernelPipe;
+use super::pipeline::{NoObserver, Observer, Pipeline, CHUNK};
 
-/// The size of each copy buffer.
-pub(crate) const CHUNK: usize = 256 * 1024;
-/// How many buffers circulate between the copy and the observer.
-const RING: usize = 4;
 /// The most one `sendfile(2)` call is asked to move.
 const SENDFILE_CHUNK: usize = 16 * 1024 * 1024;
 /// While hashing on demand, how many chunks between two looks at the
 /// control connection (16 MiB: some 25 ms of MD5).
 const HASH_CHECK_EVERY: u32 = 64;
-
-/// Sees every byte of a transfer's file side, in order, in a thread of its
-/// own: the hashing hook.
-pub trait Observer: Send + 'static {
-    /// The next bytes.
-    fn update(&mut self, bytes: &[u8]);
-}
-
-/// The buffers of one transfer, and the observer's thread if there is one.
-pub(crate) struct Pipeline<O: Observer> {
-    spare: Option<Vec<u8>>,
-    free: Option<Receiver<Vec<u8>>>,
-    full: Option<SyncSender<(Vec<u8>, usize, usize)>>,
-    thread: Option<JoinHandle<Option<O>>>,
-    /// The observer, when no thread could be started: it then sees each
-    /// buffer in the copy's thread (slower, never skipped).
-    inline: Option<O>,
-}
-
-impl<O: Observer> Pipeline<O> {
-    /// A pipeline whose buffers `observer` sees (none: plain buffers).
-    pub(crate) fn new(observer: Option<O>) -> Self {
-        let Some(observer) = observer else {
-            return Pipeline::plain(None);
-        };
-        let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(RING);
-        let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize, usize)>(RING);
-        for _ in 0..RING {
-            let _ = free_tx.send(vec![0; CHUNK]);
-        }
-        // The observer goes to the thread once it runs: if it cannot
-        // start, the observer stays here and sees the bytes inline.
-        let (start_tx, start_rx) = mpsc::channel::<O>();
-        let thread = std::thread::Builder::new()
-            .name("ftp-observer".into())
-            .spawn(move || {
-                let mut observer = start_rx.recv().ok()?;
-                for (buf, start, end) in full_rx {
-                    observer.update(&buf[start..end]);
-                    if free_tx.send(buf).is_err() {
-                        break;
-                    }
-                }
-                Some(observer)
-            });
-        match thread {
-            Ok(thread) => {
-                let _ = start_tx.send(observer);
-                Pipeline {
-                    spare: None,
-                    free: Some(free_rx),
-                    full: Some(full_tx),
-                    thread: Some(thread),
-                    inline: None,
-                }
-            }
-            Err(e) => {
-                log::warn!("no observer thread ({e}); hashing in the copy's thread");
-                Pipeline::plain(Some(observer))
-            }
-        }
-    }
-
-    fn plain(inline: Option<O>) -> Self {
-        Pipeline {
-            spare: Some(vec![0; CHUNK]),
-            free: None,
-            full: None,
-            thread: None,
-            inline,
-        }
-    }
-
-    /// A buffer of [`CHUNK`] bytes (waits while the observer is behind).
-    pub(crate) fn take(&mut self) -> Vec<u8> {
-        if let Some(buf) = self.spare.take() {
-            return buf;
-        }
-        self.free
-            .as_ref()
-            .and_then(|free| free.recv().ok())
-            .unwrap_or_else(|| vec![0; CHUNK])
-    }
-
-    /// Gives back a buffer whose bytes `start..end` went through.
-    pub(crate) fn give(&mut self, buf: Vec<u8>, start: usize, end: usize) {
-        if let Some(inline) = &mut self.inline {
-            inline.update(&buf[start..end]);
-        }
-        match &self.full {
-            Some(full) => {
-                if let Err(mpsc::SendError((buf, _, _))) = full.send((buf, start, end)) {
-                    self.spare = Some(buf);
-                }
-            }
-            None => self.spare = Some(buf),
-        }
-    }
-
-    /// True if an observer sees the bytes.
-    #[cfg(test)]
-    fn observed(&self) -> bool {
-        self.thread.is_some() || self.inline.is_some()
-    }
-
-    /// Waits for the observer to see everything and returns it.
-    pub(crate) fn finish(mut self) -> Option<O> {
-        drop(self.full.take());
-        if let Some(inline) = self.inline.take() {
-            return Some(inline);
-        }
-        self.thread.take().and_then(|t| t.join().ok().flatten())
-    }
-}
 
 /// How a transfer (or an on-demand hash) ended.
 #[derive(Debug)]
@@ -403,12 +283,71 @@ impl Transfer<'_> {
     }
 
     /// Receives until the client closes the data connection, into `sink`;
-    /// each chunk is seen by `pipe`'s observer after it is written.
-    pub(crate) fn receive<O: Observer>(
+    /// each chunk is seen by `pipe`'s observer after it is written. Bytes
+    /// that nothing needs to see (no observer, binary mode, no TLS) go by
+    /// `splice(2)` through a [`KernelPipe`], never into this process.
+    pub(crate) fn receive<O: Observer>(self, sink: &mut File, pipe: Pipeline<O>) -> Report<O> {
+        if self.ascii || pipe.observed() || self.data.is_tls() {
+            return self.receive_copied(sink, pipe);
+        }
+        match KernelPipe::new() {
+            Ok(kernel) => self.receive_spliced(sink, &kernel, pipe),
+            Err(e) => {
+                log::debug!("no pipe for splice ({e}): the upload is copied");
+                self.receive_copied(sink, pipe)
+            }
+        }
+    }
+
+    /// [`Transfer::receive`] by `splice(2)`: socket to pipe to file.
+    fn receive_spliced<O: Observer>(
         mut self,
         sink: &mut File,
-        mut pipe: Pipeline<O>,
+        kernel: &KernelPipe,
+        pipe: Pipeline<O>,
     ) -> Report<O> {
+        let started = Instant::now();
+        let mut bytes = 0u64;
+        let mut quit = false;
+        let end = match self.data.set_nonblocking(true) {
+            Err(e) => End::Data(e),
+            Ok(()) => loop {
+                match kernel.fill(self.data.socket()) {
+                    Ok(0) => {
+                        // As in receive_copied: a client killed mid-upload
+                        // closes both connections.
+                        break match self.watch.check(bytes, &mut quit) {
+                            Ok(()) => End::Complete,
+                            Err(end) => end,
+                        };
+                    }
+                    Ok(n) => {
+                        bytes += n as u64;
+                        if let Err(e) = kernel.drain_into(sink, n) {
+                            break End::File(e);
+                        }
+                        continue;
+                    }
+                    Err(Errno::EAGAIN) => {}
+                    Err(Errno::EINTR) => continue,
+                    Err(e) => break self.data_failed(e.into(), bytes, &mut quit),
+                }
+                match self.wait(PollFlags::POLLIN) {
+                    Ok((_, true)) => {
+                        if let Err(end) = self.watch.on_control(bytes, &mut quit) {
+                            break end;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(end) => break end,
+                }
+            },
+        };
+        self.report(end, bytes, started, quit, pipe.finish())
+    }
+
+    /// [`Transfer::receive`] through this process's buffers.
+    fn receive_copied<O: Observer>(mut self, sink: &mut File, mut pipe: Pipeline<O>) -> Report<O> {
         let started = Instant::now();
         let mut held_cr = false;
         let mut bytes = 0u64;
@@ -590,13 +529,6 @@ impl Transfer<'_> {
     }
 }
 
-/// The observer of a pipeline that has none.
-pub(crate) struct NoObserver;
-
-impl Observer for NoObserver {
-    fn update(&mut self, _: &[u8]) {}
-}
-
 /// Reads until `buf` is full or the source ends.
 fn read_full(source: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
@@ -609,39 +541,4 @@ fn read_full(source: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::hash::Algorithm;
-    use super::*;
-
-    #[test]
-    fn the_pipeline_observes_in_order() {
-        let mut pipe = Pipeline::new(Some(Algorithm::Md5.hasher()));
-        assert!(pipe.observed());
-        for part in [&b"wan"[..], b"gz", b"y"] {
-            let mut buf = pipe.take();
-            assert_eq!(buf.len(), CHUNK);
-            buf[5..5 + part.len()].copy_from_slice(part);
-            pipe.give(buf, 5, 5 + part.len());
-        }
-        // The tutorial's own example.
-        assert_eq!(
-            pipe.finish().unwrap().hex(),
-            "2ea763badcd027b0087306a3ef3ef95f"
-        );
-    }
-
-    #[test]
-    fn a_pipeline_without_observer_recycles_one_buffer() {
-        let mut pipe = Pipeline::<NoObserver>::new(None);
-        assert!(!pipe.observed());
-        let buf = pipe.take();
-        let ptr = buf.as_ptr();
-        pipe.give(buf, 0, 10);
-        let again = pipe.take();
-        assert_eq!(again.as_ptr(), ptr);
-        assert!(pipe.finish().is_none());
-    }
 }

@@ -6,7 +6,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::time::{Duration, Instant};
 
 use crate::ftp::hash::{Algorithm, Hasher};
-use crate::ftp::transfer::Pipeline;
+use crate::ftp::pipeline::Pipeline;
 
 use super::control::Reply;
 use super::{Client, Error};

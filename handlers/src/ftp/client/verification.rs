@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{Seek, SeekFrom};
 
 use crate::ftp::hash::{is_md5_hex, Algorithm};
-use crate::ftp::transfer::Pipeline;
+use crate::ftp::pipeline::Pipeline;
 
 use super::transfers::{feed, finish, Transferred};
 use super::{Client, Error};

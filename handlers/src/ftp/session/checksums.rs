@@ -8,7 +8,8 @@ use socketserver::{describe, Stream};
 
 use crate::ftp::control::{printable, reply, reply_lines};
 use crate::ftp::hash::{is_md5_hex, Algorithm, FileKey, Hasher};
-use crate::ftp::transfer::{self, End, Pipeline, Watch};
+use crate::ftp::pipeline::Pipeline;
+use crate::ftp::transfer::{self, End, Watch};
 
 use super::transfers::{cut_by_server, local_error, CUT};
 use super::{Flow, Session};

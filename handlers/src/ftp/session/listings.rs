@@ -7,7 +7,7 @@ use socketserver::Stream;
 
 use crate::ftp::control::{printable, reply, reply_lines};
 use crate::ftp::listing::{self, Format, Source};
-use crate::ftp::transfer::{NoObserver, Pipeline};
+use crate::ftp::pipeline::{NoObserver, Pipeline};
 use crate::ftp::vfs::{PathError, VPath};
 
 use super::security::Way;

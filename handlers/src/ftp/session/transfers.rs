@@ -11,7 +11,8 @@ use crate::ftp::control::{printable, reply};
 use crate::ftp::entry::Entry;
 use crate::ftp::hash::{Algorithm, FileKey, Hasher};
 use crate::ftp::kept::{copy_kept, observe_kept, KeptCopy};
-use crate::ftp::transfer::{End, Pipeline, Report, Watch};
+use crate::ftp::pipeline::Pipeline;
+use crate::ftp::transfer::{End, Report, Watch};
 use crate::ftp::upload::TempFile;
 use crate::ftp::vfs::{PathError, VPath};
 

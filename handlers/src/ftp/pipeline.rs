@@ -1,0 +1,171 @@
+//! The buffers of one transfer, and the thread that hashes them.
+//!
+//! A transfer copies through [`CHUNK`]-byte buffers taken from a small
+//! ring, never allocated per chunk. When its bytes must be seen (hashed),
+//! each buffer, once its bytes have been written, is handed to an
+//! [`Observer`] running in a thread of its own, off the copy path: the
+//! copy runs on one core and the hash on another, so a hashed transfer
+//! goes as fast as the slower of the two.
+
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::thread::JoinHandle;
+
+/// The size of each copy buffer.
+pub(crate) const CHUNK: usize = 256 * 1024;
+/// How many buffers circulate between the copy and the observer.
+const RING: usize = 4;
+
+/// Sees every byte of a transfer's file side, in order, in a thread of its
+/// own: the hashing hook.
+pub trait Observer: Send + 'static {
+    /// The next bytes.
+    fn update(&mut self, bytes: &[u8]);
+}
+
+/// The buffers of one transfer, and the observer's thread if there is one.
+pub(crate) struct Pipeline<O: Observer> {
+    spare: Option<Vec<u8>>,
+    free: Option<Receiver<Vec<u8>>>,
+    full: Option<SyncSender<(Vec<u8>, usize, usize)>>,
+    thread: Option<JoinHandle<Option<O>>>,
+    /// The observer, when no thread could be started: it then sees each
+    /// buffer in the copy's thread (slower, never skipped).
+    inline: Option<O>,
+}
+
+impl<O: Observer> Pipeline<O> {
+    /// A pipeline whose buffers `observer` sees (none: plain buffers).
+    pub(crate) fn new(observer: Option<O>) -> Self {
+        let Some(observer) = observer else {
+            return Pipeline::plain(None);
+        };
+        let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(RING);
+        let (full_tx, full_rx) = mpsc::sync_channel::<(Vec<u8>, usize, usize)>(RING);
+        for _ in 0..RING {
+            let _ = free_tx.send(vec![0; CHUNK]);
+        }
+        // The observer goes to the thread once it runs: if it cannot
+        // start, the observer stays here and sees the bytes inline.
+        let (start_tx, start_rx) = mpsc::channel::<O>();
+        let thread = std::thread::Builder::new()
+            .name("ftp-observer".into())
+            .spawn(move || {
+                let mut observer = start_rx.recv().ok()?;
+                for (buf, start, end) in full_rx {
+                    observer.update(&buf[start..end]);
+                    if free_tx.send(buf).is_err() {
+                        break;
+                    }
+                }
+                Some(observer)
+            });
+        match thread {
+            Ok(thread) => {
+                let _ = start_tx.send(observer);
+                Pipeline {
+                    spare: None,
+                    free: Some(free_rx),
+                    full: Some(full_tx),
+                    thread: Some(thread),
+                    inline: None,
+                }
+            }
+            Err(e) => {
+                log::warn!("no observer thread ({e}); hashing in the copy's thread");
+                Pipeline::plain(Some(observer))
+            }
+        }
+    }
+
+    fn plain(inline: Option<O>) -> Self {
+        Pipeline {
+            spare: Some(vec![0; CHUNK]),
+            free: None,
+            full: None,
+            thread: None,
+            inline,
+        }
+    }
+
+    /// A buffer of [`CHUNK`] bytes (waits while the observer is behind).
+    pub(crate) fn take(&mut self) -> Vec<u8> {
+        if let Some(buf) = self.spare.take() {
+            return buf;
+        }
+        self.free
+            .as_ref()
+            .and_then(|free| free.recv().ok())
+            .unwrap_or_else(|| vec![0; CHUNK])
+    }
+
+    /// Gives back a buffer whose bytes `start..end` went through.
+    pub(crate) fn give(&mut self, buf: Vec<u8>, start: usize, end: usize) {
+        if let Some(inline) = &mut self.inline {
+            inline.update(&buf[start..end]);
+        }
+        match &self.full {
+            Some(full) => {
+                if let Err(mpsc::SendError((buf, _, _))) = full.send((buf, start, end)) {
+                    self.spare = Some(buf);
+                }
+            }
+            None => self.spare = Some(buf),
+        }
+    }
+
+    /// True if an observer sees the bytes.
+    pub(crate) fn observed(&self) -> bool {
+        self.thread.is_some() || self.inline.is_some()
+    }
+
+    /// Waits for the observer to see everything and returns it.
+    pub(crate) fn finish(mut self) -> Option<O> {
+        drop(self.full.take());
+        if let Some(inline) = self.inline.take() {
+            return Some(inline);
+        }
+        self.thread.take().and_then(|t| t.join().ok().flatten())
+    }
+}
+
+/// The observer of a pipeline that has none.
+pub(crate) struct NoObserver;
+
+impl Observer for NoObserver {
+    fn update(&mut self, _: &[u8]) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::hash::Algorithm;
+    use super::*;
+
+    #[test]
+    fn the_pipeline_observes_in_order() {
+        let mut pipe = Pipeline::new(Some(Algorithm::Md5.hasher()));
+        assert!(pipe.observed());
+        for part in [&b"wan"[..], b"gz", b"y"] {
+            let mut buf = pipe.take();
+            assert_eq!(buf.len(), CHUNK);
+            buf[5..5 + part.len()].copy_from_slice(part);
+            pipe.give(buf, 5, 5 + part.len());
+        }
+        // The tutorial's own example.
+        assert_eq!(
+            pipe.finish().unwrap().hex(),
+            "2ea763badcd027b0087306a3ef3ef95f"
+        );
+    }
+
+    #[test]
+    fn a_pipeline_without_observer_recycles_one_buffer() {
+        let mut pipe = Pipeline::<NoObserver>::new(None);
+        assert!(!pipe.observed());
+        let buf = pipe.take();
+        let ptr = buf.as_ptr();
+        pipe.give(buf, 0, 10);
+        let again = pipe.take();
+        assert_eq!(again.as_ptr(), ptr);
+        assert!(pipe.finish().is_none());
+    }
+}
