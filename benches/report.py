@@ -40,6 +40,7 @@ def rows_of(results):
         ("p50_us", "Round-trip latency, p50, µs", "lower"),
         ("p99_us", "Round-trip latency, p99, µs", "lower"),
         ("cpu_us", "Server CPU µs per round trip", "lower"),
+        ("switches", "Server context switches per round trip", "lower"),
     ]:
         sections.append((title, [(f"C = {c:,}", f"roundtrips_c{c}", metric, better) for c in cs]))
     sections.append(("Connection rate (connect, greeting, q, close)", [

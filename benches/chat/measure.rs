@@ -11,7 +11,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::client::{ADDR_ENV, ROLE_ENV};
-use crate::proc_stats::{cpu_busy_and_steal, tree_len, tree_pss_kb, tree_ticks, wait_for_quiet};
+use crate::proc_stats::{
+    cpu_busy_and_steal, tree_len, tree_pss_kb, tree_switches, tree_ticks, wait_for_quiet,
+};
 use crate::process::{self, next_line};
 use crate::servers::{self, Kind, Programs, Server};
 use crate::workload::{Plan, Workload};
@@ -89,6 +91,7 @@ impl Bench {
             Some(Duration::ZERO)
         };
         let ticks_before = tree_ticks(pid, self.clock_ticks)?;
+        let switches_before = tree_switches(pid);
         let cpu0_before = cpu_busy_and_steal(0)?;
         let pss_before = tree_pss_kb(pid)?;
         let mut pss_held = None;
@@ -128,9 +131,11 @@ impl Bench {
         let done = next_line(&lines, &client_name, "`done` line")?;
         let fields = fields_of(&done).ok_or_else(|| format!("{client_name}: {done}"))?;
         let mut cpu = None;
+        let mut switches = 0.0;
         if !workload.is_shutdown() {
             thread::sleep(plan.settle);
             let after = tree_ticks(pid, self.clock_ticks)?;
+            switches = tree_switches(pid).saturating_sub(switches_before) as f64;
             let cpu0_after = cpu_busy_and_steal(0)?;
             running.process.check_alive()?;
             let (user, total) = (after.0 - ticks_before.0, after.1 - ticks_before.1);
@@ -166,6 +171,9 @@ impl Bench {
                 }
                 metrics.push(("cpu_us", ticks(total) / ok.max(1.0) * 1e6));
                 metrics.push(("user_us", ticks(user) / ok.max(1.0) * 1e6));
+                if matches!(workload, Workload::RoundTrips { .. }) {
+                    metrics.push(("switches", switches / ok.max(1.0)));
+                }
             }
             Workload::Idle { .. } => {
                 let greeted = number("greeted");

@@ -87,6 +87,31 @@ pub fn tree_ticks(pid: u32, clock_ticks: f64) -> Result<(f64, f64), String> {
     Ok((user, total))
 }
 
+/// Context switches of every live thread of a server's tree, voluntary
+/// (the thread waited: for a socket, a lock) and not (it was preempted),
+/// from /proc/PID/task/*/status. Threads that ended are not counted: the
+/// figure is exact only where the workload's threads all live to its end
+/// (round trips over held connections).
+pub fn tree_switches(pid: u32) -> u64 {
+    let mut total = 0;
+    for p in tree(pid) {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+                continue;
+            };
+            total += status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+    }
+    total
+}
+
 /// Memory of a server's tree in kB: the sum of each process's PSS (its
 /// private pages plus its share of shared ones), so that forked children
 /// sharing their parent's pages are not counted twice. For one process
