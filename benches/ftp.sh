@@ -141,26 +141,30 @@ gets() { for _ in $(seq "$rounds"); do get "$1"; done; }
 # Rounds of `put` to a fresh name each time: URL of the folder, local folder.
 puts() { for i in $(seq "$rounds"); do put "$1/up$i.bin" "$2/up$i.bin"; done; }
 
-# The raw loopback copy: sendfile(2) of the file into a TCP socket, read
-# out in 256 KiB reads by another thread; no protocol, no hash, no disk.
+# The raw loopback copy: sendfile(2) of the file into a TCP socket by one
+# process, read out in 256 KiB reads by another (two processes, as a
+# server and curl are: two threads of one Python process would share its
+# interpreter lock); no protocol, no hash, no disk.
 raw_copy() {
     python3 - "$work/big.bin" <<'PY'
-import os, socket, sys, threading, time
+import os, socket, sys, time
 path = sys.argv[1]
 listener = socket.create_server(("127.0.0.1", 0))
-def send():
+addr = listener.getsockname()
+sender = os.fork()
+if sender == 0:
     conn, _ = listener.accept()
     with conn, open(path, "rb") as f:
         conn.sendfile(f)
-sender = threading.Thread(target=send)
-sender.start()
-client = socket.create_connection(listener.getsockname(), timeout=60)
+    os._exit(0)
+listener.close()
+client = socket.create_connection(addr, timeout=60)
 buf = bytearray(256 << 10)
 total, start = 0, time.perf_counter()
 while n := client.recv_into(buf):
     total += n
 elapsed = time.perf_counter() - start
-sender.join()
+os.waitpid(sender, 0)
 if total != os.path.getsize(path):
     sys.exit(f"raw copy: {total} bytes, not {os.path.getsize(path)}")
 print(round(total / elapsed / 1e6))
