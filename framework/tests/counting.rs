@@ -1,24 +1,20 @@
 //! The tests that count the process's file descriptors or threads: from
 //! CPython's Lib/test/test_socketserver.py, `test_tcpserver_bind_leak`,
 //! `test_context_manager` and `test_threads_reaped` (its other scenarios
-//! are in the `scenarios` test binary, module `python`); and no leak after
-//! 1,000 connections.
+//! are in the module `python`); and no leak after 1,000 connections.
 //!
-//! A binary of their own, so that no other test's sockets and threads come
-//! and go while they count; and each runs alone in a child process of this
-//! binary ([`util::isolated`]), away from libtest's own test threads. So
-//! every count is exact: no tolerance.
-
-#[path = "scenarios/util.rs"]
-mod util;
+//! Each runs alone in a child process of this binary ([`util::isolated`]),
+//! so that no other test's sockets and threads come and go while it
+//! counts, nor libtest's own test threads. So every count is exact: no
+//! tolerance.
 
 use std::collections::HashSet;
 use std::io;
 
 use socketserver::{Address, Error, Model, Server};
 
-use util::{
-    assert_closed, assert_listens_where_asked, bind, bind_with_path, connect,
+use crate::util::{
+    self, assert_closed, assert_listens_where_asked, bind, bind_with_path, connect,
     each_model_and_family, isolated, open_fds, serve, socket_path, stream_examine, threads,
     wait_until, Family, LineEcho, FAMILIES, MODELS, TEST_STR, TIMEOUT,
 };
@@ -31,7 +27,7 @@ use util::{
 /// left behind: the count after equals the count before.
 #[test]
 fn tcpserver_bind_leak() {
-    if !util::isolated("tcpserver_bind_leak") {
+    if !util::isolated("counting::tcpserver_bind_leak") {
         return;
     }
     let occupier = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port to occupy");
@@ -64,7 +60,7 @@ fn tcpserver_bind_leak() {
 /// descriptor is left behind, and the live server's file is untouched.
 #[test]
 fn unix_stream_server_bind_leak() {
-    if !util::isolated("unix_stream_server_bind_leak") {
+    if !util::isolated("counting::unix_stream_server_bind_leak") {
         return;
     }
     let missing_dir = socket_path("no-such-folder").join("srv.sock");
@@ -119,7 +115,7 @@ fn unix_stream_server_bind_leak() {
 /// is cut: its client reads end of input.
 #[test]
 fn context_manager() {
-    if !util::isolated("context_manager") {
+    if !util::isolated("counting::context_manager") {
         return;
     }
     for model in MODELS {
@@ -179,7 +175,7 @@ fn context_manager() {
 /// it would leak, threads, is what is counted.)
 #[test]
 fn threads_reaped() {
-    if !util::isolated("threads_reaped") {
+    if !util::isolated("counting::threads_reaped") {
         return;
     }
     for model in MODELS {
@@ -308,9 +304,8 @@ fn no_descriptor_or_thread_leak_after_1000_connections() {
     // Exact counts, two ways. The test runs alone in a child process of
     // this binary (`util::isolated`), so the process-wide counts of
     // descriptors and threads are its own; and `descriptors_of` counts only
-    // sockets of this test's server, exact even among parallel tests. The
-    // lock keeps the counting tests of this process apart as well.
-    if !isolated("no_descriptor_or_thread_leak_after_1000_connections") {
+    // sockets of this test's server, exact even among parallel tests.
+    if !isolated("counting::no_descriptor_or_thread_leak_after_1000_connections") {
         return;
     }
     each_model_and_family(|model, family| {
@@ -359,7 +354,7 @@ fn accept_backs_off_when_out_of_descriptors() {
     use std::io::{BufRead, BufReader, Write};
     use std::time::Instant;
 
-    if !util::isolated("accept_backs_off_when_out_of_descriptors") {
+    if !util::isolated("counting::accept_backs_off_when_out_of_descriptors") {
         return;
     }
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");

@@ -7,16 +7,15 @@
 //! conversation by shutting their sending side down, which acts whatever
 //! copies of the socket a forked child holds.
 
-#[path = "scenarios/util.rs"]
-mod util;
-
 use std::io;
 use std::process::Command;
 use std::time::Duration;
 
 use socketserver::{Builder, Model, Refusal, RequestHandler, Stream, WhenFull};
 
-use util::{bind, connect, isolated, live_children, proc_stat, serve, wait_until, Family, TIMEOUT};
+use crate::util::{
+    self, bind, connect, isolated, live_children, proc_stat, serve, wait_until, Family, TIMEOUT,
+};
 
 /// Answers `pid` with the pid of the process serving it, then waits for
 /// the client to end; says `refused: WHY` to a refused client.
@@ -110,7 +109,7 @@ fn per_ip_limit_in_the_thread_models() {
 
 #[test]
 fn per_ip_limit_in_the_process_models() {
-    if !isolated("per_ip_limit_in_the_process_models") {
+    if !isolated("per_address::per_ip_limit_in_the_process_models") {
         return;
     }
     for model in [
@@ -185,7 +184,7 @@ fn kill_9(pid: u32) {
 /// of 1, the next client from the same address is served.
 #[test]
 fn a_dead_process_frees_its_place() {
-    if !isolated("a_dead_process_frees_its_place") {
+    if !isolated("per_address::a_dead_process_frees_its_place") {
         return;
     }
     for model in [

@@ -20,9 +20,6 @@
 //! ([`Client::shutdown_write`]), which acts on the socket whatever copies
 //! exist, as a remote client's close would.
 
-#[path = "scenarios/util.rs"]
-mod util;
-
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -36,10 +33,10 @@ use socketserver::{
     Address, Builder, Counters, Error, Failure, Model, RequestHandler, Stream, WhenDraining,
 };
 
-use util::{
-    assert_closed, assert_listens_where_asked, child_processes, connect, isolated, live_children,
-    open_fds, proc_stat, run, serve, stream_examine, try_connect, wait_until, zombies, Chat,
-    Client, Family, LineEcho, BYE, FAMILIES, TEST_STR, TIMEOUT,
+use crate::util::{
+    self, assert_closed, assert_listens_where_asked, child_processes, connect, isolated,
+    live_children, open_fds, proc_stat, run, serve, stream_examine, try_connect, wait_until,
+    zombies, Chat, Client, Family, LineEcho, BYE, FAMILIES, TEST_STR, TIMEOUT,
 };
 
 /// Lets the server fork although this process has other threads: libtest's
@@ -280,7 +277,7 @@ fn settle<T: PartialEq + std::fmt::Debug>(what: &str, expected: T, mut observe: 
 /// `waitpid(-1)`. Under `Prefork` too (whose parent reaps its workers).
 #[test]
 fn forking_servers_python_scenarios() {
-    if !isolated("forking_servers_python_scenarios") {
+    if !isolated("processes::forking_servers_python_scenarios") {
         return;
     }
     let _cleanup = KillChildrenOnFailure;
@@ -340,7 +337,7 @@ fn forking_servers_python_scenarios() {
 /// own. After each failure the server goes on serving.
 #[test]
 fn handle_error_runs_in_the_child_once_per_failure() {
-    if !isolated("handle_error_runs_in_the_child_once_per_failure") {
+    if !isolated("processes::handle_error_runs_in_the_child_once_per_failure") {
         return;
     }
     let _cleanup = KillChildrenOnFailure;
@@ -408,7 +405,7 @@ fn handle_error_runs_in_the_child_once_per_failure() {
 #[test]
 fn crashing_children_leave_the_server_serving() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    if !isolated("crashing_children_leave_the_server_serving") {
+    if !isolated("processes::crashing_children_leave_the_server_serving") {
         return;
     }
     let _cleanup = KillChildrenOnFailure;
@@ -480,7 +477,7 @@ fn crashing_children_leave_the_server_serving() {
 /// connection (and, once shut down, before the server).
 #[test]
 fn forking_leaves_no_zombie_or_descriptor_behind() {
-    if !isolated("forking_leaves_no_zombie_or_descriptor_behind") {
+    if !isolated("processes::forking_leaves_no_zombie_or_descriptor_behind") {
         return;
     }
     let _cleanup = KillChildrenOnFailure;
@@ -557,7 +554,7 @@ fn forking_leaves_no_zombie_or_descriptor_behind() {
 /// before the server.
 #[test]
 fn prefork_leaves_no_zombie_or_descriptor_behind() {
-    if !isolated("prefork_leaves_no_zombie_or_descriptor_behind") {
+    if !isolated("processes::prefork_leaves_no_zombie_or_descriptor_behind") {
         return;
     }
     let _cleanup = KillChildrenOnFailure;
@@ -674,7 +671,7 @@ fn forking_never_exceeds_max_children() {
     const MAX: usize = 5;
     const CLIENTS: usize = 200;
     const WAIT: Duration = Duration::from_secs(30);
-    if !isolated("forking_never_exceeds_max_children") {
+    if !isolated("processes::forking_never_exceeds_max_children") {
         return;
     }
     let _cleanup = KillChildrenOnFailure;
@@ -802,7 +799,7 @@ fn forking_never_exceeds_max_children() {
 /// more than three): the ones that reached three were replaced.
 #[test]
 fn prefork_recycles_workers_after_max_requests() {
-    if !isolated("prefork_recycles_workers_after_max_requests") {
+    if !isolated("processes::prefork_recycles_workers_after_max_requests") {
         return;
     }
     let _cleanup = KillChildrenOnFailure;
@@ -852,7 +849,7 @@ fn prefork_recycles_workers_after_max_requests() {
 /// worker (the other is still busy), and clients keep being served.
 #[test]
 fn prefork_respawns_a_killed_worker() {
-    if !isolated("prefork_respawns_a_killed_worker") {
+    if !isolated("processes::prefork_respawns_a_killed_worker") {
         return;
     }
     let _cleanup = KillChildrenOnFailure;
@@ -915,7 +912,7 @@ fn prefork_respawns_a_killed_worker() {
 /// counts the same.
 #[test]
 fn shutdown_drains_a_busy_child() {
-    if !isolated("shutdown_drains_a_busy_child") {
+    if !isolated("processes::shutdown_drains_a_busy_child") {
         return;
     }
     let _cleanup = KillChildrenOnFailure;
@@ -962,7 +959,7 @@ fn shutdown_drains_a_busy_child() {
 /// cut, and the parent counts the connection as failed.
 #[test]
 fn shutdown_cuts_a_stuck_child() {
-    if !isolated("shutdown_cuts_a_stuck_child") {
+    if !isolated("processes::shutdown_cuts_a_stuck_child") {
         return;
     }
     let _cleanup = KillChildrenOnFailure;
@@ -1007,7 +1004,7 @@ fn shutdown_cuts_a_stuck_child() {
 /// serves.
 #[test]
 fn forking_refuses_a_process_with_threads() {
-    if !isolated("forking_refuses_a_process_with_threads") {
+    if !isolated("processes::forking_refuses_a_process_with_threads") {
         return;
     }
     let _cleanup = KillChildrenOnFailure;
@@ -1059,7 +1056,7 @@ fn forking_refuses_a_process_with_threads() {
 /// before the drain timeout, and counts it drained.
 #[test]
 fn drain_in_child_processes_keeps_or_ends_waiting_chats() {
-    if !isolated("drain_in_child_processes_keeps_or_ends_waiting_chats") {
+    if !isolated("processes::drain_in_child_processes_keeps_or_ends_waiting_chats") {
         return;
     }
     let _cleanup = KillChildrenOnFailure;
@@ -1132,7 +1129,7 @@ fn drain_in_child_processes_keeps_or_ends_waiting_chats() {
 /// never served.
 #[test]
 fn listener_closes_at_once_while_children_drain() {
-    if !isolated("listener_closes_at_once_while_children_drain") {
+    if !isolated("processes::listener_closes_at_once_while_children_drain") {
         return;
     }
     let _cleanup = KillChildrenOnFailure;
@@ -1233,7 +1230,7 @@ impl log::Log for FileLogger {
 /// next to the parent's own lines.
 #[test]
 fn a_child_can_log_and_allocate() {
-    if !isolated("a_child_can_log_and_allocate") {
+    if !isolated("processes::a_child_can_log_and_allocate") {
         return;
     }
     let _cleanup = KillChildrenOnFailure;
@@ -1250,7 +1247,7 @@ fn a_child_can_log_and_allocate() {
         let (mut client, pid) = ask(&running.addr, "log");
         assert_eq!(client.rest(), b"");
         // The child logs before it answers.
-        let expected = format!("{pid} INFO processes: {}", logged_line(pid));
+        let expected = format!("{pid} INFO {}: {}", module_path!(), logged_line(pid));
         let lines = lines_of(&path);
         assert_eq!(
             lines.iter().filter(|l| **l == expected).count(),
@@ -1283,7 +1280,7 @@ fn a_child_can_log_and_allocate() {
 /// 2 completed, 1 failed, 1 timed out, none active, and the bytes each way.
 #[test]
 fn counters_in_the_parent_after_a_known_sequence() {
-    if !isolated("counters_in_the_parent_after_a_known_sequence") {
+    if !isolated("processes::counters_in_the_parent_after_a_known_sequence") {
         return;
     }
     let _cleanup = KillChildrenOnFailure;
@@ -1362,7 +1359,7 @@ fn forking_datagram_servers_python_scenarios() {
     use std::net::UdpSocket;
     use std::os::unix::net::UnixDatagram;
 
-    if !isolated("forking_datagram_servers_python_scenarios") {
+    if !isolated("processes::forking_datagram_servers_python_scenarios") {
         return;
     }
     let _cleanup = KillChildrenOnFailure;

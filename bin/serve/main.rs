@@ -20,21 +20,13 @@
 // SIGINT and SIGTERM into a drain, `serve/tls.rs` loads the certificate
 // (TLS for echo and shell, FTPS for ftp), `serve/implicit_tls.rs` makes
 // ftp's second listener, for implicit FTPS.
-#[path = "serve/address.rs"]
 mod address;
-#[path = "serve/cli.rs"]
 mod cli;
-#[path = "serve/ftp_handler.rs"]
 mod ftp_handler;
-#[path = "serve/implicit_tls.rs"]
 mod implicit_tls;
-#[path = "serve/secret_files.rs"]
 mod secret_files;
-#[path = "serve/shell_handler.rs"]
 mod shell_handler;
-#[path = "serve/signals.rs"]
 mod signals;
-#[path = "serve/tls.rs"]
 mod tls;
 
 use std::process::ExitCode;

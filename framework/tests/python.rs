@@ -6,9 +6,8 @@
 //!
 //! Three scenarios count the process's descriptors or threads
 //! (`test_tcpserver_bind_leak`, `test_context_manager`,
-//! `test_threads_reaped`): they live in the test binary `python_alone`
-//! (`framework/tests/python_alone.rs`), where nothing else runs beside
-//! them, so that their counts are exact.
+//! `test_threads_reaped`): they live in the module `counting`, each run
+//! alone in a child process, so that their counts are exact.
 //!
 //! Not here, on purpose:
 //! * the datagram scenarios (`test_UDPServer`, `test_UnixDatagramServer`
@@ -16,8 +15,8 @@
 //!   sockets;
 //! * the forking variants (`test_ForkingTCPServer`,
 //!   `test_ForkingUnixStreamServer`, `test_forking_handled`,
-//!   `test_forking_not_handled`): the forking model comes with a later
-//!   issue;
+//!   `test_forking_not_handled`): they are in the module `processes`, each
+//!   run alone in a child process;
 //! * `MiscTestCase.test_all` (every public name is in `__all__`): Rust's
 //!   visibility rules and `#![deny(missing_docs)]` do that job.
 

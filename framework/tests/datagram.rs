@@ -2,7 +2,7 @@
 //! (and their threading variants, plus the pool), then what goes beyond:
 //! replies never cross between senders, big datagrams arrive whole, and
 //! over-long ones are dropped and counted, never cut. (The forking
-//! variants run in the `processes` binary, alone.)
+//! variants are in the `processes` module, each run alone.)
 
 use std::io;
 use std::net::UdpSocket;

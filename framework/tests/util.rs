@@ -1,13 +1,13 @@
-//! Helpers shared by the scenario tests: start a server in a thread, connect
-//! clients with timeouts, wait on conditions with deadlines.
-
-#![allow(dead_code)]
+//! Helpers shared by every module of the suite: start a server in a thread,
+//! connect clients with timeouts, wait on conditions with deadlines, run a
+//! test alone in a child process ([`isolated`]).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -108,7 +108,10 @@ pub fn connect(addr: &Address) -> Client {
     try_connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
 }
 
+/// Connects to `addr` with both timeouts set to [`TIMEOUT`], or says why
+/// not (a closed server refuses: see [`no_child_starting`]).
 pub fn try_connect(addr: &Address) -> io::Result<Client> {
+    let _no_child_starting = no_child_starting();
     match addr {
         Address::Inet(a) => {
             let s = TcpStream::connect_timeout(a, TIMEOUT)?;
@@ -442,19 +445,33 @@ pub fn threads() -> usize {
 /// runs alone (see [`isolated`]).
 const ISOLATED: &str = "SOCKETSERVER_SCENARIO_ISOLATED";
 
-/// Runs the test `name` (its path in this binary, e.g.
-/// `context_manager`) alone in a child process of this test binary, so
-/// that it can count the process's file descriptors and threads exactly
-/// while the other tests of this binary run in parallel here (a lock such
-/// as [`SERIAL`] only keeps out the tests that take it; libtest's own test
-/// threads come and go).
+/// Held for writing while [`isolated`] starts a child; see
+/// [`no_child_starting`].
+static STARTING_A_CHILD: RwLock<()> = RwLock::new(());
+
+/// Waits until no child of [`isolated`] is starting, and keeps any from
+/// starting while the guard lives. Between `fork` and `exec` (about a
+/// millisecond) a starting child holds a copy of every descriptor of this
+/// process, so a listening socket that a test has just closed would still
+/// accept connections until that `exec`. A test that checks from outside
+/// that a socket it closed is gone holds this guard while it looks: a
+/// child that started before the close has exec'd by then, and one that
+/// starts after it holds no copy.
+pub fn no_child_starting() -> RwLockReadGuard<'static, ()> {
+    STARTING_A_CHILD
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs the test `name` (its full path in this binary, module included,
+/// e.g. `counting::context_manager`) alone in a child process of this test
+/// binary, so that it can count the process's file descriptors, threads and
+/// child processes exactly, or fork, while the other tests of this binary
+/// run in parallel here (libtest's own test threads come and go).
 ///
-/// Use it only in a binary whose other tests do not mind: between `fork`
-/// and `exec` (about a millisecond) the child holds a copy of every
-/// descriptor of this process, so a listening socket closed in that
-/// moment still accepts connections until the `exec`. That is why the
-/// tests that use it live in a binary of their own (`python_alone`), not
-/// among the scenarios.
+/// Starting a child copies every descriptor of this process into it until
+/// its `exec`: the tests that check that a socket is closed wait until no
+/// child is starting ([`no_child_starting`]).
 ///
 /// In the child, returns true: the caller runs its body. In the parent,
 /// runs the child (`NAME --exact --test-threads=1`), asserts that exactly
@@ -463,7 +480,7 @@ const ISOLATED: &str = "SOCKETSERVER_SCENARIO_ISOLATED";
 /// ```ignore
 /// #[test]
 /// fn counts_fds() {
-///     if !util::isolated("counts_fds") {
+///     if !util::isolated("counting::counts_fds") {
 ///         return;
 ///     }
 ///     // ... exact counting here
@@ -473,15 +490,28 @@ pub fn isolated(name: &str) -> bool {
     if std::env::var_os(ISOLATED).is_some_and(|v| v == name) {
         return true;
     }
+    // libtest names each test's thread after the test: a name that is not
+    // the caller's own would run another test in the child, or none.
+    let caller = thread::current();
+    assert_eq!(
+        caller.name(),
+        Some(name),
+        "isolated({name:?}) called from another test"
+    );
     let exe = std::env::current_exe().expect("path of the test binary");
-    let mut child = std::process::Command::new(exe)
-        .args([name, "--exact", "--test-threads=1", "--nocapture"])
-        .env(ISOLATED, name)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start the test binary for an isolated test");
+    let mut child = {
+        let _starting = STARTING_A_CHILD
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        std::process::Command::new(exe)
+            .args([name, "--exact", "--test-threads=1", "--nocapture"])
+            .env(ISOLATED, name)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the test binary for an isolated test")
+    };
     // Read both pipes in threads, so a chatty child never blocks on a full
     // pipe while we wait for it.
     let mut stdout = child.stdout.take().expect("piped stdout");
@@ -560,6 +590,7 @@ pub fn assert_listens_where_asked(addr: &Address, path: Option<&PathBuf>) {
 /// outside: nothing listens at `addr` any more (a TCP connect is refused),
 /// and a Unix server's socket file is gone.
 pub fn assert_closed(addr: &Address) {
+    let _no_child_starting = no_child_starting();
     match addr {
         Address::Inet(a) => {
             let e = TcpStream::connect_timeout(a, TIMEOUT)
@@ -599,7 +630,7 @@ pub fn stream_examine(addr: &Address) {
 }
 
 // ---------------------------------------------------------------------------
-// Added for the `processes` binary (the `Forking` and `Prefork` models).
+// Added for the `processes` module (the `Forking` and `Prefork` models).
 
 /// The state letter (`R`, `S`, `Z`...) and the parent's pid of process
 /// `pid`, from `/proc/PID/stat`; `None` once it is gone (reaped).

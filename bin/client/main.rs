@@ -16,9 +16,7 @@ use socketserver::{describe, Stream};
 use socketserver_handlers::echo::incomplete_tail;
 use socketserver_handlers::shell::{self, client::TOKEN_ENV, token_file};
 
-#[path = "client/ftp.rs"]
 mod ftp;
-#[path = "client/tls.rs"]
 mod tls;
 
 #[derive(Parser, Debug)]

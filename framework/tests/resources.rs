@@ -1,6 +1,6 @@
 //! Resources: the thread-safety of the handles, what dropping a server
 //! does, the life of a Unix socket file, IPv6. (The tests that count
-//! descriptors and threads are in the `counting` binary.)
+//! descriptors and threads are in the `counting` module.)
 
 use std::io::{self, BufRead};
 use std::net::{TcpListener, TcpStream};
@@ -17,8 +17,8 @@ use socketserver::{
 };
 
 use crate::util::{
-    bind, connect, each_model_and_family, serve, socket_path, wait_until, Client, Echo, MODELS,
-    TIMEOUT,
+    bind, connect, each_model_and_family, no_child_starting, serve, socket_path, wait_until,
+    Client, Echo, MODELS, TIMEOUT,
 };
 
 #[test]
@@ -153,7 +153,12 @@ fn stale_unix_socket_is_replaced_and_a_live_one_refused() {
     let path = socket_path("stale");
     drop(UnixListener::bind(&path).unwrap());
     assert!(is_socket(&path), "the stale file is there");
-    let running = serve(Server::bind_unix(&path, Echo));
+    let running = {
+        // The server's probe must find it dead: no starting child holds a
+        // copy of it.
+        let _no_child_starting = no_child_starting();
+        serve(Server::bind_unix(&path, Echo))
+    };
     assert_eq!(running.connect().round_trip("fresh\n"), "fresh\n");
     running.shutdown();
     assert!(!exists(&path));
