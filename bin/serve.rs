@@ -112,7 +112,7 @@ fn main() -> ExitCode {
                     Some(token) => TokenFile::create(address, &token).map(Some).map_err(|e| {
                         format!(
                             "cannot write the shell's token file: {}",
-                            socketserver::describe(&e)
+                            socketserver::error::describe(&e)
                         )
                     }),
                     None => Ok(None),
@@ -263,7 +263,7 @@ fn run<H: Send + 'static>(
         (false, _) if tls.is_some() => ", tls",
         (false, _) => "",
         (true, socketserver::Address::Inet(_)) => ", udp",
-        (true, socketserver::Address::Unix(_)) => ", datagram",
+        (true, _) => ", datagram",
     };
     let token_file = match announce(server.local_addr()) {
         Ok(file) => file,
@@ -275,7 +275,7 @@ fn run<H: Send + 'static>(
     println!(
         "serving {name} on {} ({}{transport})",
         server.local_addr(),
-        model.name()
+        cli.mode
     );
     if let Some(file) = &token_file {
         println!(
@@ -287,7 +287,7 @@ fn run<H: Send + 'static>(
         println!(
             "serving {name} (implicit TLS) on {} ({})",
             beside.local_addr(),
-            model.name()
+            cli.mode
         );
         std::thread::spawn(move || serve_until_stopped(&mut beside))
     });

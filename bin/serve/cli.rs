@@ -1,5 +1,6 @@
 //! `serve`'s flags: the server's, then each handler's under its heading.
 
+use std::fmt;
 use std::time::Duration;
 
 use clap::{Args, Parser, ValueEnum};
@@ -285,6 +286,15 @@ pub enum Mode {
     Forking,
     /// A fixed set of worker processes (--workers, --max-requests)
     Prefork,
+}
+
+/// The mode as `--mode` spells it (the first line, `serving echo on ...
+/// (threading)`, says it so).
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let value = self.to_possible_value().expect("no mode is hidden");
+        f.write_str(value.get_name())
+    }
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {

@@ -21,7 +21,7 @@ pub fn ftp_handler(cli: &Cli, tls: Option<Arc<ServerConfig>>) -> Result<Ftp, (u8
         ));
     }
     let mut ftp = Ftp::new(&options.root).map_err(|e| {
-        let why = socketserver::describe(&e);
+        let why = socketserver::error::describe(&e);
         (1, format!("cannot serve {}: {why}", options.root.display()))
     })?;
     let mut users = options.users.clone();
@@ -30,7 +30,7 @@ pub fn ftp_handler(cli: &Cli, tls: Option<Arc<ServerConfig>>) -> Result<Ftp, (u8
         let listed = ftp::read_users_file(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::InvalidData => (2, e.to_string()),
             _ => {
-                let why = socketserver::describe(&e);
+                let why = socketserver::error::describe(&e);
                 (1, format!("cannot read {}: {why}", path.display()))
             }
         })?;

@@ -20,7 +20,7 @@ pub fn shell_handler(cli: &Cli) -> Result<(Shell, Option<String>), (u8, String)>
     let given = match (&options.token, &options.token_file) {
         (Some(token), _) => Some(token.clone()),
         (None, Some(path)) => Some(token_file::read(path).map_err(|e| {
-            let why = socketserver::describe(&e);
+            let why = socketserver::error::describe(&e);
             (
                 1,
                 format!("cannot read the token file {}: {why}", path.display()),
@@ -71,7 +71,7 @@ pub fn shell_handler(cli: &Cli) -> Result<(Shell, Option<String>), (u8, String)>
     }
     let generated = match (&given, options.no_token) {
         (None, false) => Some(shell::generate_token().map_err(|e| {
-            let why = socketserver::describe(&e);
+            let why = socketserver::error::describe(&e);
             (1, format!("cannot generate a token: {why}"))
         })?),
         _ => None,

@@ -230,8 +230,9 @@
 mod address;
 mod builder;
 mod datagram;
+pub mod defaults;
 mod draining;
-mod error;
+pub mod error;
 mod failure;
 mod fork;
 mod handler;
@@ -251,14 +252,13 @@ pub mod tls;
 mod waker;
 
 pub use address::Address;
-pub use builder::{
-    Builder, WhenFull, DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CHILDREN,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_SERVICE_INTERVAL,
-};
-pub use datagram::{Datagram, DatagramHandler, DEFAULT_MAX_DATAGRAM};
+pub use builder::{Builder, WhenFull};
+pub use datagram::{Datagram, DatagramHandler};
 pub use draining::WhenDraining;
-pub use error::{describe, Error};
-pub use failure::{log_failure, Failure, Step};
+pub use error::Error;
+// Inside the crate, as everywhere errors are logged: `crate::describe`.
+pub(crate) use error::describe;
+pub use failure::{Failure, Step};
 pub use handler::RequestHandler;
 pub use listener::Listener;
 pub use model::Model;
@@ -266,4 +266,4 @@ pub use per_ip::Refusal;
 pub use server::Server;
 pub use shared::{DrainReport, ShutdownHandle};
 pub use stats::{Counters, Stats};
-pub use stream::{LimitExceeded, Stream, DEFAULT_MAX_FRAME, DEFAULT_MAX_LINE};
+pub use stream::{LimitExceeded, Stream};

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use crate::read_clock::{seconds, ReadClock};
 use crate::socket::{Connection, Socket};
 use crate::tls::Tls;
-use crate::{Address, WhenDraining};
+use crate::{defaults, Address, WhenDraining};
 
 pub use framing::LimitExceeded;
 
@@ -45,10 +45,6 @@ const WRITE_BUFFER: usize = 16 * 1024;
 /// The first step by which a frame's payload buffer grows; then it
 /// doubles with the bytes received.
 const FRAME_GROWTH: usize = 64 * 1024;
-/// Default maximum length of a line, newline included.
-pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
-/// Default maximum payload of a length-prefixed frame.
-pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
 
 /// One side of a connection: a TCP or Unix-domain stream socket with a read
 /// buffer, a write buffer, timeouts and size limits.
@@ -646,8 +642,8 @@ pub(crate) struct StreamLimits {
 impl Default for StreamLimits {
     fn default() -> Self {
         StreamLimits {
-            max_line: DEFAULT_MAX_LINE,
-            max_frame: DEFAULT_MAX_FRAME,
+            max_line: defaults::MAX_LINE,
+            max_frame: defaults::MAX_FRAME,
             idle_timeout: None,
             message_timeout: None,
         }

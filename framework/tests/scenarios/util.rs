@@ -122,7 +122,7 @@ pub fn try_connect(addr: &Address) -> io::Result<Client> {
             s.set_write_timeout(Some(TIMEOUT))?;
             Ok(Client::Unix(BufReader::new(s)))
         }
-        Address::Unix(None) => panic!("cannot connect to an unnamed socket"),
+        other => panic!("cannot connect to {other}"),
     }
 }
 

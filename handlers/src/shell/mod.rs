@@ -56,7 +56,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use socketserver::{describe, LimitExceeded, RequestHandler, Stream};
+use socketserver::error::describe;
+use socketserver::{LimitExceeded, RequestHandler, Stream};
 
 use crate::throttle::Throttle;
 use cd::parse_cd;
