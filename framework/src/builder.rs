@@ -306,7 +306,7 @@ impl<H> Builder<H> {
 
     /// How long a line or a frame may take to arrive whole, counted from
     /// the first receive after its first bytes: past it
-    /// [`Stream::read_line`], [`Stream::read_until`] and
+    /// the line readers ([`Stream::next_line`] and the others) and
     /// [`Stream::read_frame`] fail with `TimedOut` and the connection is
     /// counted as timed out. The idle timeout restarts on every byte, so
     /// without this a client sending one byte per idle period would hold
@@ -317,7 +317,8 @@ impl<H> Builder<H> {
         self
     }
 
-    /// Longest line, newline included, that [`Stream::read_line`] accepts.
+    /// Longest line, newline included, that [`Stream`]'s line readers
+    /// accept ([`Stream::max_line_len`]).
     pub fn max_line_len(mut self, max: usize) -> Self {
         self.limits.max_line = max;
         self

@@ -18,7 +18,7 @@
 //!
 //! impl RequestHandler for Upper {
 //!     fn handle(&mut self, stream: &mut Stream) -> std::io::Result<()> {
-//!         while let Some(line) = stream.read_line()? {
+//!         while let Some(line) = stream.next_line()? {
 //!             stream.write_all(line.to_uppercase().as_bytes())?;
 //!         }
 //!         Ok(())
@@ -168,7 +168,7 @@
 //!     tcp.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
 //!     let mut stream = Stream::from(tcp);
 //!     stream.upgrade_client_tls(Arc::new(client), name)?;
-//!     stream.read_line()
+//!     stream.next_line()
 //! });
 //! server.handle_request()?;
 //! assert_eq!(talk.join().unwrap()?.as_deref(), Some("hello over TLSv1_3\n"));

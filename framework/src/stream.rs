@@ -6,7 +6,10 @@
 //! and `Stream` offers the two usual ones, each with a size limit so a
 //! client cannot make the server buffer without end:
 //!
-//! * lines, ended by `\n` ([`Stream::read_line`], [`Stream::read_until`]);
+//! * lines, ended by `\n` ([`Stream::next_line`], [`Stream::read_line_into`])
+//!   or another byte ([`Stream::read_until_limited`]); [`BufRead`]'s own
+//!   `read_line`, `read_until`, `lines` and `split` keep the line limit
+//!   too, so no way of reading a line buffers without end;
 //! * length-prefixed frames, a 4-byte big-endian length and then the payload
 //!   ([`Stream::read_frame`], [`Stream::write_frame`]).
 //!
@@ -54,6 +57,9 @@ const FRAME_GROWTH: usize = 64 * 1024;
 ///
 /// `Stream` implements [`Read`], [`BufRead`] and [`Write`]; the most used of
 /// their methods are also inherent so that simple handlers need no `use`.
+/// Its own line readers have names of their own ([`Stream::next_line`],
+/// [`Stream::read_line_into`], [`Stream::read_until_limited`]), so none
+/// hides a trait method; `BufRead`'s line readers keep the same limit.
 pub struct Stream {
     conn: Arc<Connection>,
     rbuf: Vec<u8>,
@@ -188,8 +194,9 @@ impl Stream {
     /// first receive after its first bytes; `None` turns the limit off. A
     /// server sets it to its [message
     /// timeout](crate::Builder::message_timeout). Past it,
-    /// [`Stream::read_line`], [`Stream::read_until`] and
-    /// [`Stream::read_frame`] (and their `_into` forms) fail with
+    /// the line readers ([`Stream::next_line`], [`Stream::read_line_into`],
+    /// [`Stream::read_until_limited`], `BufRead`'s) and
+    /// [`Stream::read_frame`] (and [`Stream::read_frame_into`]) fail with
     /// `TimedOut`: the idle timeout alone restarts on every byte, so a
     /// client trickling a byte at a time would never be cut.
     pub fn set_message_timeout(&mut self, timeout: Option<Duration>) {
@@ -273,13 +280,15 @@ impl Stream {
         self.conn.is_draining()
     }
 
-    /// The longest line, newline included, that [`Stream::read_line`]
-    /// accepts.
+    /// The longest line, newline included, that [`Stream::next_line`],
+    /// [`Stream::read_line_into`] and `BufRead`'s `read_line` and
+    /// `read_until` accept.
     pub fn max_line_len(&self) -> usize {
         self.max_line
     }
 
-    /// Sets the longest line [`Stream::read_line`] accepts.
+    /// Sets the longest line the line readers accept (see
+    /// [`Stream::max_line_len`]).
     pub fn set_max_line_len(&mut self, max: usize) {
         self.max_line = max;
     }
@@ -524,6 +533,11 @@ impl Read for Stream {
     }
 }
 
+/// `read_line` and `read_until` (and so `lines` and `split`, which use
+/// them) keep the line limit, [`Stream::max_line_len`], whatever the
+/// delimiter: past it they fail as [`Stream::read_line_into`] does, with a
+/// [`LimitExceeded`] inside, and the bytes of the over-long line are
+/// dropped. They run on the message clock too.
 impl BufRead for Stream {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if self.rpos == self.rend {
@@ -534,6 +548,15 @@ impl BufRead for Stream {
 
     fn consume(&mut self, amount: usize) {
         self.rpos = (self.rpos + amount).min(self.rend);
+    }
+
+    fn read_until(&mut self, delimiter: u8, buf: &mut Vec<u8>) -> io::Result<usize> {
+        let max = self.max_line;
+        self.read_delimited(delimiter, buf, max)
+    }
+
+    fn read_line(&mut self, buf: &mut String) -> io::Result<usize> {
+        self.read_line_string(buf)
     }
 }
 

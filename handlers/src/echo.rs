@@ -105,7 +105,7 @@ impl Echo {
         line.reserve(256);
         loop {
             let room = self.max_line.saturating_sub(line.len());
-            match stream.read_until(b'\n', &mut line, room) {
+            match stream.read_until_limited(b'\n', &mut line, room) {
                 Ok(0) if line.is_empty() => return Ok(()),
                 Ok(_) => {}
                 Err(e) if LimitExceeded::is(&e) => return self.refuse_too_long(stream, "line"),

@@ -72,7 +72,7 @@ struct TlsEcho;
 
 impl RequestHandler for TlsEcho {
     fn handle(&mut self, stream: &mut Stream) -> io::Result<()> {
-        while let Some(line) = stream.read_line()? {
+        while let Some(line) = stream.next_line()? {
             match line.as_str() {
                 "version?\n" => {
                     let answer = format!("{:?} {:?}\n", stream.is_tls(), stream.tls_version());
@@ -383,7 +383,7 @@ struct StartTls(Arc<ServerConfig>);
 
 impl RequestHandler for StartTls {
     fn handle(&mut self, stream: &mut Stream) -> io::Result<()> {
-        while let Some(line) = stream.read_line()? {
+        while let Some(line) = stream.next_line()? {
             if line == "STARTTLS\n" {
                 stream.write_all(b"go ahead\n")?;
                 stream.upgrade_tls(Arc::clone(&self.0))?;
@@ -434,7 +434,7 @@ fn upgrade_on_both_sides_with_stream() {
 
     let mut stream = Stream::from(tcp(addr));
     stream.write_all(b"STARTTLS\n").unwrap();
-    assert_eq!(stream.read_line().unwrap().as_deref(), Some("go ahead\n"));
+    assert_eq!(stream.next_line().unwrap().as_deref(), Some("go ahead\n"));
     let name = ServerName::IpAddress(addr.ip().into());
     stream
         .upgrade_client_tls(id.client_config(), name.clone())
@@ -443,11 +443,11 @@ fn upgrade_on_both_sides_with_stream() {
     assert_eq!(stream.tls_version(), Some(rustls::ProtocolVersion::TLSv1_3));
     stream.write_all(b"over stream\n").unwrap();
     assert_eq!(
-        stream.read_line().unwrap().as_deref(),
+        stream.next_line().unwrap().as_deref(),
         Some("tls over stream\n")
     );
     stream.shutdown_write().unwrap();
-    assert_eq!(stream.read_line().unwrap(), None);
+    assert_eq!(stream.next_line().unwrap(), None);
 
     // A client that trusts no authority: the handshake fails with the
     // reason inside.
@@ -460,7 +460,7 @@ fn upgrade_on_both_sides_with_stream() {
     );
     let mut stream = Stream::from(tcp(addr));
     stream.write_all(b"STARTTLS\n").unwrap();
-    assert_eq!(stream.read_line().unwrap().as_deref(), Some("go ahead\n"));
+    assert_eq!(stream.next_line().unwrap().as_deref(), Some("go ahead\n"));
     let error = stream
         .upgrade_client_tls(trusts_nobody, name)
         .expect_err("an untrusted certificate");

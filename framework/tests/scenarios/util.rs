@@ -245,7 +245,7 @@ pub struct Chat {
 impl RequestHandler for Chat {
     fn handle(&mut self, stream: &mut Stream) -> io::Result<()> {
         stream.set_when_draining(self.when_draining);
-        while let Some(line) = stream.read_line()? {
+        while let Some(line) = stream.next_line()? {
             if line == "q\n" {
                 return Ok(());
             }
