@@ -166,7 +166,7 @@
 //!     let name = "localhost".try_into().expect("a DNS name");
 //!     let tcp = std::net::TcpStream::connect(addr)?;
 //!     tcp.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
-//!     let mut stream = Stream::from(tcp);
+//!     let mut stream = Stream::try_from(tcp)?;
 //!     stream.upgrade_client_tls(Arc::new(client), name)?;
 //!     stream.next_line()
 //! });
@@ -266,4 +266,4 @@ pub use per_ip::Refusal;
 pub use server::Server;
 pub use shared::{DrainReport, ShutdownHandle};
 pub use stats::{Counters, Stats};
-pub use stream::{LimitExceeded, Stream};
+pub use stream::{LimitExceeded, NotConnected, Stream};

@@ -23,14 +23,14 @@
 //! every read that has to wait for the socket.
 
 mod closing;
+mod connect;
 mod framing;
 mod tls;
 
 use std::fmt;
 use std::io::{self, BufRead, IoSlice, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,7 @@ use crate::socket::{Connection, Socket};
 use crate::tls::Tls;
 use crate::{defaults, Address, WhenDraining};
 
+pub use connect::NotConnected;
 pub use framing::LimitExceeded;
 
 /// Size of the read buffer, allocated on the first read.
@@ -106,32 +107,6 @@ impl Stream {
             when_draining: WhenDraining::Finish,
             tls: None,
         }
-    }
-
-    fn from_socket(socket: Socket) -> io::Result<Stream> {
-        let peer = socket.peer_addr()?;
-        let read_timeout = socket.read_timeout()?;
-        let conn = Arc::new(Connection::new(socket, peer, None));
-        let mut stream = Stream::from_connection(conn, &StreamLimits::default());
-        stream.clock = ReadClock::new(read_timeout, None, read_timeout);
-        stream.write_timeout = None;
-        Ok(stream)
-    }
-
-    /// Connects to a TCP server, as a client.
-    ///
-    /// # Errors
-    /// Fails as [`TcpStream::connect`] does.
-    pub fn connect(addr: impl ToSocketAddrs) -> io::Result<Stream> {
-        Stream::from_socket(Socket::Tcp(TcpStream::connect(addr)?))
-    }
-
-    /// Connects to a Unix-domain stream server, as a client.
-    ///
-    /// # Errors
-    /// Fails as [`UnixStream::connect`] does.
-    pub fn connect_unix(path: impl AsRef<Path>) -> io::Result<Stream> {
-        Stream::from_socket(Socket::Unix(UnixStream::connect(path)?))
     }
 
     /// The address of the other end.
@@ -275,7 +250,7 @@ impl Stream {
     /// goodbye in its protocol's words. In a forked child
     /// ([`Model::Forking`](crate::Model::Forking)) it turns true a moment
     /// after the drain begins, when the parent's word arrives. Always false
-    /// for a stream made with [`Stream::connect`] or `From`.
+    /// for a stream made with [`Stream::connect`] or `TryFrom`.
     pub fn is_draining(&self) -> bool {
         self.conn.is_draining()
     }
@@ -635,21 +610,6 @@ impl std::os::fd::AsFd for Stream {
             Socket::Tcp(s) => s.as_fd(),
             Socket::Unix(s) => s.as_fd(),
         }
-    }
-}
-
-impl From<TcpStream> for Stream {
-    /// Wraps a connected TCP stream; panics only if the socket has no peer,
-    /// which a connected stream always has.
-    fn from(stream: TcpStream) -> Self {
-        Stream::from_socket(Socket::Tcp(stream)).expect("a connected TCP stream has a peer")
-    }
-}
-
-impl From<UnixStream> for Stream {
-    /// Wraps a connected Unix-domain stream.
-    fn from(stream: UnixStream) -> Self {
-        Stream::from_socket(Socket::Unix(stream)).expect("a connected Unix stream has a peer")
     }
 }
 

@@ -432,7 +432,7 @@ fn upgrade_on_both_sides_with_stream() {
     let running = serve(bind(StartTls(id.server_config())));
     let addr = inet(&running);
 
-    let mut stream = Stream::from(tcp(addr));
+    let mut stream = Stream::try_from(tcp(addr)).expect("a connected socket");
     stream.write_all(b"STARTTLS\n").unwrap();
     assert_eq!(stream.next_line().unwrap().as_deref(), Some("go ahead\n"));
     let name = ServerName::IpAddress(addr.ip().into());
@@ -458,7 +458,7 @@ fn upgrade_on_both_sides_with_stream() {
             .with_root_certificates(RootCertStore::empty())
             .with_no_client_auth(),
     );
-    let mut stream = Stream::from(tcp(addr));
+    let mut stream = Stream::try_from(tcp(addr)).expect("a connected socket");
     stream.write_all(b"STARTTLS\n").unwrap();
     assert_eq!(stream.next_line().unwrap().as_deref(), Some("go ahead\n"));
     let error = stream
