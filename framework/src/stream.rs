@@ -61,6 +61,10 @@ const FRAME_GROWTH: usize = 64 * 1024;
 /// Its own line readers have names of their own ([`Stream::next_line`],
 /// [`Stream::read_line_into`], [`Stream::read_until_limited`]), so none
 /// hides a trait method; `BufRead`'s line readers keep the same limit.
+///
+/// Dropping a stream sends what is still in its write buffer, a best
+/// effort with errors ignored; a stream with no write timeout waits at
+/// most 5 seconds in each send for a peer that does not read.
 pub struct Stream {
     conn: Arc<Connection>,
     rbuf: Vec<u8>,
@@ -576,13 +580,6 @@ impl Write for Stream {
 
     fn flush(&mut self) -> io::Result<()> {
         self.flush_buffer()
-    }
-}
-
-impl Drop for Stream {
-    fn drop(&mut self) {
-        // As BufWriter: a best effort, errors ignored.
-        let _ = self.flush_buffer();
     }
 }
 
