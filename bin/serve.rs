@@ -207,7 +207,7 @@ fn run<H: Send + 'static>(
         Ok(builder) => builder,
         Err(code) => return code,
     };
-    let idle = (!cli.idle_timeout.is_zero()).then_some(cli.idle_timeout);
+    let idle = Some(cli.idle_timeout.0).filter(|t| !t.is_zero());
     let message = cli
         .message_timeout
         .map_or(idle, |t| (!t.is_zero()).then_some(t));
@@ -235,7 +235,7 @@ fn run<H: Send + 'static>(
             .max_per_ip(per_ip)
             .idle_timeout(idle)
             .message_timeout(message)
-            .drain_timeout(cli.drain_timeout)
+            .drain_timeout(cli.drain_timeout.0)
     };
     // The stop descriptor is watched, never read: both servers see it.
     let beside = match beside.map(|b| signals.try_clone().map(|s| configure(b, s))) {

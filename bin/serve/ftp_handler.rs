@@ -79,11 +79,11 @@ pub fn ftp_handler(cli: &Cli, tls: Option<Arc<ServerConfig>>) -> Result<Ftp, (u8
         .read_only(options.read_only)
         .active(!options.no_active)
         .allow_loopback_active(options.allow_loopback_active)
-        .passive_timeout(options.passive_timeout)
+        .passive_timeout(options.passive_timeout.0)
         .login_timeout(cli.login_timeout.unwrap_or(ftp::DEFAULT_LOGIN_TIMEOUT))
         .max_list_entries(options.max_list_entries)
         .hash_transfers(options.hash_transfers)
-        .hash_max_size(options.hash_max_size)
+        .hash_max_size(options.hash_max_size.0)
         .max_hashes(options.max_hashes.unwrap_or_else(ftp::default_max_hashes));
     if let Some(ports) = &options.passive_ports {
         ftp = ftp.passive_ports(ports.clone());

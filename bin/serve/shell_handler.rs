@@ -76,7 +76,7 @@ pub fn shell_handler(cli: &Cli) -> Result<(Shell, Option<String>), (u8, String)>
         })?),
         _ => None,
     };
-    let limit = (!options.command_timeout.is_zero()).then_some(options.command_timeout);
+    let limit = Some(options.command_timeout.0).filter(|t| !t.is_zero());
     let mut shell = Shell::default()
         .command_timeout(limit)
         .login_timeout(cli.login_timeout.unwrap_or(shell::DEFAULT_LOGIN_TIMEOUT))

@@ -1,12 +1,17 @@
 //! Ending a [`Stream`]'s conversation from its own side: closing the
-//! writing half (TLS's `close_notify` first), Apache's lingering close, and
-//! the last flush when a stream is dropped, bounded in time.
+//! writing half (TLS's `close_notify` first), Apache's lingering close, the
+//! usual end after input over a limit, and the last flush when a stream is
+//! dropped, bounded in time.
 
 use std::io;
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
-use super::Stream;
+use super::{LimitExceeded, Stream};
+
+/// How long [`Stream::close_over_limit`] goes on discarding the rest of
+/// the over-long input.
+const OVER_LIMIT_LINGER: Duration = Duration::from_secs(2);
 
 /// The longest a dropped stream that has no write timeout waits, in each
 /// send of its last output, for a peer that does not read.
@@ -52,6 +57,48 @@ impl Stream {
         let _ = self.set_read_timeout(usual);
         self.clock.deadline = usual_deadline;
         Ok(())
+    }
+
+    /// Ends the conversation after input over a limit (a [`LimitExceeded`]
+    /// from a line or frame reader, or the handler's own), the usual way:
+    /// logs it (a warning with the peer's address), lets `reply` tell the
+    /// client in the protocol's words (an error line, FTP's `500`), then
+    /// closes with a [lingering close](Stream::lingering_close) of 2
+    /// seconds. The rest of the over-long input may still be arriving:
+    /// a plain close would reset the connection, and the reset could
+    /// destroy the reply before the client reads it.
+    ///
+    /// ```
+    /// # fn f(stream: &mut socketserver::Stream) -> std::io::Result<()> {
+    /// use socketserver::LimitExceeded;
+    /// let mut line = Vec::new();
+    /// loop {
+    ///     line.clear();
+    ///     match stream.read_line_into(&mut line) {
+    ///         Ok(0) => return Ok(()),
+    ///         Ok(_) => stream.write_all(&line)?,
+    ///         Err(e) => {
+    ///             let Some(exceeded) = LimitExceeded::from_error(&e) else {
+    ///                 return Err(e);
+    ///             };
+    ///             let why = format!("error: {exceeded}\n");
+    ///             return stream.close_over_limit(exceeded, |s| s.write_all(why.as_bytes()));
+    ///         }
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// Fails if `reply` fails, or as [`Stream::lingering_close`].
+    pub fn close_over_limit(
+        &mut self,
+        exceeded: LimitExceeded,
+        reply: impl FnOnce(&mut Stream) -> io::Result<()>,
+    ) -> io::Result<()> {
+        log::warn!("{}: {exceeded}; closing", self.peer_addr());
+        reply(self)?;
+        self.lingering_close(OVER_LIMIT_LINGER)
     }
 
     /// Closes the writing half: the peer reads end-of-file once the

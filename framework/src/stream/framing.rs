@@ -11,7 +11,8 @@ use super::{Stream, FRAME_GROWTH};
 /// frame is longer than its limit.
 ///
 /// The bytes read so far are discarded; the conversation is best ended,
-/// after an error message if the protocol has one:
+/// after an error message if the protocol has one, as
+/// [`Stream::close_over_limit`] does:
 ///
 /// ```
 /// # fn f(stream: &mut socketserver::Stream) -> std::io::Result<()> {
@@ -36,9 +37,12 @@ pub struct LimitExceeded {
 impl LimitExceeded {
     /// True if `error` was caused by a [`LimitExceeded`].
     pub fn is(error: &io::Error) -> bool {
-        error
-            .get_ref()
-            .is_some_and(|inner| inner.is::<LimitExceeded>())
+        LimitExceeded::from_error(error).is_some()
+    }
+
+    /// The [`LimitExceeded`] inside `error`, if it was caused by one.
+    pub fn from_error(error: &io::Error) -> Option<LimitExceeded> {
+        error.get_ref()?.downcast_ref::<LimitExceeded>().copied()
     }
 
     fn into_io(self) -> io::Error {
