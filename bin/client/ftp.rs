@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use socketserver::describe;
+use socketserver::error::describe;
 use socketserver_handlers::ftp::client::{displayable, Check, Client, Error, Transferred};
 use socketserver_handlers::ftp::parse_size;
 

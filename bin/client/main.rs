@@ -12,7 +12,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use socketserver::{describe, Stream};
+use socketserver::error::describe;
+use socketserver::Stream;
 use socketserver_handlers::echo::incomplete_tail;
 use socketserver_handlers::shell::{self, client::TOKEN_ENV, token_file};
 

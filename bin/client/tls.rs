@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
+use socketserver::error::describe;
 use socketserver::tls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
 };
@@ -18,7 +19,7 @@ use socketserver::tls::rustls::{
     self, CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 use socketserver::tls::{self, TlsFailure};
-use socketserver::{describe, Stream};
+use socketserver::Stream;
 
 use crate::Failure;
 

@@ -20,7 +20,7 @@ pub fn bind_failed(bind: &str, error: socketserver::Error) -> ExitCode {
         socketserver::Error::Resolve { source, .. } => {
             eprintln!(
                 "serve: cannot bind {bind}: {}",
-                socketserver::describe(&source)
+                socketserver::error::describe(&source)
             )
         }
         other => eprintln!("serve: {other}"),

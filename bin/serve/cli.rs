@@ -1,8 +1,12 @@
 //! `serve`'s flags: the server's, then each handler's under its heading.
+//! Their defaults are the library's constants (`socketserver::defaults`,
+//! each handler's `DEFAULT_*`), shown in `--help` as typed.
 
+use std::fmt;
 use std::time::Duration;
 
 use clap::{Args, Parser, ValueEnum};
+use socketserver::defaults;
 use socketserver_handlers::{echo, ftp, shell};
 
 #[derive(Parser, Debug)]
@@ -42,7 +46,8 @@ pub struct Cli {
 
     /// Most child processes alive at once in the forking model; more
     /// clients wait in the kernel's backlog
-    #[arg(long, value_name = "N", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = defaults::MAX_CHILDREN as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub max_children: u32,
 
     /// Prefork: a worker ends after this many connections and a fresh one
@@ -51,7 +56,8 @@ pub struct Cli {
     pub max_requests: Option<u64>,
 
     /// Most connections served at once; more wait in the kernel's backlog
-    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = defaults::MAX_CONNECTIONS as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
     /// Most connections at once from one client (an IPv4 address, an IPv6
@@ -61,8 +67,9 @@ pub struct Cli {
     pub max_per_ip: Option<u32>,
 
     /// Close a connection silent (or not reading) for this long; 0 turns it off
-    #[arg(long, value_name = "SECS", default_value = "300", value_parser = parse_seconds)]
-    pub idle_timeout: Duration,
+    #[arg(long, value_name = "SECS", default_value_t = Seconds(defaults::IDLE_TIMEOUT),
+          value_parser = Seconds::parse)]
+    pub idle_timeout: Seconds,
 
     /// A line or frame must arrive whole within this time of its first
     /// bytes, however it is paced; 0 turns it off [default: the idle timeout]
@@ -76,8 +83,9 @@ pub struct Cli {
     pub login_timeout: Option<Duration>,
 
     /// On shutdown, how long live connections may take to finish before they are cut
-    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_seconds)]
-    pub drain_timeout: Duration,
+    #[arg(long, value_name = "SECS", default_value_t = Seconds(defaults::DRAIN_TIMEOUT),
+          value_parser = Seconds::parse)]
+    pub drain_timeout: Seconds,
 
     /// More log output (-v debug, -vv trace)
     #[arg(short, long, action = clap::ArgAction::Count)]
@@ -113,7 +121,7 @@ pub struct EchoOptions {
     pub suffix: String,
 
     /// Longest line (or message, with no newline) accepted, in bytes; longer ones get an error and the connection closes
-    #[arg(long, value_name = "BYTES", default_value_t = echo::DEFAULT_MAX_LINE)]
+    #[arg(long, value_name = "BYTES", default_value_t = defaults::MAX_LINE)]
     pub max_line: usize,
 }
 
@@ -123,8 +131,9 @@ pub struct EchoOptions {
 pub struct ShellOptions {
     /// Kill a command, with every process it started, when it has run this
     /// long; 0 turns the limit off
-    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
-    pub command_timeout: Duration,
+    #[arg(long, value_name = "SECS", default_value_t = Seconds(shell::DEFAULT_COMMAND_TIMEOUT),
+          value_parser = Seconds::parse)]
+    pub command_timeout: Seconds,
 
     /// Keep at most this many bytes of a command's output; past it the rest
     /// is discarded and the command killed
@@ -204,8 +213,9 @@ pub struct FtpOptions {
     /// Close a passive data port (PASV, EPSV) that no transfer command
     /// used within this time; also how long a transfer command waits for
     /// the client to connect
-    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
-    pub passive_timeout: Duration,
+    #[arg(long, value_name = "SECS", default_value_t = Seconds(ftp::DATA_CONNECT_TIMEOUT),
+          value_parser = Seconds::parse)]
+    pub passive_timeout: Seconds,
 
     /// Most entries in one listing
     #[arg(long, value_name = "N", default_value_t = ftp::DEFAULT_MAX_LIST_ENTRIES)]
@@ -219,8 +229,9 @@ pub struct FtpOptions {
 
     /// Largest file hashed on demand (XMD5, HASH...), e.g. 4G, or
     /// "unlimited"; larger files are refused with 550 unless cached
-    #[arg(long, value_name = "SIZE", default_value = "16G", value_parser = ftp::parse_size)]
-    pub hash_max_size: ::std::option::Option<u64>,
+    #[arg(long, value_name = "SIZE", default_value_t = Size(Some(ftp::DEFAULT_HASH_MAX_SIZE)),
+          value_parser = Size::parse)]
+    pub hash_max_size: Size,
 
     /// Most hash computations on demand at once; more are answered 450
     /// [default: one per CPU]
@@ -266,7 +277,7 @@ impl HandlerKind {
 
     pub fn default_port(self) -> u16 {
         match self {
-            HandlerKind::Echo => 9999,
+            HandlerKind::Echo => echo::DEFAULT_PORT,
             HandlerKind::Shell => shell::DEFAULT_PORT,
             HandlerKind::Ftp => ftp::DEFAULT_PORT,
         }
@@ -287,11 +298,65 @@ pub enum Mode {
     Prefork,
 }
 
+/// The mode as `--mode` spells it (the first line, `serving echo on ...
+/// (threading)`, says it so).
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let value = self.to_possible_value().expect("no mode is hidden");
+        f.write_str(value.get_name())
+    }
+}
+
+/// A duration given in seconds (`300`, `0.5`), shown the same way: so that
+/// a default from the library reads in `--help` as a user would type it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seconds(pub Duration);
+
+impl Seconds {
+    fn parse(text: &str) -> Result<Seconds, String> {
+        parse_seconds(text).map(Seconds)
+    }
+}
+
+impl fmt::Display for Seconds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.as_secs_f64())
+    }
+}
+
 fn parse_seconds(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
         .parse()
         .map_err(|_| format!("{text:?} is not a number of seconds"))?;
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{text:?} is not a duration"))
+}
+
+/// A size in bytes as `--hash-max-size` takes it (`4G`, `512M`,
+/// `unlimited`: `None`), shown the same way in `--help`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Size(pub Option<u64>);
+
+impl Size {
+    fn parse(text: &str) -> Result<Size, String> {
+        ftp::parse_size(text).map(Size)
+    }
+}
+
+impl fmt::Display for Size {
+    /// In the largest unit that divides it exactly.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(bytes) = self.0 else {
+            return f.write_str("unlimited");
+        };
+        let units = [(40, "T"), (30, "G"), (20, "M"), (10, "K")];
+        match units
+            .iter()
+            .find(|(shift, _)| bytes != 0 && bytes % (1 << shift) == 0)
+        {
+            Some((shift, unit)) => write!(f, "{}{unit}", bytes >> shift),
+            None => write!(f, "{bytes}"),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -302,5 +367,24 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_show_as_typed_and_read_back() {
+        for (text, duration) in [("300", 300.0), ("0.5", 0.5), ("0", 0.0)] {
+            let seconds = Seconds(Duration::from_secs_f64(duration));
+            assert_eq!(seconds.to_string(), text);
+            assert_eq!(Seconds::parse(text), Ok(seconds));
+        }
+        for (text, bytes) in [
+            ("16G", Some(16 << 30)),
+            ("1536K", Some(1536 << 10)),
+            ("1000", Some(1000)),
+            ("0", Some(0)),
+            ("unlimited", None),
+        ] {
+            assert_eq!(Size(bytes).to_string(), text);
+            assert_eq!(Size::parse(text), Ok(Size(bytes)));
+        }
     }
 }

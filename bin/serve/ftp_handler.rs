@@ -21,7 +21,7 @@ pub fn ftp_handler(cli: &Cli, tls: Option<Arc<ServerConfig>>) -> Result<Ftp, (u8
         ));
     }
     let mut ftp = Ftp::new(&options.root).map_err(|e| {
-        let why = socketserver::describe(&e);
+        let why = socketserver::error::describe(&e);
         (1, format!("cannot serve {}: {why}", options.root.display()))
     })?;
     let mut users = options.users.clone();
@@ -30,7 +30,7 @@ pub fn ftp_handler(cli: &Cli, tls: Option<Arc<ServerConfig>>) -> Result<Ftp, (u8
         let listed = ftp::read_users_file(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::InvalidData => (2, e.to_string()),
             _ => {
-                let why = socketserver::describe(&e);
+                let why = socketserver::error::describe(&e);
                 (1, format!("cannot read {}: {why}", path.display()))
             }
         })?;
@@ -79,11 +79,11 @@ pub fn ftp_handler(cli: &Cli, tls: Option<Arc<ServerConfig>>) -> Result<Ftp, (u8
         .read_only(options.read_only)
         .active(!options.no_active)
         .allow_loopback_active(options.allow_loopback_active)
-        .passive_timeout(options.passive_timeout)
+        .passive_timeout(options.passive_timeout.0)
         .login_timeout(cli.login_timeout.unwrap_or(ftp::DEFAULT_LOGIN_TIMEOUT))
         .max_list_entries(options.max_list_entries)
         .hash_transfers(options.hash_transfers)
-        .hash_max_size(options.hash_max_size)
+        .hash_max_size(options.hash_max_size.0)
         .max_hashes(options.max_hashes.unwrap_or_else(ftp::default_max_hashes));
     if let Some(ports) = &options.passive_ports {
         ftp = ftp.passive_ports(ports.clone());

@@ -104,7 +104,7 @@ fn main() -> ExitCode {
                     Some(token) => TokenFile::create(address, &token).map(Some).map_err(|e| {
                         format!(
                             "cannot write the shell's token file: {}",
-                            socketserver::describe(&e)
+                            socketserver::error::describe(&e)
                         )
                     }),
                     None => Ok(None),
@@ -199,7 +199,7 @@ fn run<H: Send + 'static>(
         Ok(builder) => builder,
         Err(code) => return code,
     };
-    let idle = (!cli.idle_timeout.is_zero()).then_some(cli.idle_timeout);
+    let idle = Some(cli.idle_timeout.0).filter(|t| !t.is_zero());
     let message = cli
         .message_timeout
         .map_or(idle, |t| (!t.is_zero()).then_some(t));
@@ -227,7 +227,7 @@ fn run<H: Send + 'static>(
             .max_per_ip(per_ip)
             .idle_timeout(idle)
             .message_timeout(message)
-            .drain_timeout(cli.drain_timeout)
+            .drain_timeout(cli.drain_timeout.0)
     };
     // The stop descriptor is watched, never read: both servers see it.
     let beside = match beside.map(|b| signals.try_clone().map(|s| configure(b, s))) {
@@ -255,7 +255,7 @@ fn run<H: Send + 'static>(
         (false, _) if tls.is_some() => ", tls",
         (false, _) => "",
         (true, socketserver::Address::Inet(_)) => ", udp",
-        (true, socketserver::Address::Unix(_)) => ", datagram",
+        (true, _) => ", datagram",
     };
     let token_file = match announce(server.local_addr()) {
         Ok(file) => file,
@@ -267,7 +267,7 @@ fn run<H: Send + 'static>(
     println!(
         "serving {name} on {} ({}{transport})",
         server.local_addr(),
-        model.name()
+        cli.mode
     );
     if let Some(file) = &token_file {
         println!(
@@ -279,7 +279,7 @@ fn run<H: Send + 'static>(
         println!(
             "serving {name} (implicit TLS) on {} ({})",
             beside.local_addr(),
-            model.name()
+            cli.mode
         );
         std::thread::spawn(move || serve_until_stopped(&mut beside))
     });

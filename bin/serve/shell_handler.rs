@@ -20,7 +20,7 @@ pub fn shell_handler(cli: &Cli) -> Result<(Shell, Option<String>), (u8, String)>
     let given = match (&options.token, &options.token_file) {
         (Some(token), _) => Some(token.clone()),
         (None, Some(path)) => Some(token_file::read(path).map_err(|e| {
-            let why = socketserver::describe(&e);
+            let why = socketserver::error::describe(&e);
             (
                 1,
                 format!("cannot read the token file {}: {why}", path.display()),
@@ -71,12 +71,12 @@ pub fn shell_handler(cli: &Cli) -> Result<(Shell, Option<String>), (u8, String)>
     }
     let generated = match (&given, options.no_token) {
         (None, false) => Some(shell::generate_token().map_err(|e| {
-            let why = socketserver::describe(&e);
+            let why = socketserver::error::describe(&e);
             (1, format!("cannot generate a token: {why}"))
         })?),
         _ => None,
     };
-    let limit = (!options.command_timeout.is_zero()).then_some(options.command_timeout);
+    let limit = Some(options.command_timeout.0).filter(|t| !t.is_zero());
     let mut shell = Shell::default()
         .command_timeout(limit)
         .login_timeout(cli.login_timeout.unwrap_or(shell::DEFAULT_LOGIN_TIMEOUT))

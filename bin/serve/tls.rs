@@ -46,6 +46,6 @@ pub fn load(options: &TlsOptions, udp: bool) -> Result<Option<Arc<ServerConfig>>
             } else {
                 1
             };
-            (code, format!("TLS: {}", socketserver::describe(&e)))
+            (code, format!("TLS: {}", socketserver::error::describe(&e)))
         })
 }

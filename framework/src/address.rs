@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 /// `unix:/run/app.sock`, and `unix:(unnamed)` for the anonymous client end of
 /// a Unix connection.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Address {
     /// An IPv4 or IPv6 socket address.
     Inet(net::SocketAddr),

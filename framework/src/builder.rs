@@ -7,30 +7,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::datagram::{Datagrams, DEFAULT_MAX_DATAGRAM};
-use crate::failure::{log_failure, Failure};
+use crate::datagram::Datagrams;
+use crate::defaults;
+use crate::failure::Failure;
 use crate::listener::{BindOptions, Listener};
 use crate::server::{LoopHooks, ServerConfig};
 use crate::service::{Service, Streams};
 use crate::shared::{ErrorHook, Shared, SharedConfig};
-use crate::stream::{StreamLimits, DEFAULT_MAX_FRAME, DEFAULT_MAX_LINE};
+use crate::stream::StreamLimits;
 use crate::{Address, DatagramHandler, Error, Model, RequestHandler, Server, Stream};
 use std::marker::PhantomData;
 
 mod tls;
-
-/// Default most children of the forking model, as in Python.
-pub const DEFAULT_MAX_CHILDREN: usize = 40;
-/// Default limit of simultaneous connections.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-/// Default time a connection may stay silent (reading) or stalled
-/// (writing) before it is closed.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-/// Default time a shutdown waits for busy connections before cutting them.
-pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default interval between calls of the `service_actions` hook when no
-/// connection arrives (Python's `poll_interval`).
-pub const DEFAULT_SERVICE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// What a server does with a new connection when the connection limit is
 /// reached.
@@ -163,22 +151,22 @@ impl<H> Builder<H> {
             service,
             handler: PhantomData,
             model: Model::Threading,
-            max_datagram: DEFAULT_MAX_DATAGRAM,
+            max_datagram: defaults::MAX_DATAGRAM,
             bind: BindOptions::default(),
-            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections: defaults::MAX_CONNECTIONS,
             max_per_ip: None,
             when_full: WhenFull::Wait,
             limits: StreamLimits {
-                max_line: DEFAULT_MAX_LINE,
-                max_frame: DEFAULT_MAX_FRAME,
-                idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
-                message_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+                max_line: defaults::MAX_LINE,
+                max_frame: defaults::MAX_FRAME,
+                idle_timeout: Some(defaults::IDLE_TIMEOUT),
+                message_timeout: Some(defaults::IDLE_TIMEOUT),
             },
             message_timeout: None,
             nodelay: true,
-            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            drain_timeout: defaults::DRAIN_TIMEOUT,
             request_timeout: None,
-            service_interval: DEFAULT_SERVICE_INTERVAL,
+            service_interval: defaults::SERVICE_INTERVAL,
             handle_error: None,
             hooks: LoopHooks::default(),
             stop_fd: None,
@@ -220,7 +208,7 @@ impl<H> Builder<H> {
     /// Python's `ForkingMixIn`.
     pub fn forking(self) -> Self {
         self.model(Model::Forking {
-            max_children: DEFAULT_MAX_CHILDREN,
+            max_children: defaults::MAX_CHILDREN,
         })
     }
 
@@ -318,7 +306,7 @@ impl<H> Builder<H> {
 
     /// How long a line or a frame may take to arrive whole, counted from
     /// the first receive after its first bytes: past it
-    /// [`Stream::read_line`], [`Stream::read_until`] and
+    /// the line readers ([`Stream::next_line`] and the others) and
     /// [`Stream::read_frame`] fail with `TimedOut` and the connection is
     /// counted as timed out. The idle timeout restarts on every byte, so
     /// without this a client sending one byte per idle period would hold
@@ -329,7 +317,8 @@ impl<H> Builder<H> {
         self
     }
 
-    /// Longest line, newline included, that [`Stream::read_line`] accepts.
+    /// Longest line, newline included, that [`Stream`]'s line readers
+    /// accept ([`Stream::max_line_len`]).
     pub fn max_line_len(mut self, max: usize) -> Self {
         self.limits.max_line = max;
         self
@@ -423,7 +412,7 @@ impl<H> Builder<H> {
 
     /// Reports a failed connection (Python's `handle_error`): an error
     /// returned by `setup`, `handle` or `finish`, or a panic in them. The
-    /// default, [`log_failure`](crate::log_failure), logs one line with the
+    /// default, [`Failure::log`], logs one line with the
     /// peer's address. Runs in the connection's thread.
     pub fn handle_error(
         mut self,
@@ -526,7 +515,9 @@ impl<H> Builder<H> {
             limits: self.limits,
             drain_timeout: self.drain_timeout,
             needs_watchdog: self.model == Model::Sync,
-            handle_error: self.handle_error.unwrap_or_else(|| Arc::new(log_failure)),
+            handle_error: self
+                .handle_error
+                .unwrap_or_else(|| Arc::new(|peer: &Address, failure: &Failure| failure.log(peer))),
             max_per_ip: self.max_per_ip,
             tls: self.tls,
         })

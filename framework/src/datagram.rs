@@ -23,9 +23,6 @@ use crate::Address;
 
 use socket::DatagramSocket;
 
-/// The largest payload of a UDP datagram over IPv4.
-pub const DEFAULT_MAX_DATAGRAM: usize = 65_507;
-
 /// What to do with one datagram: Python's `DatagramRequestHandler`.
 ///
 /// The value given to the server is cloned for each packet.

@@ -34,7 +34,7 @@
 ///     fn handle(&mut self, stream: &mut Stream) -> std::io::Result<()> {
 ///         // Every line is a whole request: between two, ending is safe.
 ///         stream.set_when_draining(WhenDraining::EndWaitingRead);
-///         while let Some(line) = stream.read_line()? {
+///         while let Some(line) = stream.next_line()? {
 ///             stream.write_all(line.to_uppercase().as_bytes())?;
 ///         }
 ///         if stream.is_draining() {

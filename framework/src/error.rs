@@ -48,7 +48,7 @@ pub enum Error {
     /// with the `unsafe`
     /// [`Builder::allow_fork_with_threads`](crate::Builder::allow_fork_with_threads).
     ForkWithThreads {
-        /// The model, as [`Model::name`](crate::Model::name) spells it.
+        /// The model, as [`Model`](crate::Model)'s `Display` writes it.
         model: &'static str,
         /// The threads of the process, the caller's included.
         threads: usize,

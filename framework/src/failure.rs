@@ -1,6 +1,6 @@
 //! What went wrong with one connection or datagram: the [`Step`] that
 //! failed, the [`Failure`] given to the server's `handle_error` hook, and
-//! that hook's default, [`log_failure`].
+//! that hook's default, [`Failure::log`].
 
 use std::any::Any;
 use std::fmt;
@@ -62,6 +62,19 @@ impl Failure {
         }
     }
 
+    /// Logs the failure as the default `handle_error` hook does: one line
+    /// with the peer's address, at a level that fits what happened (a
+    /// panic is an error; a timeout or a peer gone, information; anything
+    /// else, a warning). For a hook that does something more and still
+    /// wants the usual line.
+    pub fn log(&self, peer: &Address) {
+        match self {
+            Failure::Panic { .. } => log::error!("{peer}: {self}"),
+            f if f.is_timeout() || f.is_disconnect() => log::info!("{peer}: {self}"),
+            _ => log::warn!("{peer}: {self}"),
+        }
+    }
+
     /// True when the idle timeout ended the connection.
     pub fn is_timeout(&self) -> bool {
         matches!(self, Failure::Error { error, .. } if error.kind() == io::ErrorKind::TimedOut)
@@ -89,16 +102,6 @@ impl fmt::Display for Failure {
             }
             Failure::Panic { step, message } => write!(f, "{step} panicked: {message}"),
         }
-    }
-}
-
-/// The default `handle_error`: one log line with the peer's address, at a
-/// level that fits what happened.
-pub fn log_failure(peer: &Address, failure: &Failure) {
-    match failure {
-        Failure::Panic { .. } => log::error!("{peer}: {failure}"),
-        f if f.is_timeout() || f.is_disconnect() => log::info!("{peer}: {failure}"),
-        _ => log::warn!("{peer}: {failure}"),
     }
 }
 

@@ -33,7 +33,7 @@ use crate::{Refusal, Stream};
 ///
 /// impl RequestHandler for Upper {
 ///     fn handle(&mut self, stream: &mut Stream) -> std::io::Result<()> {
-///         while let Some(line) = stream.read_line()? {
+///         while let Some(line) = stream.next_line()? {
 ///             stream.write_all(line.to_uppercase().as_bytes())?;
 ///         }
 ///         Ok(())

@@ -18,7 +18,7 @@
 //!
 //! impl RequestHandler for Upper {
 //!     fn handle(&mut self, stream: &mut Stream) -> std::io::Result<()> {
-//!         while let Some(line) = stream.read_line()? {
+//!         while let Some(line) = stream.next_line()? {
 //!             stream.write_all(line.to_uppercase().as_bytes())?;
 //!         }
 //!         Ok(())
@@ -166,9 +166,9 @@
 //!     let name = "localhost".try_into().expect("a DNS name");
 //!     let tcp = std::net::TcpStream::connect(addr)?;
 //!     tcp.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
-//!     let mut stream = Stream::from(tcp);
+//!     let mut stream = Stream::try_from(tcp)?;
 //!     stream.upgrade_client_tls(Arc::new(client), name)?;
-//!     stream.read_line()
+//!     stream.next_line()
 //! });
 //! server.handle_request()?;
 //! assert_eq!(talk.join().unwrap()?.as_deref(), Some("hello over TLSv1_3\n"));
@@ -230,8 +230,9 @@
 mod address;
 mod builder;
 mod datagram;
+pub mod defaults;
 mod draining;
-mod error;
+pub mod error;
 mod failure;
 mod fork;
 mod handler;
@@ -251,14 +252,13 @@ pub mod tls;
 mod waker;
 
 pub use address::Address;
-pub use builder::{
-    Builder, WhenFull, DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CHILDREN,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_SERVICE_INTERVAL,
-};
-pub use datagram::{Datagram, DatagramHandler, DEFAULT_MAX_DATAGRAM};
+pub use builder::{Builder, WhenFull};
+pub use datagram::{Datagram, DatagramHandler};
 pub use draining::WhenDraining;
-pub use error::{describe, Error};
-pub use failure::{log_failure, Failure, Step};
+pub use error::Error;
+// Inside the crate, as everywhere errors are logged: `crate::describe`.
+pub(crate) use error::describe;
+pub use failure::{Failure, Step};
 pub use handler::RequestHandler;
 pub use listener::Listener;
 pub use model::Model;
@@ -266,4 +266,4 @@ pub use per_ip::Refusal;
 pub use server::Server;
 pub use shared::{DrainReport, ShutdownHandle};
 pub use stats::{Counters, Stats};
-pub use stream::{LimitExceeded, Stream, DEFAULT_MAX_FRAME, DEFAULT_MAX_LINE};
+pub use stream::{LimitExceeded, NotConnected, Stream};

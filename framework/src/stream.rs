@@ -6,7 +6,10 @@
 //! and `Stream` offers the two usual ones, each with a size limit so a
 //! client cannot make the server buffer without end:
 //!
-//! * lines, ended by `\n` ([`Stream::read_line`], [`Stream::read_until`]);
+//! * lines, ended by `\n` ([`Stream::next_line`], [`Stream::read_line_into`])
+//!   or another byte ([`Stream::read_until_limited`]); [`BufRead`]'s own
+//!   `read_line`, `read_until`, `lines` and `split` keep the line limit
+//!   too, so no way of reading a line buffers without end;
 //! * length-prefixed frames, a 4-byte big-endian length and then the payload
 //!   ([`Stream::read_frame`], [`Stream::write_frame`]).
 //!
@@ -20,22 +23,23 @@
 //! every read that has to wait for the socket.
 
 mod closing;
+mod connect;
 mod framing;
 mod tls;
 
 use std::fmt;
 use std::io::{self, BufRead, IoSlice, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::read_clock::{seconds, ReadClock};
 use crate::socket::{Connection, Socket};
 use crate::tls::Tls;
-use crate::{Address, WhenDraining};
+use crate::{defaults, Address, WhenDraining};
 
+pub use connect::NotConnected;
 pub use framing::LimitExceeded;
 
 /// Size of the read buffer, allocated on the first read.
@@ -45,10 +49,6 @@ const WRITE_BUFFER: usize = 16 * 1024;
 /// The first step by which a frame's payload buffer grows; then it
 /// doubles with the bytes received.
 const FRAME_GROWTH: usize = 64 * 1024;
-/// Default maximum length of a line, newline included.
-pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
-/// Default maximum payload of a length-prefixed frame.
-pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
 
 /// One side of a connection: a TCP or Unix-domain stream socket with a read
 /// buffer, a write buffer, timeouts and size limits.
@@ -58,6 +58,13 @@ pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
 ///
 /// `Stream` implements [`Read`], [`BufRead`] and [`Write`]; the most used of
 /// their methods are also inherent so that simple handlers need no `use`.
+/// Its own line readers have names of their own ([`Stream::next_line`],
+/// [`Stream::read_line_into`], [`Stream::read_until_limited`]), so none
+/// hides a trait method; `BufRead`'s line readers keep the same limit.
+///
+/// Dropping a stream sends what is still in its write buffer, a best
+/// effort with errors ignored; a stream with no write timeout waits at
+/// most 5 seconds in each send for a peer that does not read.
 pub struct Stream {
     conn: Arc<Connection>,
     rbuf: Vec<u8>,
@@ -104,32 +111,6 @@ impl Stream {
             when_draining: WhenDraining::Finish,
             tls: None,
         }
-    }
-
-    fn from_socket(socket: Socket) -> io::Result<Stream> {
-        let peer = socket.peer_addr()?;
-        let read_timeout = socket.read_timeout()?;
-        let conn = Arc::new(Connection::new(socket, peer, None));
-        let mut stream = Stream::from_connection(conn, &StreamLimits::default());
-        stream.clock = ReadClock::new(read_timeout, None, read_timeout);
-        stream.write_timeout = None;
-        Ok(stream)
-    }
-
-    /// Connects to a TCP server, as a client.
-    ///
-    /// # Errors
-    /// Fails as [`TcpStream::connect`] does.
-    pub fn connect(addr: impl ToSocketAddrs) -> io::Result<Stream> {
-        Stream::from_socket(Socket::Tcp(TcpStream::connect(addr)?))
-    }
-
-    /// Connects to a Unix-domain stream server, as a client.
-    ///
-    /// # Errors
-    /// Fails as [`UnixStream::connect`] does.
-    pub fn connect_unix(path: impl AsRef<Path>) -> io::Result<Stream> {
-        Stream::from_socket(Socket::Unix(UnixStream::connect(path)?))
     }
 
     /// The address of the other end.
@@ -192,8 +173,9 @@ impl Stream {
     /// first receive after its first bytes; `None` turns the limit off. A
     /// server sets it to its [message
     /// timeout](crate::Builder::message_timeout). Past it,
-    /// [`Stream::read_line`], [`Stream::read_until`] and
-    /// [`Stream::read_frame`] (and their `_into` forms) fail with
+    /// the line readers ([`Stream::next_line`], [`Stream::read_line_into`],
+    /// [`Stream::read_until_limited`], `BufRead`'s) and
+    /// [`Stream::read_frame`] (and [`Stream::read_frame_into`]) fail with
     /// `TimedOut`: the idle timeout alone restarts on every byte, so a
     /// client trickling a byte at a time would never be cut.
     pub fn set_message_timeout(&mut self, timeout: Option<Duration>) {
@@ -272,18 +254,20 @@ impl Stream {
     /// goodbye in its protocol's words. In a forked child
     /// ([`Model::Forking`](crate::Model::Forking)) it turns true a moment
     /// after the drain begins, when the parent's word arrives. Always false
-    /// for a stream made with [`Stream::connect`] or `From`.
+    /// for a stream made with [`Stream::connect`] or `TryFrom`.
     pub fn is_draining(&self) -> bool {
         self.conn.is_draining()
     }
 
-    /// The longest line, newline included, that [`Stream::read_line`]
-    /// accepts.
+    /// The longest line, newline included, that [`Stream::next_line`],
+    /// [`Stream::read_line_into`] and `BufRead`'s `read_line` and
+    /// `read_until` accept.
     pub fn max_line_len(&self) -> usize {
         self.max_line
     }
 
-    /// Sets the longest line [`Stream::read_line`] accepts.
+    /// Sets the longest line the line readers accept (see
+    /// [`Stream::max_line_len`]).
     pub fn set_max_line_len(&mut self, max: usize) {
         self.max_line = max;
     }
@@ -528,6 +512,11 @@ impl Read for Stream {
     }
 }
 
+/// `read_line` and `read_until` (and so `lines` and `split`, which use
+/// them) keep the line limit, [`Stream::max_line_len`], whatever the
+/// delimiter: past it they fail as [`Stream::read_line_into`] does, with a
+/// [`LimitExceeded`] inside, and the bytes of the over-long line are
+/// dropped. They run on the message clock too.
 impl BufRead for Stream {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if self.rpos == self.rend {
@@ -538,6 +527,15 @@ impl BufRead for Stream {
 
     fn consume(&mut self, amount: usize) {
         self.rpos = (self.rpos + amount).min(self.rend);
+    }
+
+    fn read_until(&mut self, delimiter: u8, buf: &mut Vec<u8>) -> io::Result<usize> {
+        let max = self.max_line;
+        self.read_delimited(delimiter, buf, max)
+    }
+
+    fn read_line(&mut self, buf: &mut String) -> io::Result<usize> {
+        self.read_line_string(buf)
     }
 }
 
@@ -585,13 +583,6 @@ impl Write for Stream {
     }
 }
 
-impl Drop for Stream {
-    fn drop(&mut self) {
-        // As BufWriter: a best effort, errors ignored.
-        let _ = self.flush_buffer();
-    }
-}
-
 impl fmt::Debug for Stream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Stream")
@@ -619,21 +610,6 @@ impl std::os::fd::AsFd for Stream {
     }
 }
 
-impl From<TcpStream> for Stream {
-    /// Wraps a connected TCP stream; panics only if the socket has no peer,
-    /// which a connected stream always has.
-    fn from(stream: TcpStream) -> Self {
-        Stream::from_socket(Socket::Tcp(stream)).expect("a connected TCP stream has a peer")
-    }
-}
-
-impl From<UnixStream> for Stream {
-    /// Wraps a connected Unix-domain stream.
-    fn from(stream: UnixStream) -> Self {
-        Stream::from_socket(Socket::Unix(stream)).expect("a connected Unix stream has a peer")
-    }
-}
-
 /// The limits a server gives each of its streams.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct StreamLimits {
@@ -646,8 +622,8 @@ pub(crate) struct StreamLimits {
 impl Default for StreamLimits {
     fn default() -> Self {
         StreamLimits {
-            max_line: DEFAULT_MAX_LINE,
-            max_frame: DEFAULT_MAX_FRAME,
+            max_line: defaults::MAX_LINE,
+            max_frame: defaults::MAX_FRAME,
             idle_timeout: None,
             message_timeout: None,
         }

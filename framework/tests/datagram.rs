@@ -12,9 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use socketserver::{
-    Address, Builder, Datagram, DatagramHandler, Failure, Model, Server, Step, DEFAULT_MAX_DATAGRAM,
-};
+use socketserver::{Address, Builder, Datagram, DatagramHandler, Failure, Model, Server, Step};
 
 use crate::util::{serve, socket_path, wait_until, Family, FAMILIES, MODELS, TEST_STR, TIMEOUT};
 
@@ -49,7 +47,7 @@ impl Client {
             Address::Inet(_) => {
                 Client::Udp(UdpSocket::bind("127.0.0.1:0").expect("bind a UDP client"))
             }
-            Address::Unix(_) => {
+            _ => {
                 let path = socket_path("client");
                 Client::Unix(UnixDatagram::bind(&path).expect("bind a Unix client"), path)
             }
@@ -106,7 +104,7 @@ fn assert_closed(addr: &Address) {
             UdpSocket::bind(a).expect("the server's port is free again");
         }
         Address::Unix(Some(path)) => assert!(!path.exists(), "{} still exists", path.display()),
-        Address::Unix(None) => unreachable!(),
+        other => unreachable!("{other}"),
     }
 }
 
@@ -200,7 +198,7 @@ fn a_big_datagram_round_trips_whole() {
         let client = Client::new(&running.addr);
         let big: Vec<u8> = (0..60_000u32).map(|i| (i % 251) as u8).collect();
         assert_eq!(client.round_trip(&running.addr, &big), big, "{family:?}");
-        assert_eq!(DEFAULT_MAX_DATAGRAM, 65_507);
+        assert_eq!(socketserver::defaults::MAX_DATAGRAM, 65_507);
         running.shutdown();
     }
 }

@@ -35,7 +35,7 @@ impl RequestHandler for Scripted {
 
     fn handle(&mut self, stream: &mut Stream) -> io::Result<()> {
         self.handles.fetch_add(1, Ordering::SeqCst);
-        let Some(line) = stream.read_line()? else {
+        let Some(line) = stream.next_line()? else {
             return Ok(());
         };
         match line.as_str() {

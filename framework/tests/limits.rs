@@ -167,7 +167,7 @@ impl RequestHandler for Guarded {
                     .map(|f| f.map(|payload| (payload, true)))
             } else {
                 stream
-                    .read_line()
+                    .next_line()
                     .map(|l| l.map(|line| (line.into_bytes(), false)))
             };
             match result {

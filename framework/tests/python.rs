@@ -520,7 +520,7 @@ impl RequestHandler for Writer {
         *self.thread.lock().unwrap() = Some(pthread_self());
         stream.write_all(b"write data\n")?;
         // No flush: the stream must send the line before this read waits.
-        let line = stream.read_line()?;
+        let line = stream.next_line()?;
         *self.received.lock().unwrap() = line;
         stream.write_all(&vec![0; SOCK_MAX_SIZE])
     }

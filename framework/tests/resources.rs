@@ -47,7 +47,7 @@ struct Sleepy {
 
 impl RequestHandler for Sleepy {
     fn handle(&mut self, stream: &mut Stream) -> io::Result<()> {
-        while let Some(line) = stream.read_line()? {
+        while let Some(line) = stream.next_line()? {
             if line == "sleep\n" {
                 self.sleeping.fetch_add(1, Ordering::SeqCst);
                 thread::sleep(Duration::from_secs(2));

@@ -186,7 +186,7 @@ struct SlowReply {
 
 impl RequestHandler for SlowReply {
     fn handle(&mut self, stream: &mut Stream) -> io::Result<()> {
-        while let Some(line) = stream.read_line()? {
+        while let Some(line) = stream.next_line()? {
             self.requests.fetch_add(1, Ordering::SeqCst);
             thread::sleep(Duration::from_millis(300));
             stream.write_all(format!("done {line}").as_bytes())?;
@@ -260,7 +260,7 @@ impl RequestHandler for Stuck {
         stream.fill_buf()?;
         // From here on the connection is never idle: a line is begun.
         self.reading.fetch_add(1, Ordering::SeqCst);
-        let line = stream.read_line();
+        let line = stream.next_line();
         let failed = line.as_ref().is_err();
         *self.got.lock().unwrap() = Some(line);
         if failed {
@@ -330,7 +330,7 @@ struct StopsServer {
 
 impl RequestHandler for StopsServer {
     fn handle(&mut self, stream: &mut Stream) -> io::Result<()> {
-        while let Some(line) = stream.read_line()? {
+        while let Some(line) = stream.next_line()? {
             if line == "stop\n" {
                 let handle = self.handle.get().expect("set before serving");
                 handle.shutdown();

@@ -31,7 +31,7 @@ struct Says(Vec<&'static [u8]>);
 impl RequestHandler for Says {
     fn handle(&mut self, stream: &mut Stream) -> io::Result<()> {
         for (i, chunk) in self.0.iter().enumerate() {
-            if i > 0 && stream.read_line()?.is_none() {
+            if i > 0 && stream.next_line()?.is_none() {
                 return Ok(());
             }
             stream.write_all(chunk)?;
@@ -55,14 +55,14 @@ fn client_reads_lines_one_by_one_and_a_partial_last_line() {
     // Three lines in one write; the last without its newline.
     against_says(&[b"one\ntwo\nthree"], |stream, family| {
         assert_eq!(
-            stream.read_line().unwrap().as_deref(),
+            stream.next_line().unwrap().as_deref(),
             Some("one\n"),
             "{family:?}"
         );
-        assert_eq!(stream.read_line().unwrap().as_deref(), Some("two\n"));
-        assert_eq!(stream.read_line().unwrap().as_deref(), Some("three"));
-        assert_eq!(stream.read_line().unwrap(), None);
-        assert_eq!(stream.read_line().unwrap(), None, "end of input stays");
+        assert_eq!(stream.next_line().unwrap().as_deref(), Some("two\n"));
+        assert_eq!(stream.next_line().unwrap().as_deref(), Some("three"));
+        assert_eq!(stream.next_line().unwrap(), None);
+        assert_eq!(stream.next_line().unwrap(), None, "end of input stays");
     });
 }
 
@@ -73,7 +73,7 @@ struct Numbered;
 impl RequestHandler for Numbered {
     fn handle(&mut self, stream: &mut Stream) -> io::Result<()> {
         let mut n = 0;
-        while let Some(line) = stream.read_line()? {
+        while let Some(line) = stream.next_line()? {
             n += 1;
             stream.write_all(format!("{n} {line}").as_bytes())?;
         }
@@ -115,17 +115,17 @@ fn read_line_into_appends_and_reuses_the_buffer() {
 fn read_until_stops_at_the_delimiter_or_the_limit() {
     against_says(&[b"a;bb;cccc;dd"], |stream, _| {
         let mut buf = Vec::new();
-        assert_eq!(stream.read_until(b';', &mut buf, 3).unwrap(), 2);
+        assert_eq!(stream.read_until_limited(b';', &mut buf, 3).unwrap(), 2);
         assert_eq!(buf, b"a;");
         buf.clear();
         assert_eq!(
-            stream.read_until(b';', &mut buf, 3).unwrap(),
+            stream.read_until_limited(b';', &mut buf, 3).unwrap(),
             3,
             "exactly the limit"
         );
         assert_eq!(buf, b"bb;");
         buf.clear();
-        let error = stream.read_until(b';', &mut buf, 3).unwrap_err();
+        let error = stream.read_until_limited(b';', &mut buf, 3).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
         assert!(LimitExceeded::is(&error));
         let inner = error
@@ -143,9 +143,49 @@ fn read_until_stops_at_the_delimiter_or_the_limit() {
     // Input that ends before the delimiter: what there is, then 0.
     against_says(&[b"no delimiter"], |stream, _| {
         let mut buf = Vec::new();
-        assert_eq!(stream.read_until(b';', &mut buf, 100).unwrap(), 12);
+        assert_eq!(stream.read_until_limited(b';', &mut buf, 100).unwrap(), 12);
         assert_eq!(buf, b"no delimiter");
-        assert_eq!(stream.read_until(b';', &mut buf, 100).unwrap(), 0);
+        assert_eq!(stream.read_until_limited(b';', &mut buf, 100).unwrap(), 0);
+    });
+}
+
+/// `BufRead`'s own line readers, which `use std::io::BufRead` brings in
+/// beside the stream's, keep the stream's line limit: no way of reading a
+/// line buffers without end.
+#[test]
+fn bufread_line_readers_keep_the_line_limit() {
+    const LONG: &[u8] = b"short\nlonger than the limit\n";
+    against_says(&[LONG], |stream, family| {
+        stream.set_max_line_len(8);
+        let mut text = String::new();
+        assert_eq!(BufRead::read_line(stream, &mut text).unwrap(), 6);
+        assert_eq!(text, "short\n");
+        let error = BufRead::read_line(stream, &mut text).unwrap_err();
+        assert!(LimitExceeded::is(&error), "{family:?}: {error}");
+        assert_eq!(text, "short\n", "nothing of the long line is handed out");
+    });
+    // Whatever the delimiter.
+    against_says(&[b"a;longer than the limit;"], |stream, family| {
+        stream.set_max_line_len(8);
+        let mut buf = Vec::new();
+        assert_eq!(BufRead::read_until(stream, b';', &mut buf).unwrap(), 2);
+        let error = BufRead::read_until(stream, b';', &mut buf).unwrap_err();
+        assert!(LimitExceeded::is(&error), "{family:?}: {error}");
+    });
+    // `lines` and `split` read through them.
+    against_says(&[LONG], |stream, family| {
+        stream.set_max_line_len(8);
+        let mut lines = BufRead::lines(&mut *stream);
+        assert_eq!(lines.next().unwrap().unwrap(), "short");
+        let error = lines.next().unwrap().unwrap_err();
+        assert!(LimitExceeded::is(&error), "{family:?}: {error}");
+    });
+    against_says(&[LONG], |stream, family| {
+        stream.set_max_line_len(8);
+        let mut pieces = BufRead::split(&mut *stream, b'\n');
+        assert_eq!(pieces.next().unwrap().unwrap(), b"short");
+        let error = pieces.next().unwrap().unwrap_err();
+        assert!(LimitExceeded::is(&error), "{family:?}: {error}");
     });
 }
 
@@ -270,7 +310,7 @@ impl RequestHandler for Holds {
         let held = stream.fill_buf()?.len();
         stream.write_all(format!("have {held}\n").as_bytes())?;
         stream.flush()?;
-        if let Some(line) = stream.read_line()? {
+        if let Some(line) = stream.next_line()? {
             stream.write_all(format!("{} {line}", line.chars().count()).as_bytes())?;
         }
         Ok(())
@@ -304,7 +344,7 @@ fn utf8_split_across_writes_survives_read_line() {
                 "half a character so far"
             );
             stream.write_all(b"next\n").unwrap();
-            assert_eq!(stream.read_line().unwrap().as_deref(), Some("你好\n"));
+            assert_eq!(stream.next_line().unwrap().as_deref(), Some("你好\n"));
         },
     );
 }
@@ -324,7 +364,7 @@ fn writes_are_flushed_before_a_blocking_read() {
                 7 * round,
                 "{case}: buffered, not sent"
             );
-            assert_eq!(stream.read_line().unwrap(), Some(line), "{case}");
+            assert_eq!(stream.next_line().unwrap(), Some(line), "{case}");
             assert_eq!(
                 stream.bytes_written(),
                 7 * (round + 1),
@@ -383,7 +423,7 @@ fn large_writes_arrive_intact() {
         stream.write_all(&data).unwrap();
         stream.shutdown_write().unwrap();
         assert_eq!(
-            stream.read_line().unwrap(),
+            stream.next_line().unwrap(),
             Some(format!("ok {SIZE}\n")),
             "{family:?}"
         );
@@ -430,8 +470,8 @@ fn peer_and_local_addresses_are_right() {
             }
             Family::Unix => assert_eq!(local, Address::Unix(None), "{case}: unnamed"),
         }
-        let seen_peer = stream.read_line().unwrap().unwrap();
-        let seen_local = stream.read_line().unwrap().unwrap();
+        let seen_peer = stream.next_line().unwrap().unwrap();
+        let seen_local = stream.next_line().unwrap().unwrap();
         assert_eq!(
             seen_peer,
             format!("{local}\n"),
@@ -459,7 +499,7 @@ fn read_timeout_fails_with_timed_out() {
         stream.set_read_timeout(Some(WAIT)).unwrap();
         assert_eq!(stream.read_timeout(), Some(WAIT));
         let started = Instant::now();
-        let error = stream.read_line().unwrap_err();
+        let error = stream.next_line().unwrap_err();
         let waited = started.elapsed();
         assert_eq!(error.kind(), io::ErrorKind::TimedOut, "{family:?}: {error}");
         assert!(
@@ -471,7 +511,7 @@ fn read_timeout_fails_with_timed_out() {
         stream.set_read_timeout(Some(TIMEOUT)).unwrap();
         stream.write_all(b"after\n").unwrap();
         assert_eq!(
-            stream.read_line().unwrap().as_deref(),
+            stream.next_line().unwrap().as_deref(),
             Some("after\n"),
             "{family:?}"
         );

@@ -72,7 +72,7 @@ struct TlsEcho;
 
 impl RequestHandler for TlsEcho {
     fn handle(&mut self, stream: &mut Stream) -> io::Result<()> {
-        while let Some(line) = stream.read_line()? {
+        while let Some(line) = stream.next_line()? {
             match line.as_str() {
                 "version?\n" => {
                     let answer = format!("{:?} {:?}\n", stream.is_tls(), stream.tls_version());
@@ -383,7 +383,7 @@ struct StartTls(Arc<ServerConfig>);
 
 impl RequestHandler for StartTls {
     fn handle(&mut self, stream: &mut Stream) -> io::Result<()> {
-        while let Some(line) = stream.read_line()? {
+        while let Some(line) = stream.next_line()? {
             if line == "STARTTLS\n" {
                 stream.write_all(b"go ahead\n")?;
                 stream.upgrade_tls(Arc::clone(&self.0))?;
@@ -432,9 +432,9 @@ fn upgrade_on_both_sides_with_stream() {
     let running = serve(bind(StartTls(id.server_config())));
     let addr = inet(&running);
 
-    let mut stream = Stream::from(tcp(addr));
+    let mut stream = Stream::try_from(tcp(addr)).expect("a connected socket");
     stream.write_all(b"STARTTLS\n").unwrap();
-    assert_eq!(stream.read_line().unwrap().as_deref(), Some("go ahead\n"));
+    assert_eq!(stream.next_line().unwrap().as_deref(), Some("go ahead\n"));
     let name = ServerName::IpAddress(addr.ip().into());
     stream
         .upgrade_client_tls(id.client_config(), name.clone())
@@ -443,11 +443,11 @@ fn upgrade_on_both_sides_with_stream() {
     assert_eq!(stream.tls_version(), Some(rustls::ProtocolVersion::TLSv1_3));
     stream.write_all(b"over stream\n").unwrap();
     assert_eq!(
-        stream.read_line().unwrap().as_deref(),
+        stream.next_line().unwrap().as_deref(),
         Some("tls over stream\n")
     );
     stream.shutdown_write().unwrap();
-    assert_eq!(stream.read_line().unwrap(), None);
+    assert_eq!(stream.next_line().unwrap(), None);
 
     // A client that trusts no authority: the handshake fails with the
     // reason inside.
@@ -458,9 +458,9 @@ fn upgrade_on_both_sides_with_stream() {
             .with_root_certificates(RootCertStore::empty())
             .with_no_client_auth(),
     );
-    let mut stream = Stream::from(tcp(addr));
+    let mut stream = Stream::try_from(tcp(addr)).expect("a connected socket");
     stream.write_all(b"STARTTLS\n").unwrap();
-    assert_eq!(stream.read_line().unwrap().as_deref(), Some("go ahead\n"));
+    assert_eq!(stream.next_line().unwrap().as_deref(), Some("go ahead\n"));
     let error = stream
         .upgrade_client_tls(trusts_nobody, name)
         .expect_err("an untrusted certificate");

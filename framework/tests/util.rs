@@ -125,7 +125,7 @@ pub fn try_connect(addr: &Address) -> io::Result<Client> {
             s.set_write_timeout(Some(TIMEOUT))?;
             Ok(Client::Unix(BufReader::new(s)))
         }
-        Address::Unix(None) => panic!("cannot connect to an unnamed socket"),
+        other => panic!("cannot connect to {other}"),
     }
 }
 
@@ -248,7 +248,7 @@ pub struct Chat {
 impl RequestHandler for Chat {
     fn handle(&mut self, stream: &mut Stream) -> io::Result<()> {
         stream.set_when_draining(self.when_draining);
-        while let Some(line) = stream.read_line()? {
+        while let Some(line) = stream.next_line()? {
             if line == "q\n" {
                 return Ok(());
             }

@@ -23,7 +23,8 @@
 //! answered with one datagram (message + suffix). A message-mode read that ends inside a
 //! UTF-8 character waits briefly for the rest of it, so a character split
 //! across TCP segments is never cut in two. A message, like a line, is at
-//! most the line limit long (64 KiB by default).
+//! most the line limit long ([`socketserver::defaults::MAX_LINE`], 64 KiB,
+//! by default).
 
 use std::io::{self, BufRead};
 use std::sync::Arc;
@@ -33,19 +34,15 @@ use socketserver::{
     Address, Datagram, DatagramHandler, LimitExceeded, Refusal, RequestHandler, Stream,
 };
 
+/// The port `serve --handler echo` listens on by default: the tutorial's.
+pub const DEFAULT_PORT: u16 = 9999;
 /// The tutorial's greeting.
 pub const DEFAULT_GREETING: &str = "欢迎致电babyshen";
 /// The tutorial's suffix: every message comes back followed by "好".
 pub const DEFAULT_SUFFIX: &str = "好";
-/// The longest line accepted in line mode, newline included, and the
-/// longest message in message mode.
-pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
 /// How long a message-mode message that may go on (its last read filled
 /// the read buffer, or ended inside a UTF-8 character) waits for more.
 const CONTINUATION_WAIT: Duration = Duration::from_millis(500);
-/// How long the server goes on discarding the rest of an over-long line
-/// after its error reply, so that the close is orderly.
-const LINGER: Duration = Duration::from_secs(2);
 
 /// The chat bot. Cheap to clone: the server clones it per connection.
 ///
@@ -66,7 +63,7 @@ impl Default for Echo {
         Echo {
             greeting: Arc::from(DEFAULT_GREETING.as_bytes()),
             suffix: Arc::from(DEFAULT_SUFFIX.as_bytes()),
-            max_line: DEFAULT_MAX_LINE,
+            max_line: socketserver::defaults::MAX_LINE,
         }
     }
 }
@@ -85,7 +82,8 @@ impl Echo {
     }
 
     /// Sets the longest line accepted in line mode, newline included, and
-    /// the longest message in message mode.
+    /// the longest message in message mode. Default: the framework's
+    /// [`MAX_LINE`](socketserver::defaults::MAX_LINE), 64 KiB.
     pub fn max_line(mut self, max: usize) -> Self {
         self.max_line = max;
         self
@@ -105,7 +103,7 @@ impl Echo {
         line.reserve(256);
         loop {
             let room = self.max_line.saturating_sub(line.len());
-            match stream.read_until(b'\n', &mut line, room) {
+            match stream.read_until_limited(b'\n', &mut line, room) {
                 Ok(0) if line.is_empty() => return Ok(()),
                 Ok(_) => {}
                 Err(e) if LimitExceeded::is(&e) => return self.refuse_too_long(stream, "line"),
@@ -167,18 +165,12 @@ impl Echo {
 
     /// Answers a message or line over the limit with one error line, then
     /// closes.
-    fn refuse_too_long(&self, stream: &mut Stream, what: &str) -> io::Result<()> {
+    fn refuse_too_long(&self, stream: &mut Stream, what: &'static str) -> io::Result<()> {
         let limit = self.max_line;
-        log::warn!(
-            "{}: {what} longer than the limit of {limit} bytes; closing",
-            stream.peer_addr()
-        );
         let reply = format!("error: {what} longer than {limit} bytes\n");
-        stream.write_all(reply.as_bytes())?;
-        // The rest of it may still be arriving: a plain close would reset
-        // the connection and could destroy the error line before the
-        // client reads it.
-        stream.lingering_close(LINGER)
+        stream.close_over_limit(LimitExceeded { what, limit }, |stream| {
+            stream.write_all(reply.as_bytes())
+        })
     }
 }
 

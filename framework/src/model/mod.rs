@@ -75,8 +75,10 @@ pub enum Model {
 }
 
 impl Model {
-    /// The model's name as the `serve` binary spells it.
-    pub fn name(&self) -> &'static str {
+    /// The model's name in the docs' words, for logs and errors; its
+    /// parameters are in `Debug`. A program's own spellings (a command
+    /// line's `--mode`) are the program's business.
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Model::Sync => "sync",
             Model::Threading => "threading",
@@ -103,6 +105,8 @@ impl Model {
     }
 }
 
+/// The model's name, lowercase: `sync`, `threading`, `pool`, `forking`,
+/// `prefork` (as in "the forking model"), without its parameters.
 impl fmt::Display for Model {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

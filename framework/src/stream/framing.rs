@@ -11,12 +11,13 @@ use super::{Stream, FRAME_GROWTH};
 /// frame is longer than its limit.
 ///
 /// The bytes read so far are discarded; the conversation is best ended,
-/// after an error message if the protocol has one:
+/// after an error message if the protocol has one, as
+/// [`Stream::close_over_limit`] does:
 ///
 /// ```
 /// # fn f(stream: &mut socketserver::Stream) -> std::io::Result<()> {
 /// use socketserver::LimitExceeded;
-/// match stream.read_line() {
+/// match stream.next_line() {
 ///     Err(e) if LimitExceeded::is(&e) => {
 ///         stream.write_all(b"error: line too long\n")?;
 ///         return Ok(());
@@ -36,9 +37,12 @@ pub struct LimitExceeded {
 impl LimitExceeded {
     /// True if `error` was caused by a [`LimitExceeded`].
     pub fn is(error: &io::Error) -> bool {
-        error
-            .get_ref()
-            .is_some_and(|inner| inner.is::<LimitExceeded>())
+        LimitExceeded::from_error(error).is_some()
+    }
+
+    /// The [`LimitExceeded`] inside `error`, if it was caused by one.
+    pub fn from_error(error: &io::Error) -> Option<LimitExceeded> {
+        error.get_ref()?.downcast_ref::<LimitExceeded>().copied()
     }
 
     fn into_io(self) -> io::Error {
@@ -60,7 +64,7 @@ impl StdError for LimitExceeded {}
 
 // Reading and writing lines and frames.
 impl Stream {
-    /// Reads one line, up to and including its `\n`, as UTF-8 text.
+    /// Reads the next line, up to and including its `\n`, as UTF-8 text.
     ///
     /// Returns `None` at end of input. A last line without a newline is
     /// returned as it is, like Python's `readline`.
@@ -70,14 +74,12 @@ impl Stream {
     /// [`Stream::max_line_len`]; `InvalidData` for a line that is not UTF-8
     /// (use [`Stream::read_line_into`] for bytes); `TimedOut` when the read
     /// timeout passes with no data; any error of the socket.
-    pub fn read_line(&mut self) -> io::Result<Option<String>> {
+    pub fn next_line(&mut self) -> io::Result<Option<String>> {
         let mut line = Vec::new();
         if self.read_line_into(&mut line)? == 0 {
             return Ok(None);
         }
-        String::from_utf8(line)
-            .map(Some)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "line is not valid UTF-8"))
+        String::from_utf8(line).map(Some).map_err(|_| not_utf8())
     }
 
     /// Reads one line, up to and including its `\n`, appending the bytes to
@@ -85,10 +87,10 @@ impl Stream {
     /// Reusing one `Vec` across calls reads lines without allocating.
     ///
     /// # Errors
-    /// As [`Stream::read_line`], except that any bytes are accepted.
+    /// As [`Stream::next_line`], except that any bytes are accepted.
     pub fn read_line_into(&mut self, line: &mut Vec<u8>) -> io::Result<usize> {
         let max = self.max_line;
-        self.read_until_limited(b'\n', line, max, "line")
+        self.read_delimited(b'\n', line, max)
     }
 
     /// Reads up to and including `delimiter`, appending to `buf`, but no
@@ -99,33 +101,43 @@ impl Stream {
     /// # Errors
     /// `InvalidData` with a [`LimitExceeded`] inside if `max` bytes pass
     /// without the delimiter; `TimedOut`, or any error of the socket.
-    pub fn read_until(
+    pub fn read_until_limited(
         &mut self,
         delimiter: u8,
         buf: &mut Vec<u8>,
         max: usize,
     ) -> io::Result<usize> {
-        self.read_until_limited(delimiter, buf, max, "line")
+        self.read_delimited(delimiter, buf, max)
     }
 
-    fn read_until_limited(
+    /// [`BufRead::read_line`](std::io::BufRead::read_line) for [`Stream`]: within the line limit, like
+    /// every way of reading a line here.
+    pub(super) fn read_line_string(&mut self, buf: &mut String) -> io::Result<usize> {
+        let mut line = Vec::new();
+        let n = self.read_line_into(&mut line)?;
+        // As std's: on bytes that are not UTF-8, `buf` is left as it was.
+        buf.push_str(&String::from_utf8(line).map_err(|_| not_utf8())?);
+        Ok(n)
+    }
+
+    /// Reads a line (ended by `delimiter`) of at most `max` bytes, on the
+    /// message clock.
+    pub(super) fn read_delimited(
         &mut self,
         delimiter: u8,
         buf: &mut Vec<u8>,
         max: usize,
-        what: &'static str,
     ) -> io::Result<usize> {
-        let result = self.read_until_unclocked(delimiter, buf, max, what);
+        let result = self.read_delimited_unclocked(delimiter, buf, max);
         self.clock.message_ended();
         result
     }
 
-    fn read_until_unclocked(
+    fn read_delimited_unclocked(
         &mut self,
         delimiter: u8,
         buf: &mut Vec<u8>,
         max: usize,
-        what: &'static str,
     ) -> io::Result<usize> {
         let mut taken = 0;
         loop {
@@ -138,7 +150,11 @@ impl Stream {
                 // Drop what was read of the over-long line so that memory
                 // stays bounded whatever the caller does next.
                 self.rpos = self.rend;
-                return Err(LimitExceeded { what, limit: max }.into_io());
+                return Err(LimitExceeded {
+                    what: "line",
+                    limit: max,
+                }
+                .into_io());
             }
             buf.extend_from_slice(&available[..chunk_len]);
             self.rpos += chunk_len;
@@ -147,7 +163,7 @@ impl Stream {
                 return Ok(taken);
             }
             if taken > 0 {
-                self.clock.message_begun(what);
+                self.clock.message_begun("line");
             }
             if self.fill()? == 0 {
                 return Ok(taken);
@@ -246,4 +262,8 @@ impl Stream {
         self.write_all(&len.to_be_bytes())?;
         self.write_all(payload)
     }
+}
+
+fn not_utf8() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "line is not valid UTF-8")
 }

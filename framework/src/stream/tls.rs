@@ -54,7 +54,7 @@ impl Stream {
     /// every read and write goes through TLS.
     ///
     /// Also makes a TLS server stream of any connected socket, such as an
-    /// FTPS data connection: `Stream::from(tcp)`, its timeouts, then
+    /// FTPS data connection: `Stream::try_from(tcp)`, its timeouts, then
     /// `upgrade_tls` with the control connection's configuration (its
     /// session cache is shared, so the data connection can resume the
     /// control connection's session: see [`Stream::tls_handshake_kind`]).

@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::time::Instant;
 
-use socketserver::{Stream, WhenDraining};
+use socketserver::{LimitExceeded, Stream, WhenDraining};
 
 use super::config::MAX_COMMAND_LINE;
 use super::escape::is_unsafe_char;
@@ -31,7 +31,7 @@ pub(crate) enum Line {
     /// The client closed the connection.
     End,
     /// The line is longer than [`MAX_COMMAND_LINE`].
-    TooLong,
+    TooLong(LimitExceeded),
 }
 
 /// What the client asked for during a transfer.
@@ -49,6 +49,12 @@ pub(crate) struct Control {
     pending: Vec<u8>,
     queued: VecDeque<Vec<u8>>,
 }
+
+/// What a command line over [`MAX_COMMAND_LINE`] is.
+const TOO_LONG: LimitExceeded = LimitExceeded {
+    what: "command line",
+    limit: MAX_COMMAND_LINE,
+};
 
 /// Most commands set aside during one transfer; past that the control
 /// connection is not read until the transfer ends.
@@ -78,8 +84,10 @@ impl Control {
         loop {
             match self.take_line() {
                 Some(Ok(line)) => return Ok(Line::Command(line)),
-                Some(Err(())) => return Ok(Line::TooLong),
-                None if self.pending.len() >= MAX_COMMAND_LINE => return Ok(Line::TooLong),
+                Some(Err(())) => return Ok(Line::TooLong(TOO_LONG)),
+                None if self.pending.len() >= MAX_COMMAND_LINE => {
+                    return Ok(Line::TooLong(TOO_LONG))
+                }
                 None => {}
             }
             if !begun && !self.pending.is_empty() {

@@ -93,9 +93,9 @@ use crate::throttle::{self, Throttle};
 
 pub use auth::{parse_user, read_users_file};
 pub use config::{
-    default_max_hashes, parse_port_range, parse_size, HashTransfers, DEFAULT_BANNER,
-    DEFAULT_HASH_MAX_SIZE, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_LIST_ENTRIES, DEFAULT_MAX_PER_IP,
-    DEFAULT_PORT, MAX_COMMAND_LINE,
+    default_max_hashes, parse_port_range, parse_size, HashTransfers, DATA_CONNECT_TIMEOUT,
+    DEFAULT_BANNER, DEFAULT_HASH_MAX_SIZE, DEFAULT_LOGIN_TIMEOUT, DEFAULT_MAX_LIST_ENTRIES,
+    DEFAULT_MAX_PER_IP, DEFAULT_PORT, MAX_COMMAND_LINE,
 };
 pub use hash::{hex, is_md5_hex, Algorithm, Hasher};
 pub use pipeline::Observer;

@@ -27,7 +27,7 @@ use nix::errno::Errno;
 use nix::fcntl::{openat, renameat, AtFlags, OFlag, AT_FDCWD};
 use nix::sys::stat::Mode;
 use nix::unistd::{linkat, unlinkat, UnlinkatFlags};
-use socketserver::describe;
+use socketserver::error::describe;
 
 use super::data;
 use super::entry::Entry;

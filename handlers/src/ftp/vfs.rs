@@ -83,7 +83,7 @@ impl PathError {
             PathError::BadName => "Invalid character in file name.".to_string(),
             PathError::NotFound => "No such file or directory.".to_string(),
             PathError::Denied => "Permission denied.".to_string(),
-            PathError::Io(e) => format!("{}.", socketserver::describe(e)),
+            PathError::Io(e) => format!("{}.", socketserver::error::describe(e)),
         }
     }
 }

@@ -5,7 +5,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use socketserver::describe;
+use socketserver::error::describe;
 
 use super::protocol::Status;
 use super::{strip_word, Reply, Session};

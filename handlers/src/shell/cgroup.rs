@@ -114,7 +114,7 @@ fn probe() -> Result<PathBuf, String> {
         format!(
             "cannot make a cgroup in {}: {}",
             base.display(),
-            socketserver::describe(&e)
+            socketserver::error::describe(&e)
         )
     })?;
     if !probe.dir.join("cgroup.freeze").exists() {
@@ -129,7 +129,7 @@ fn probe() -> Result<PathBuf, String> {
         .stderr(Stdio::null());
     environment::clean(&mut enter, Path::new("/"));
     let entered = enter.status().map(|s| s.success());
-    if entered.map_err(|e| format!("cannot run sh: {}", socketserver::describe(&e)))? {
+    if entered.map_err(|e| format!("cannot run sh: {}", socketserver::error::describe(&e)))? {
         Ok(base)
     } else {
         Err(format!(
@@ -334,7 +334,7 @@ impl Drop for CommandCgroup {
                 log::warn!(
                     "cannot remove the cgroup {}: {}",
                     self.dir.display(),
-                    socketserver::describe(&e)
+                    socketserver::error::describe(&e)
                 );
             }
         }

@@ -272,7 +272,7 @@ impl Client {
 
 fn read_header_line(stream: &mut Stream) -> io::Result<String> {
     let mut line = Vec::new();
-    stream.read_until(b'\n', &mut line, MAX_HEADER)?;
+    stream.read_until_limited(b'\n', &mut line, MAX_HEADER)?;
     if line.pop() != Some(b'\n') {
         return Err(closed());
     }

@@ -56,7 +56,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use socketserver::{describe, LimitExceeded, RequestHandler, Stream};
+use socketserver::error::describe;
+use socketserver::{LimitExceeded, RequestHandler, Stream};
 
 use crate::throttle::Throttle;
 use cd::parse_cd;
@@ -76,9 +77,6 @@ pub const DEFAULT_PORT: u16 = 9998;
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default output limit of a command: 16 MiB.
 pub const DEFAULT_MAX_OUTPUT: usize = 16 * 1024 * 1024;
-/// The longest command line accepted in line and status modes, newline
-/// included.
-pub const MAX_LINE: usize = 64 * 1024;
 /// The default time a client has to authenticate, when a token is set.
 pub const DEFAULT_LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Failed authentications after which the connection is closed.
@@ -387,7 +385,8 @@ impl RequestHandler for Shell {
     }
 
     fn setup(&mut self, stream: &mut Stream) -> io::Result<()> {
-        stream.set_max_line_len(MAX_LINE);
+        // The protocol's limit, whatever the server's setting.
+        stream.set_max_line_len(socketserver::defaults::MAX_LINE);
         Ok(())
     }
 
@@ -486,15 +485,15 @@ impl Shell {
                 }
                 Mode::Lines | Mode::Status => {
                     line.clear();
-                    match stream.read_line_into(&mut line) {
-                        Ok(_) => {}
-                        Err(e) if LimitExceeded::is(&e) => {
-                            log::warn!("{}: {}; closing", session.peer, e);
-                            let why = format!("error: line longer than {MAX_LINE} bytes\n");
-                            send(stream, mode, &Reply::done(why, Status::Error))?;
-                            return stream.lingering_close(LINGER);
-                        }
-                        Err(e) => return Err(e),
+                    if let Err(e) = stream.read_line_into(&mut line) {
+                        let Some(exceeded) = LimitExceeded::from_error(&e) else {
+                            return Err(e);
+                        };
+                        let why = format!("error: line longer than {} bytes\n", exceeded.limit);
+                        let reply = Reply::done(why, Status::Error);
+                        return stream.close_over_limit(exceeded, |stream| {
+                            send(stream, mode, &reply).map(drop)
+                        });
                     }
                     // A line cut short by the end of input is not run: the
                     // client has gone (see the protocol's notes on FIN).

@@ -74,7 +74,7 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Io(e) => write!(f, "{}", socketserver::describe(e)),
+            Error::Io(e) => write!(f, "{}", socketserver::error::describe(e)),
             Error::Refused { command, reply } => write!(f, "{command}: {reply}"),
             Error::Protocol(what) => write!(f, "not an FTP server? {what}"),
         }

@@ -2,7 +2,8 @@
 
 use std::io;
 
-use socketserver::{describe, Stream};
+use socketserver::error::describe;
+use socketserver::Stream;
 
 use crate::ftp::control::{printable, reply};
 use crate::ftp::entry::Entry;

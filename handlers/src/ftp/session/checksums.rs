@@ -4,7 +4,8 @@
 use std::io;
 use std::time::SystemTime;
 
-use socketserver::{describe, Stream};
+use socketserver::error::describe;
+use socketserver::Stream;
 
 use crate::ftp::control::{printable, reply, reply_lines};
 use crate::ftp::hash::{is_md5_hex, Algorithm, FileKey, Hasher};

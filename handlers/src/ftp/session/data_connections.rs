@@ -5,7 +5,8 @@ use std::io;
 use std::net::{IpAddr, TcpStream};
 use std::time::Instant;
 
-use socketserver::{describe, Stream};
+use socketserver::error::describe;
+use socketserver::Stream;
 
 use crate::ftp::config::DATA_CONNECT_TIMEOUT;
 use crate::ftp::control::reply;

@@ -36,7 +36,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use socketserver::{describe, Stream};
+use socketserver::error::describe;
+use socketserver::Stream;
 
 use super::auth::Access;
 use super::config::Config;
@@ -48,8 +49,8 @@ use super::listing::Facts;
 use super::vfs::{VPath, Vfs};
 use security::{Protection, DATA_VERBS};
 
-/// How long the server goes on reading after refusing an over-long line,
-/// so that its reply is not destroyed by a reset.
+/// How long the server goes on reading after closing on too many failed
+/// logins, so that its reply is not destroyed by a reset.
 const LINGER: Duration = Duration::from_secs(2);
 
 /// Whether the session goes on after a command.
@@ -224,10 +225,10 @@ impl Session<'_> {
                     return Ok(());
                 }
                 Line::End => return Ok(()),
-                Line::TooLong => {
-                    log::warn!("{}: command line too long; closing", self.peer);
-                    reply(stream, 500, "Command line too long.")?;
-                    return stream.lingering_close(LINGER);
+                Line::TooLong(exceeded) => {
+                    return stream.close_over_limit(exceeded, |stream| {
+                        reply(stream, 500, "Command line too long.")
+                    });
                 }
             };
             if self.command(stream, &line)? == Flow::Close {

@@ -22,7 +22,8 @@ use std::io;
 use std::net::TcpStream;
 use std::sync::Arc;
 
-use socketserver::{describe, Stream};
+use socketserver::error::describe;
+use socketserver::Stream;
 
 use crate::ftp::control::reply;
 use crate::ftp::data_conn::{DataConnection, Handshake};

@@ -4,7 +4,8 @@
 use std::io::{self, Seek, SeekFrom};
 use std::time::{Duration, SystemTime};
 
-use socketserver::{describe, Stream};
+use socketserver::error::describe;
+use socketserver::Stream;
 
 use crate::ftp::config::HashTransfers;
 use crate::ftp::control::{printable, reply};
