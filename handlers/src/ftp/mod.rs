@@ -7,7 +7,7 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | `session/` | one session: its state and command loop (`mod.rs`), then a file per kind of verb: `login.rs`, `settings.rs`, `navigation.rs`, `data_connections.rs`, `listings.rs`, `transfers.rs`, `checksums.rs`, `changes.rs` |
+//! | `session/` | one session: its state and command loop (`mod.rs`), the verb table that drives the dispatch, `HELP` and `FEAT` (`verbs.rs`), then a file per kind of verb: `login.rs`, `settings.rs`, `navigation.rs`, `data_connections.rs`, `listings.rs`, `transfers.rs`, `checksums.rs`, `changes.rs`, `security.rs` |
 //! | `control.rs` | command lines in (length cap, Telnet commands), replies out |
 //! | `vfs.rs` | path confinement: the virtual tree, clamped at `/`, opened beneath the root; what anonymous users may read |
 //! | `root.rs` | the root's descriptor, opened once; `openat2(RESOLVE_BENEATH)` or an `O_NOFOLLOW` walk |
@@ -348,7 +348,7 @@ impl Ftp {
 
 impl RequestHandler for Ftp {
     fn handle(&mut self, stream: &mut Stream) -> io::Result<()> {
-        session::run(&self.config, &self.digests, stream)
+        session::run(Arc::clone(&self.config), Arc::clone(&self.digests), stream)
     }
 
     fn refuse(&mut self, stream: &mut Stream, why: Refusal) -> io::Result<()> {
