@@ -17,6 +17,7 @@
 //! | `kept.rs` | the kept part of a resume: copied by the kernel beside the transfer |
 //! | `sweep.rs` | at start: named upload temp files a crash left |
 //! | `data.rs` | data connections: passive and active, tied to the control peer |
+//! | `data_address.rs` | a data connection's address as `PORT`, `EPRT`, `227` and `229` write it: read and written by the server and the client |
 //! | `data_conn.rs` | a data connection as the transfer drives it: clear, or TLS (`PROT P`), non-blocking |
 //! | `ascii.rs` | `TYPE A`: line ends converted chunk by chunk |
 //! | `transfer.rs` | copying with the control connection watched; the observer (hashing) hook; `sendfile(2)` |
@@ -65,6 +66,7 @@ pub mod client;
 mod config;
 mod control;
 mod data;
+mod data_address;
 mod data_conn;
 mod entry;
 mod escape;

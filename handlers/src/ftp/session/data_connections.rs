@@ -10,6 +10,7 @@ use socketserver::{describe, Stream};
 use crate::ftp::config::DATA_CONNECT_TIMEOUT;
 use crate::ftp::control::reply;
 use crate::ftp::data::{self, canonical, DataPlan};
+use crate::ftp::data_address;
 use crate::ftp::data_conn::DataConnection;
 
 use crate::ftp::transfer::{Transfer, Watch};
@@ -27,7 +28,7 @@ impl Session {
             return answer(stream, 522, "PASV works over IPv4 only: use EPSV.");
         };
         match self.listen() {
-            Ok(port) => answer(stream, 227, &data::pasv_text(ip, port)),
+            Ok(port) => answer(stream, 227, &data_address::pasv_text(ip, port)),
             Err(e) => answer(stream, 425, &format!("Cannot listen: {}.", describe(&e))),
         }
     }
@@ -55,11 +56,7 @@ impl Session {
             _ => return answer(stream, 501, "EPSV takes 1, 2 or ALL."),
         }
         match self.listen() {
-            Ok(port) => answer(
-                stream,
-                229,
-                &format!("Entering Extended Passive Mode (|||{port}|)"),
-            ),
+            Ok(port) => answer(stream, 229, &data_address::epsv_text(port)),
             Err(e) => answer(stream, 425, &format!("Cannot listen: {}.", describe(&e))),
         }
     }
@@ -86,9 +83,9 @@ impl Session {
         let extended = command.verb == "EPRT";
         let arg = String::from_utf8_lossy(command.arg);
         let parsed = if extended {
-            data::parse_eprt(&arg)
+            data_address::parse_eprt(&arg)
         } else {
-            data::parse_port(&arg)
+            data_address::parse_port(&arg)
         };
         let Some(addr) = parsed else {
             return if extended
