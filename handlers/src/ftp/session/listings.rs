@@ -5,7 +5,7 @@ use std::io;
 
 use socketserver::Stream;
 
-use crate::ftp::control::{printable, reply_lines};
+use crate::ftp::control::{printable, reply_lines, MultiLineReply};
 use crate::ftp::listing::{self, Format, Source};
 use crate::ftp::pipeline::{NoObserver, Pipeline};
 use crate::ftp::vfs::{PathError, VPath};
@@ -120,13 +120,13 @@ impl Session {
             },
         );
         let first = format!("Status of {}:", printable(&path.to_bytes()));
-        stream.write_all(format!("213-{}\r\n", printable(first.as_bytes())).as_bytes())?;
+        let mut reply = MultiLineReply::begin(stream, 213, &first)?;
         while let Some(line) = lines.next_line() {
-            let line = &line[..line.len() - 2];
-            stream.write_all(format!(" {}\r\n", printable(line)).as_bytes())?;
+            reply.line(&line[..line.len() - 2])?;
         }
         self.warn_truncated(&path, &lines);
-        answer(stream, 213, "End of status")
+        reply.end("End of status")?;
+        Ok(Flow::Continue)
     }
 
     /// Logs a listing cut at `--max-list-entries`.
