@@ -66,7 +66,7 @@ impl Session {
                     log::info!(
                         "{} user={} {verb} {}",
                         self.peer,
-                        self.login.as_ref().map_or("-", |l| l.name.as_str()),
+                        self.user_in_logs(),
                         printable(&path.to_bytes())
                     );
                 }

@@ -132,7 +132,7 @@ impl Session {
         log::info!(
             "hash {} user={} {verb} {} bytes={} seconds={:.3} {}={} result={result}",
             self.peer,
-            self.login.as_ref().map_or("-", |l| l.name.as_str()),
+            self.user_in_logs(),
             printable(&path.to_bytes()),
             report.bytes,
             report.elapsed.as_secs_f64(),

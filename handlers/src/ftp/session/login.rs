@@ -87,6 +87,12 @@ impl Session {
         stream.set_read_timeout(self.idle)
     }
 
+    /// Who is logged in, as the log lines of changes, transfers and hashes
+    /// say it: `-` for no one.
+    pub(super) fn user_in_logs(&self) -> &str {
+        self.login.as_ref().map_or("-", |l| l.name.as_str())
+    }
+
     pub(super) fn writable(&self) -> bool {
         self.login
             .as_ref()

@@ -287,7 +287,7 @@ impl Session {
         let line = format!(
             "{} user={} {verb} {} bytes={} seconds={:.3} md5={} result={result}",
             self.peer,
-            self.login.as_ref().map_or("-", |l| l.name.as_str()),
+            self.user_in_logs(),
             printable(&path.to_bytes()),
             outcome.bytes,
             outcome.elapsed.as_secs_f64(),
