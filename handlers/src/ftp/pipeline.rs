@@ -147,7 +147,8 @@ impl<O: Observer> Pipeline<O> {
         let mut buf = self.take();
         let want = usize::try_from(limit).map_or(buf.len(), |limit| limit.min(buf.len()));
         let read = read_full(source, &mut buf[..want]);
-        self.give(buf, 0, *read.as_ref().unwrap_or(&0));
+        let seen = read.as_ref().map_or(0, |&n| n);
+        self.give(buf, 0, seen);
         read
     }
 
