@@ -68,10 +68,18 @@ pub fn with_default_port(addr: &str, port: u16) -> String {
     }
 }
 
+/// The address `--bind` serves that other machines can reach (the first
+/// it resolves to that is not loopback), if any: what the handlers'
+/// safety checks ask before serving without a login, a token or TLS.
+pub fn exposed(cli: &Cli) -> Option<std::net::SocketAddr> {
+    let bind = cli.bind.as_deref()?;
+    non_loopback(bind, cli.handler.default_port())
+}
+
 /// The first address `bind` resolves to that is not loopback, if any, with
 /// the port the handler would listen on. Unix sockets are local; an address
 /// that does not resolve is left for the bind to report.
-pub fn non_loopback(bind: &str, default_port: u16) -> Option<std::net::SocketAddr> {
+fn non_loopback(bind: &str, default_port: u16) -> Option<std::net::SocketAddr> {
     use std::net::ToSocketAddrs;
     if bind.starts_with("unix:") {
         return None;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use socketserver::tls::rustls::ServerConfig;
 use socketserver_handlers::ftp::{self, Ftp};
 
-use crate::address::non_loopback;
+use crate::address::exposed;
 use crate::cli::Cli;
 use crate::secret_files::warn_if_readable_by_others;
 
@@ -41,11 +41,7 @@ pub fn ftp_handler(cli: &Cli, tls: Option<Arc<ServerConfig>>) -> Result<Ftp, (u8
     }
     let mut anonymous = options.anonymous;
     if users.is_empty() && !anonymous {
-        if let Some(exposed) = cli
-            .bind
-            .as_deref()
-            .and_then(|b| non_loopback(b, cli.handler.default_port()))
-        {
+        if let Some(exposed) = exposed(cli) {
             return Err((
                 2,
                 format!(
@@ -98,11 +94,7 @@ fn ftps(cli: &Cli, ftp: Ftp, tls: Option<Arc<ServerConfig>>) -> Ftp {
     let Some(config) = tls else {
         return ftp;
     };
-    let exposed = cli
-        .bind
-        .as_deref()
-        .and_then(|b| non_loopback(b, cli.handler.default_port()))
-        .is_some();
+    let exposed = exposed(cli).is_some();
     let required = cli.ftp.tls_required.unwrap_or(exposed);
     if required {
         log::info!("ftp: TLS required (no login before AUTH TLS, no transfer before PROT P)");

@@ -37,7 +37,7 @@ use socketserver_handlers::echo::Echo;
 use socketserver_handlers::shell::token_file::TokenFile;
 use socketserver_handlers::{ftp, shell};
 
-use crate::address::{datagram_builder, non_loopback, stream_builder};
+use crate::address::{datagram_builder, exposed, stream_builder};
 use crate::cli::{Cli, HandlerKind, Mode};
 use crate::ftp_handler::ftp_handler;
 use crate::shell_handler::shell_handler;
@@ -87,10 +87,7 @@ fn main() -> ExitCode {
         }
         HandlerKind::Shell => match shell_handler(&cli) {
             Ok((shell, generated)) => {
-                let exposed = cli
-                    .bind
-                    .as_deref()
-                    .and_then(|b| non_loopback(b, shell::DEFAULT_PORT));
+                let exposed = exposed(&cli);
                 if let (Some(exposed), None) = (exposed, &tls) {
                     log::warn!(
                         "shell on {exposed} without TLS: the token and every command travel \

@@ -3,7 +3,7 @@
 use socketserver_handlers::shell::token_file;
 use socketserver_handlers::shell::{self, Shell};
 
-use crate::address::non_loopback;
+use crate::address::exposed;
 use crate::cli::Cli;
 use crate::secret_files::warn_if_readable_by_others;
 
@@ -42,11 +42,7 @@ pub fn shell_handler(cli: &Cli) -> Result<(Shell, Option<String>), (u8, String)>
         }
     }
     if options.no_token {
-        if let Some(exposed) = cli
-            .bind
-            .as_deref()
-            .and_then(|b| non_loopback(b, cli.handler.default_port()))
-        {
+        if let Some(exposed) = exposed(cli) {
             return Err((
                 2,
                 format!(

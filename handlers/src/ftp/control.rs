@@ -227,14 +227,40 @@ pub(crate) fn reply_lines(
     lines: &[String],
     last: &str,
 ) -> io::Result<()> {
-    let mut out = format!("{code}-{}\r\n", printable(first.as_bytes()));
+    let mut reply = MultiLineReply::begin(stream, code, first)?;
     for line in lines {
-        out.push(' ');
-        out.push_str(&printable(line.as_bytes()));
-        out.push_str("\r\n");
+        reply.line(line.as_bytes())?;
     }
-    out.push_str(&format!("{code} {}\r\n", printable(last.as_bytes())));
-    stream.write_all(out.as_bytes())
+    reply.end(last)
+}
+
+/// A multi-line reply written a line at a time, as [`reply_lines`] lays
+/// it out: one whose lines are made as it goes (`STAT`'s listing of a
+/// folder) is never held whole.
+pub(crate) struct MultiLineReply<'s> {
+    stream: &'s mut Stream,
+    code: u16,
+}
+
+impl<'s> MultiLineReply<'s> {
+    /// Writes the first line, `CODE-FIRST`.
+    pub(crate) fn begin(stream: &'s mut Stream, code: u16, first: &str) -> io::Result<Self> {
+        stream.write_all(format!("{code}-{}\r\n", printable(first.as_bytes())).as_bytes())?;
+        Ok(MultiLineReply { stream, code })
+    }
+
+    /// Writes a line of the middle, escaped, after one space.
+    pub(crate) fn line(&mut self, line: &[u8]) -> io::Result<()> {
+        self.stream
+            .write_all(format!(" {}\r\n", printable(line)).as_bytes())
+    }
+
+    /// Writes the last line, `CODE LAST`.
+    pub(crate) fn end(self, last: &str) -> io::Result<()> {
+        let code = self.code;
+        self.stream
+            .write_all(format!("{code} {}\r\n", printable(last.as_bytes())).as_bytes())
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::ops::RangeInclusive;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
@@ -111,48 +111,6 @@ pub(crate) fn passive_listener(
     Err(last.unwrap_or_else(|| io::Error::other("no passive port")))
 }
 
-/// The text of a `227` reply for a listener on `ip:port`.
-pub(crate) fn pasv_text(ip: Ipv4Addr, port: u16) -> String {
-    let [a, b, c, d] = ip.octets();
-    format!(
-        "Entering Passive Mode ({a},{b},{c},{d},{},{}).",
-        port >> 8,
-        port & 0xff
-    )
-}
-
-/// Parses `PORT h1,h2,h3,h4,p1,p2`.
-pub(crate) fn parse_port(arg: &str) -> Option<SocketAddr> {
-    let numbers: Vec<u8> = arg
-        .trim()
-        .split(',')
-        .map(|n| n.trim().parse::<u8>())
-        .collect::<Result<_, _>>()
-        .ok()?;
-    let [a, b, c, d, p1, p2] = numbers[..] else {
-        return None;
-    };
-    let port = u16::from(p1) << 8 | u16::from(p2);
-    Some(SocketAddr::new(Ipv4Addr::new(a, b, c, d).into(), port))
-}
-
-/// Parses `EPRT |1|132.235.1.2|6275|` or `EPRT |2|::1|5282|` (any
-/// delimiter, RFC 2428).
-pub(crate) fn parse_eprt(arg: &str) -> Option<SocketAddr> {
-    let arg = arg.trim();
-    let delimiter = arg.chars().next()?;
-    let parts: Vec<&str> = arg.split(delimiter).collect();
-    let ["", family, host, port, ""] = parts[..] else {
-        return None;
-    };
-    let ip: IpAddr = match family {
-        "1" => IpAddr::V4(host.parse().ok()?),
-        "2" => IpAddr::V6(host.parse().ok()?),
-        _ => return None,
-    };
-    Some(SocketAddr::new(ip, port.parse().ok()?))
-}
-
 /// Why an active-mode address was refused (the reply's code and text),
 /// or `None` if it is allowed. `allow_loopback`: a control peer on a
 /// loopback address may use active mode (see the module's docs).
@@ -240,33 +198,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn port_and_eprt_arguments() {
-        assert_eq!(
-            parse_port("127,0,0,1,200,10"),
-            Some("127.0.0.1:51210".parse().unwrap())
-        );
-        assert_eq!(parse_port("127,0,0,1,200"), None);
-        assert_eq!(parse_port("127,0,0,1,256,1"), None);
-        assert_eq!(parse_port("a,b,c,d,e,f"), None);
-        assert_eq!(
-            parse_eprt("|1|132.235.1.2|6275|"),
-            Some("132.235.1.2:6275".parse().unwrap())
-        );
-        assert_eq!(
-            parse_eprt("|2|::1|5282|"),
-            Some("[::1]:5282".parse().unwrap())
-        );
-        assert_eq!(
-            parse_eprt("!2!::1!5282!"),
-            Some("[::1]:5282".parse().unwrap())
-        );
-        assert_eq!(parse_eprt("|3|x|1|"), None);
-        assert_eq!(parse_eprt("|1|::1|1|"), None);
-        assert_eq!(parse_eprt("|1|1.2.3.4|1"), None);
-        assert_eq!(parse_eprt(""), None);
-    }
-
-    #[test]
     fn passive_listeners_expire() {
         let listener = passive_listener("127.0.0.1".parse().unwrap(), None).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -284,14 +215,6 @@ mod tests {
         assert!(plan.passive_left().is_none());
         // Closed: the port refuses connections.
         assert!(TcpStream::connect(addr).is_err());
-    }
-
-    #[test]
-    fn pasv_reply_text() {
-        assert_eq!(
-            pasv_text(Ipv4Addr::new(127, 0, 0, 1), 51210),
-            "Entering Passive Mode (127,0,0,1,200,10)."
-        );
     }
 
     #[test]

@@ -16,7 +16,7 @@
 //! copied before the transfer and read back ([`observe_kept`]).
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -139,34 +139,16 @@ impl Drop for KeptCopy {
 
 /// Shows the first `len` bytes of the temp file to `pipe`'s observer
 /// (the kept part of a resumed upload, when its MD5 must be the whole
-/// stored file's).
+/// stored file's). Leaves the file's position at `len`, where the new
+/// bytes go.
 pub(crate) fn observe_kept<O: Observer>(
-    temp: &File,
+    mut temp: &File,
     len: u64,
     pipe: &mut Pipeline<O>,
 ) -> io::Result<()> {
-    let mut at = 0u64;
-    while at < len {
-        let mut buf = pipe.take();
-        let want = buf
-            .len()
-            .min(usize::try_from(len - at).unwrap_or(usize::MAX));
-        let n = match temp.read_at(&mut buf[..want], at) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                pipe.give(buf, 0, 0);
-                continue;
-            }
-            Err(e) => {
-                pipe.give(buf, 0, 0);
-                return Err(e);
-            }
-        };
-        pipe.give(buf, 0, n);
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        at += n as u64;
+    temp.seek(SeekFrom::Start(0))?;
+    if pipe.feed(&mut temp, len)? < len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
     }
     Ok(())
 }

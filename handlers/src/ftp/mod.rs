@@ -7,7 +7,7 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | `session/` | one session: its state and command loop (`mod.rs`), then a file per kind of verb: `login.rs`, `settings.rs`, `navigation.rs`, `data_connections.rs`, `listings.rs`, `transfers.rs`, `checksums.rs`, `changes.rs` |
+//! | `session/` | one session: its state and command loop (`mod.rs`), the verb table that drives the dispatch, `HELP` and `FEAT` (`verbs.rs`), then a file per kind of verb: `login.rs`, `settings.rs`, `navigation.rs`, `data_connections.rs`, `listings.rs`, `transfers.rs`, `checksums.rs`, `changes.rs`, `security.rs` |
 //! | `control.rs` | command lines in (length cap, Telnet commands), replies out |
 //! | `vfs.rs` | path confinement: the virtual tree, clamped at `/`, opened beneath the root; what anonymous users may read |
 //! | `root.rs` | the root's descriptor, opened once; `openat2(RESOLVE_BENEATH)` or an `O_NOFOLLOW` walk |
@@ -17,6 +17,7 @@
 //! | `kept.rs` | the kept part of a resume: copied by the kernel beside the transfer |
 //! | `sweep.rs` | at start: named upload temp files a crash left |
 //! | `data.rs` | data connections: passive and active, tied to the control peer |
+//! | `data_address.rs` | a data connection's address as `PORT`, `EPRT`, `227` and `229` write it: read and written by the server and the client |
 //! | `data_conn.rs` | a data connection as the transfer drives it: clear, or TLS (`PROT P`), non-blocking |
 //! | `ascii.rs` | `TYPE A`: line ends converted chunk by chunk |
 //! | `transfer.rs` | copying with the control connection watched; the observer (hashing) hook; `sendfile(2)` |
@@ -65,6 +66,7 @@ pub mod client;
 mod config;
 mod control;
 mod data;
+mod data_address;
 mod data_conn;
 mod entry;
 mod escape;
@@ -348,7 +350,7 @@ impl Ftp {
 
 impl RequestHandler for Ftp {
     fn handle(&mut self, stream: &mut Stream) -> io::Result<()> {
-        session::run(&self.config, &self.digests, stream)
+        session::run(Arc::clone(&self.config), Arc::clone(&self.digests), stream)
     }
 
     fn refuse(&mut self, stream: &mut Stream, why: Refusal) -> io::Result<()> {

@@ -7,6 +7,7 @@
 //! copy runs on one core and the hash on another, so a hashed transfer
 //! goes as fast as the slower of the two.
 
+use std::io::{self, Read};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
@@ -135,6 +136,52 @@ impl Observer for NoObserver {
     fn update(&mut self, _: &[u8]) {}
 }
 
+/// Bytes read only to be observed (a file hashed on demand, the part of a
+/// resume that both sides have already): each buffer read is given back
+/// at once.
+impl<O: Observer> Pipeline<O> {
+    /// Reads the next buffer's worth of `source`, at most `limit` bytes,
+    /// and shows it to the observer. Returns how many bytes it read:
+    /// fewer than a buffer (and than `limit`) only at `source`'s end.
+    pub(crate) fn feed_chunk(&mut self, source: &mut dyn Read, limit: u64) -> io::Result<usize> {
+        let mut buf = self.take();
+        let want = usize::try_from(limit).map_or(buf.len(), |limit| limit.min(buf.len()));
+        let read = read_full(source, &mut buf[..want]);
+        let seen = read.as_ref().map_or(0, |&n| n);
+        self.give(buf, 0, seen);
+        read
+    }
+
+    /// Shows the next `len` bytes of `source` (fewer if it ends first) to
+    /// the observer. Returns how many there were.
+    pub(crate) fn feed(&mut self, source: &mut dyn Read, len: u64) -> io::Result<u64> {
+        let mut done = 0u64;
+        while done < len {
+            match self.feed_chunk(source, len - done)? {
+                0 => break,
+                n => done += n as u64,
+            }
+        }
+        Ok(done)
+    }
+}
+
+/// Reads until `buf` is full or `source` ends (a short read is not the
+/// end); an interrupted read is tried again. Returns how many bytes it
+/// read.
+pub(crate) fn read_full(source: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match source.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::hash::Algorithm;
@@ -167,5 +214,23 @@ mod tests {
         let again = pipe.take();
         assert_eq!(again.as_ptr(), ptr);
         assert!(pipe.finish().is_none());
+    }
+
+    #[test]
+    fn feeding_stops_at_the_length_or_the_end() {
+        let text = b"wangzy and more";
+        let mut pipe = Pipeline::new(Some(Algorithm::Md5.hasher()));
+        assert_eq!(pipe.feed(&mut &text[..], 6).unwrap(), 6);
+        assert_eq!(
+            pipe.finish().unwrap().hex(),
+            "2ea763badcd027b0087306a3ef3ef95f"
+        );
+        let mut pipe = Pipeline::new(Some(Algorithm::Md5.hasher()));
+        assert_eq!(pipe.feed(&mut &text[..6], u64::MAX).unwrap(), 6);
+        assert_eq!(pipe.feed_chunk(&mut &text[..0], u64::MAX).unwrap(), 0);
+        assert_eq!(
+            pipe.finish().unwrap().hex(),
+            "2ea763badcd027b0087306a3ef3ef95f"
+        );
     }
 }

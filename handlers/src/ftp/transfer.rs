@@ -32,7 +32,7 @@ use super::ascii::{from_crlf, to_crlf};
 use super::control::{reply, Control};
 use super::data_conn::DataConnection;
 use super::kernel_pipe::KernelPipe;
-use super::pipeline::{NoObserver, Observer, Pipeline, CHUNK};
+use super::pipeline::{read_full, NoObserver, Observer, Pipeline, CHUNK};
 
 /// The most one `sendfile(2)` call is asked to move.
 const SENDFILE_CHUNK: usize = 16 * 1024 * 1024;
@@ -134,16 +134,10 @@ pub(crate) fn observe_file<O: Observer>(
     let mut quit = false;
     let mut chunks = 0u32;
     let end = loop {
-        let buf = pipe.take();
-        let mut buf = buf;
-        let n = match read_full(file, &mut buf) {
+        let n = match pipe.feed_chunk(file, u64::MAX) {
             Ok(n) => n,
-            Err(e) => {
-                pipe.give(buf, 0, 0);
-                break End::File(e);
-            }
+            Err(e) => break End::File(e),
         };
-        pipe.give(buf, 0, n);
         bytes += n as u64;
         if n < CHUNK {
             break End::Complete;
@@ -527,18 +521,4 @@ impl Transfer<'_> {
             Err(e) => Err(End::Data(e.into())),
         }
     }
-}
-
-/// Reads until `buf` is full or the source ends.
-fn read_full(source: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match source.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }

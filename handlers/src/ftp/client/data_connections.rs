@@ -3,6 +3,8 @@
 
 use std::net::{SocketAddr, TcpStream};
 
+use crate::ftp::data_address::{parse_epsv, parse_pasv};
+
 use super::control::Reply;
 use super::tls::Data;
 use super::{Client, Error, CONNECT_TIMEOUT};
@@ -60,62 +62,5 @@ impl Client {
                 reply,
             })
         }
-    }
-}
-
-/// The port of `Entering Extended Passive Mode (|||PORT|)`.
-fn parse_epsv(text: &str) -> Option<u16> {
-    let open = text.find('(')?;
-    let inner = &text[open + 1..];
-    let close = inner.find(')')?;
-    let inner = &inner[..close];
-    let delimiter = inner.chars().next()?;
-    let parts: Vec<&str> = inner.split(delimiter).collect();
-    match parts[..] {
-        ["", "", "", port, ""] => port.parse().ok(),
-        _ => None,
-    }
-}
-
-/// The port of `Entering Passive Mode (h1,h2,h3,h4,p1,p2)`.
-fn parse_pasv(text: &str) -> Option<u16> {
-    let start = text.find(|c: char| c.is_ascii_digit())?;
-    let numbers: Vec<u16> = text[start..]
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
-        .take(6)
-        .map(|n| n.parse().ok())
-        .collect::<Option<_>>()?;
-    let [_, _, _, _, high, low] = numbers[..] else {
-        return None;
-    };
-    if high > 255 || low > 255 {
-        return None;
-    }
-    Some(high << 8 | low)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passive_replies() {
-        assert_eq!(
-            parse_epsv("Entering Extended Passive Mode (|||37931|)"),
-            Some(37931)
-        );
-        assert_eq!(parse_epsv("Extended Passive (!!!5282!)"), Some(5282));
-        assert_eq!(parse_epsv("Entering Extended Passive Mode"), None);
-        assert_eq!(
-            parse_pasv("Entering Passive Mode (127,0,0,1,200,10)."),
-            Some(51210)
-        );
-        assert_eq!(
-            parse_pasv("Entering Passive Mode 127,0,0,1,200,10"),
-            Some(51210)
-        );
-        assert_eq!(parse_pasv("Entering Passive Mode (127,0,0,1,200)"), None);
-        assert_eq!(parse_pasv("Entering Passive Mode (1,2,3,4,256,1)"), None);
     }
 }

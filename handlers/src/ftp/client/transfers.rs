@@ -6,7 +6,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::time::{Duration, Instant};
 
 use crate::ftp::hash::{Algorithm, Hasher};
-use crate::ftp::pipeline::Pipeline;
+use crate::ftp::pipeline::{read_full, Pipeline};
 
 use super::control::Reply;
 use super::{Client, Error};
@@ -180,7 +180,7 @@ fn hash_kept_part(
 ) -> Result<Pipeline<Hasher>, Error> {
     let mut pipe = Pipeline::new(Some(Algorithm::Md5.hasher()));
     local.seek(SeekFrom::Start(0))?;
-    let had = feed(local, offset, &mut pipe)?;
+    let had = pipe.feed(local, offset)?;
     if had < offset {
         return Err(Error::Io(io::Error::new(
             io::ErrorKind::UnexpectedEof,
@@ -188,31 +188,6 @@ fn hash_kept_part(
         )));
     }
     Ok(pipe)
-}
-
-/// Feeds the first `len` bytes of `file` (from its position) to `pipe`'s
-/// observer. Returns how many there were.
-pub(super) fn feed(file: &mut File, len: u64, pipe: &mut Pipeline<Hasher>) -> io::Result<u64> {
-    let mut done = 0u64;
-    while done < len {
-        let mut buf = pipe.take();
-        let want = buf
-            .len()
-            .min(usize::try_from(len - done).unwrap_or(usize::MAX));
-        let n = match read_retrying(file, &mut buf[..want]) {
-            Ok(n) => n,
-            Err(e) => {
-                pipe.give(buf, 0, 0);
-                return Err(e);
-            }
-        };
-        pipe.give(buf, 0, n);
-        if n == 0 {
-            break;
-        }
-        done += n as u64;
-    }
-    Ok(done)
 }
 
 pub(super) fn finish(pipe: Pipeline<Hasher>) -> String {
@@ -243,7 +218,7 @@ fn copy(
     let mut bytes = 0u64;
     loop {
         let mut buf = pipe.take();
-        let n = match read_retrying(from, &mut buf) {
+        let n = match read_full(from, &mut buf) {
             Ok(n) => n,
             Err(e) => {
                 pipe.give(buf, 0, 0);
@@ -263,20 +238,6 @@ fn copy(
         progress(offset + bytes);
         pace.wait(bytes);
     }
-}
-
-/// Reads until `buf` is full or the input ends.
-fn read_retrying(source: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match source.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// Keeps a transfer at or under a rate: after each chunk, waits until the

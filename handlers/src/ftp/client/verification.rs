@@ -7,7 +7,7 @@ use std::io::{Seek, SeekFrom};
 use crate::ftp::hash::{is_md5_hex, Algorithm};
 use crate::ftp::pipeline::Pipeline;
 
-use super::transfers::{feed, finish, Transferred};
+use super::transfers::{finish, Transferred};
 use super::{Client, Error};
 
 /// How a transfer's MD5 compares with the server's.
@@ -104,7 +104,7 @@ impl Client {
     pub fn check_file(&mut self, local: &mut File, remote: &str) -> Result<Check, Error> {
         let mut pipe = Pipeline::new(Some(Algorithm::Md5.hasher()));
         local.seek(SeekFrom::Start(0))?;
-        feed(local, u64::MAX, &mut pipe)?;
+        pipe.feed(local, u64::MAX)?;
         let md5 = finish(pipe);
         let server = self.remote_md5(remote)?;
         Ok(compare(&md5, server))

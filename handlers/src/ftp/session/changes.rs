@@ -5,25 +5,24 @@ use std::io;
 use socketserver::error::describe;
 use socketserver::Stream;
 
-use crate::ftp::control::{printable, reply};
-use crate::ftp::entry::Entry;
-use crate::ftp::vfs::VPath;
+use crate::ftp::control::printable;
 
-use super::{quote, Session};
+use super::verbs::Command;
+use super::{answer, quote, Flow, Session};
 
-impl Session<'_> {
-    pub(super) fn change(
-        &mut self,
-        stream: &mut Stream,
-        verb: &str,
-        arg: &[u8],
-        rename_from: Option<(Entry, VPath)>,
-    ) -> io::Result<()> {
+impl Session {
+    /// `DELE`, `MKD`, `RMD`, `RNFR`, `RNTO` (and `XMKD`, `XRMD`).
+    pub(super) fn change(&mut self, stream: &mut Stream, command: Command<'_>) -> io::Result<Flow> {
+        let Command {
+            verb,
+            arg,
+            rename_from,
+        } = command;
         if !self.writable() {
-            return reply(stream, 550, "Permission denied.");
+            return answer(stream, 550, "Permission denied.");
         }
         if arg.is_empty() {
-            return reply(stream, 501, &format!("{verb} needs a name."));
+            return answer(stream, 501, &format!("{verb} needs a name."));
         }
         let found = self
             .vfs
@@ -31,11 +30,11 @@ impl Session<'_> {
             .and_then(|path| Ok((self.vfs.entry(&path)?, path)));
         let (entry, path) = match found {
             Ok(found) => found,
-            Err(e) => return reply(stream, 550, &e.message()),
+            Err(e) => return answer(stream, 550, &e.message()),
         };
         let missing = || Err(io::Error::from(io::ErrorKind::NotFound));
         let result = match verb {
-            "DELE" if entry.is_dir() => return reply(stream, 550, "Is a directory: use RMD."),
+            "DELE" if entry.is_dir() => return answer(stream, 550, "Is a directory: use RMD."),
             "DELE" if !entry.exists() => missing(),
             "DELE" => entry
                 .remove_file()
@@ -44,7 +43,7 @@ impl Session<'_> {
                 .make_dir()
                 .map(|()| (257, format!("{} created.", quote(&path.to_bytes())))),
             "RMD" | "XRMD" if !entry.exists() => missing(),
-            "RMD" | "XRMD" if !entry.is_dir() => return reply(stream, 550, "Not a directory."),
+            "RMD" | "XRMD" if !entry.is_dir() => return answer(stream, 550, "Not a directory."),
             "RMD" | "XRMD" => entry
                 .remove_dir()
                 .map(|()| (250, "Remove directory operation successful.".into())),
@@ -56,7 +55,7 @@ impl Session<'_> {
                 Ok((350, "Ready for RNTO.".into()))
             }
             _ => match rename_from {
-                None => return reply(stream, 503, "RNFR required first."),
+                None => return answer(stream, 503, "RNFR required first."),
                 Some((from, _)) => from
                     .rename_to(&entry)
                     .map(|()| (250, "Rename successful.".into())),
@@ -68,13 +67,13 @@ impl Session<'_> {
                     log::info!(
                         "{} user={} {verb} {}",
                         self.peer,
-                        self.login.as_ref().map_or("-", |l| l.name.as_str()),
+                        self.user_in_logs(),
                         printable(&path.to_bytes())
                     );
                 }
-                reply(stream, code, &text)
+                answer(stream, code, &text)
             }
-            Err(e) => reply(stream, 550, &fs_message(&e)),
+            Err(e) => answer(stream, 550, &fs_message(&e)),
         }
     }
 }

@@ -13,11 +13,12 @@ use crate::ftp::pipeline::Pipeline;
 use crate::ftp::transfer::{self, End, Watch};
 
 use super::transfers::{cut_by_server, local_error, CUT};
-use super::{Flow, Session};
+use super::verbs::Command;
+use super::{answer, Flow, Session};
 
-impl Session<'_> {
-    /// `HASH`'s algorithms for FEAT, the selected one starred.
-    pub(super) fn hash_feat(&self) -> String {
+impl Session {
+    /// `HASH`'s line in `FEAT`: the algorithms, the selected one starred.
+    pub(super) fn hash_feature(&self) -> String {
         let names: Vec<String> = Algorithm::ALL
             .iter()
             .map(|&a| {
@@ -25,17 +26,18 @@ impl Session<'_> {
                 format!("{}{star}", a.name())
             })
             .collect();
-        names.join(";")
+        format!("HASH {}", names.join(";"))
     }
 
-    /// A file's digest, from the cache or computed now (with the control
-    /// connection watched, as during a transfer).
-    pub(super) fn hash_cmd(
+    /// `XMD5`, `XSHA1`, `XSHA256` and `HASH`: a file's digest, from the
+    /// cache or computed now (with the control connection watched, as
+    /// during a transfer).
+    pub(super) fn file_digest(
         &mut self,
         stream: &mut Stream,
-        verb: &str,
-        arg: &[u8],
+        command: Command<'_>,
     ) -> io::Result<Flow> {
+        let Command { verb, arg, .. } = command;
         let algorithm = match verb {
             "XMD5" => Algorithm::Md5,
             "XSHA1" => Algorithm::Sha1,
@@ -43,8 +45,7 @@ impl Session<'_> {
             _ => self.hash,
         };
         if arg.is_empty() {
-            reply(stream, 501, &format!("{verb} needs a file name."))?;
-            return Ok(Flow::Continue);
+            return answer(stream, 501, &format!("{verb} needs a file name."));
         }
         let found = self.vfs.resolve(arg).and_then(|path| {
             let meta = self.vfs.metadata(&path)?;
@@ -52,29 +53,21 @@ impl Session<'_> {
         });
         let (path, meta) = match found {
             Ok(found) => found,
-            Err(e) => {
-                reply(stream, 550, &e.message())?;
-                return Ok(Flow::Continue);
-            }
+            Err(e) => return answer(stream, 550, &e.message()),
         };
         if meta.is_dir() {
-            reply(stream, 553, "Is a directory: only files have a hash.")?;
-            return Ok(Flow::Continue);
+            return answer(stream, 553, "Is a directory: only files have a hash.");
         }
         if !meta.is_file() {
-            reply(stream, 553, "Not a regular file.")?;
-            return Ok(Flow::Continue);
+            return answer(stream, 553, "Not a regular file.");
         }
         let (mut file, meta) = match self.vfs.open_file(&path) {
             Ok(opened) => opened,
-            Err(e) => {
-                reply(stream, 550, &e.message())?;
-                return Ok(Flow::Continue);
-            }
+            Err(e) => return answer(stream, 550, &e.message()),
         };
         let key = FileKey::of(&meta);
         let size = meta.len();
-        let answer = |stream: &mut Stream, hex: &str| match verb {
+        let give_digest = |stream: &mut Stream, hex: &str| match verb {
             "HASH" => {
                 let text = format!("{} 0-{size} {hex} {}", algorithm.name(), printable(arg));
                 reply(stream, 213, &text)
@@ -82,23 +75,21 @@ impl Session<'_> {
             _ => reply(stream, 250, hex),
         };
         if let Some(hex) = self.digests.get(&key, algorithm) {
-            answer(stream, &hex)?;
+            give_digest(stream, &hex)?;
             return Ok(Flow::Continue);
         }
         if let Some(max) = self.config.hash_max_size.filter(|&max| size > max) {
             let text =
                 format!("File too large to hash on demand ({size} bytes; the limit is {max}).");
-            reply(stream, 550, &text)?;
-            return Ok(Flow::Continue);
+            return answer(stream, 550, &text);
         }
         let Some(permit) = self.digests.permit(self.config.max_hashes) else {
             log::warn!("{}: {verb} refused: too many hashes running", self.peer);
-            reply(
+            return answer(
                 stream,
                 450,
                 "Too many hash computations running; try again later.",
-            )?;
-            return Ok(Flow::Continue);
+            );
         };
         stream.flush()?;
         let started = SystemTime::now();
@@ -115,7 +106,7 @@ impl Session<'_> {
         let result = match (&report.end, unchanged, &hex) {
             (End::Complete, true, Some(hex)) => {
                 self.digests.put(key, algorithm, hex, started);
-                answer(stream, hex)?;
+                give_digest(stream, hex)?;
                 "ok".to_string()
             }
             (End::Complete, _, _) => {
@@ -142,7 +133,7 @@ impl Session<'_> {
         log::info!(
             "hash {} user={} {verb} {} bytes={} seconds={:.3} {}={} result={result}",
             self.peer,
-            self.login.as_ref().map_or("-", |l| l.name.as_str()),
+            self.user_in_logs(),
             printable(&path.to_bytes()),
             report.bytes,
             report.elapsed.as_secs_f64(),
@@ -159,14 +150,14 @@ impl Session<'_> {
         Ok(Flow::Continue)
     }
 
-    pub(super) fn site(&mut self, stream: &mut Stream, arg: &[u8]) -> io::Result<()> {
-        let arg = String::from_utf8_lossy(arg);
-        let (command, value) = arg.trim().split_once(' ').unwrap_or((arg.trim(), ""));
-        match command.to_ascii_uppercase().as_str() {
+    pub(super) fn site(&mut self, stream: &mut Stream, command: Command<'_>) -> io::Result<Flow> {
+        let arg = String::from_utf8_lossy(command.arg);
+        let (site_verb, value) = arg.trim().split_once(' ').unwrap_or((arg.trim(), ""));
+        match site_verb.to_ascii_uppercase().as_str() {
             "CHKHASH" => {
                 let value = value.trim();
                 if !is_md5_hex(value) {
-                    return reply(
+                    return answer(
                         stream,
                         501,
                         "SITE CHKHASH needs an MD5 digest: 32 hexadecimal digits.",
@@ -175,9 +166,10 @@ impl Session<'_> {
                 let md5 = value.to_ascii_lowercase();
                 let text = format!("The next STOR or APPE is kept only if its MD5 is {md5}.");
                 self.check_md5 = Some(md5);
-                reply(stream, 200, &text)
+                answer(stream, 200, &text)
             }
-            "HELP" => reply_lines(
+            "HELP" => {
+                reply_lines(
                 stream,
                 214,
                 "SITE commands:",
@@ -187,8 +179,10 @@ impl Session<'_> {
                     "HELP".to_string(),
                 ],
                 "End",
-            ),
-            _ => reply(stream, 502, "Unknown SITE command: see SITE HELP."),
+                )?;
+                Ok(Flow::Continue)
+            }
+            _ => answer(stream, 502, "Unknown SITE command: see SITE HELP."),
         }
     }
 }

@@ -11,37 +11,39 @@ use socketserver::Stream;
 use crate::ftp::config::DATA_CONNECT_TIMEOUT;
 use crate::ftp::control::reply;
 use crate::ftp::data::{self, canonical, DataPlan};
+use crate::ftp::data_address;
 use crate::ftp::data_conn::DataConnection;
 
-use super::security::Way;
 use crate::ftp::transfer::{Transfer, Watch};
 
-use super::Session;
+use super::security::Way;
+use super::verbs::Command;
+use super::{answer, Flow, Session};
 
-impl Session<'_> {
-    pub(super) fn pasv(&mut self, stream: &mut Stream) -> io::Result<()> {
+impl Session {
+    pub(super) fn pasv(&mut self, stream: &mut Stream, _: Command<'_>) -> io::Result<Flow> {
         if self.epsv_all {
-            return reply(stream, 503, "EPSV ALL was sent: use EPSV.");
+            return answer(stream, 503, "EPSV ALL was sent: use EPSV.");
         }
         let IpAddr::V4(ip) = canonical(self.local.ip()) else {
-            return reply(stream, 522, "PASV works over IPv4 only: use EPSV.");
+            return answer(stream, 522, "PASV works over IPv4 only: use EPSV.");
         };
         match self.listen() {
-            Ok(port) => reply(stream, 227, &data::pasv_text(ip, port)),
-            Err(e) => reply(stream, 425, &format!("Cannot listen: {}.", describe(&e))),
+            Ok(port) => answer(stream, 227, &data_address::pasv_text(ip, port)),
+            Err(e) => answer(stream, 425, &format!("Cannot listen: {}.", describe(&e))),
         }
     }
 
-    pub(super) fn epsv(&mut self, stream: &mut Stream, arg: &[u8]) -> io::Result<()> {
+    pub(super) fn epsv(&mut self, stream: &mut Stream, command: Command<'_>) -> io::Result<Flow> {
         let family = if canonical(self.local.ip()).is_ipv4() {
             b"1"
         } else {
             b"2"
         };
-        match arg.to_ascii_uppercase().as_slice() {
+        match command.arg.to_ascii_uppercase().as_slice() {
             b"ALL" => {
                 self.epsv_all = true;
-                return reply(stream, 200, "EPSV ALL ok.");
+                return answer(stream, 200, "EPSV ALL ok.");
             }
             b"" => {}
             other if other == family => {}
@@ -50,17 +52,13 @@ impl Session<'_> {
                     "Network protocol not supported, use ({})",
                     family[0] as char
                 );
-                return reply(stream, 522, &text);
+                return answer(stream, 522, &text);
             }
-            _ => return reply(stream, 501, "EPSV takes 1, 2 or ALL."),
+            _ => return answer(stream, 501, "EPSV takes 1, 2 or ALL."),
         }
         match self.listen() {
-            Ok(port) => reply(
-                stream,
-                229,
-                &format!("Entering Extended Passive Mode (|||{port}|)"),
-            ),
-            Err(e) => reply(stream, 425, &format!("Cannot listen: {}.", describe(&e))),
+            Ok(port) => answer(stream, 229, &data_address::epsv_text(port)),
+            Err(e) => answer(stream, 425, &format!("Cannot listen: {}.", describe(&e))),
         }
     }
 
@@ -75,23 +73,20 @@ impl Session<'_> {
         Ok(port)
     }
 
-    pub(super) fn active(
-        &mut self,
-        stream: &mut Stream,
-        arg: &[u8],
-        extended: bool,
-    ) -> io::Result<()> {
+    /// `PORT` and `EPRT`, its extended form.
+    pub(super) fn active(&mut self, stream: &mut Stream, command: Command<'_>) -> io::Result<Flow> {
         if !self.config.active {
-            return reply(stream, 502, "Active mode is turned off: use PASV or EPSV.");
+            return answer(stream, 502, "Active mode is turned off: use PASV or EPSV.");
         }
         if self.epsv_all {
-            return reply(stream, 503, "EPSV ALL was sent: use EPSV.");
+            return answer(stream, 503, "EPSV ALL was sent: use EPSV.");
         }
-        let arg = String::from_utf8_lossy(arg);
+        let extended = command.verb == "EPRT";
+        let arg = String::from_utf8_lossy(command.arg);
         let parsed = if extended {
-            data::parse_eprt(&arg)
+            data_address::parse_eprt(&arg)
         } else {
-            data::parse_port(&arg)
+            data_address::parse_port(&arg)
         };
         let Some(addr) = parsed else {
             return if extended
@@ -99,19 +94,22 @@ impl Session<'_> {
                 && !arg.contains("|1|")
                 && !arg.contains("|2|")
             {
-                reply(stream, 522, "Network protocol not supported, use (1,2)")
+                answer(stream, 522, "Network protocol not supported, use (1,2)")
             } else {
-                reply(stream, 501, "Syntax error in the address.")
+                answer(stream, 501, "Syntax error in the address.")
             };
         };
         let allow_loopback = self.config.loopback_active;
         if let Some((code, why)) = data::refuse_active(addr, self.peer.ip(), allow_loopback) {
             log::warn!("{}: refused an active connection to {addr}", self.peer);
-            return reply(stream, code, why);
+            return answer(stream, code, why);
         }
         self.data = DataPlan::Active(addr);
-        let verb = if extended { "EPRT" } else { "PORT" };
-        reply(stream, 200, &format!("{verb} command successful."))
+        answer(
+            stream,
+            200,
+            &format!("{} command successful.", command.verb),
+        )
     }
 
     /// Opens the data connection set up by the last PASV/EPSV/PORT/EPRT,

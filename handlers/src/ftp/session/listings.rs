@@ -5,22 +5,24 @@ use std::io;
 
 use socketserver::Stream;
 
-use crate::ftp::control::{printable, reply, reply_lines};
+use crate::ftp::control::{printable, reply_lines, MultiLineReply};
 use crate::ftp::listing::{self, Format, Source};
 use crate::ftp::pipeline::{NoObserver, Pipeline};
 use crate::ftp::vfs::{PathError, VPath};
 
 use super::security::Way;
 use super::transfers::Outcome;
-use super::{Flow, Session};
+use super::verbs::Command;
+use super::{answer, Flow, Session};
 
-impl Session<'_> {
+impl Session {
+    /// `LIST`, `NLST`, `MLSD`.
     pub(super) fn listing(
         &mut self,
         stream: &mut Stream,
-        verb: &str,
-        arg: &[u8],
+        command: Command<'_>,
     ) -> io::Result<Flow> {
+        let Command { verb, arg, .. } = command;
         let arg = if verb == "MLSD" {
             arg
         } else {
@@ -32,14 +34,10 @@ impl Session<'_> {
             folder: is_folder,
         } = match self.list_target(arg) {
             Ok(found) => found,
-            Err(e) => {
-                reply(stream, 550, &e.message())?;
-                return Ok(Flow::Continue);
-            }
+            Err(e) => return answer(stream, 550, &e.message()),
         };
         if verb == "MLSD" && !is_folder {
-            reply(stream, 501, "MLSD needs a directory: use MLST for a file.")?;
-            return Ok(Flow::Continue);
+            return answer(stream, 501, "MLSD needs a directory: use MLST for a file.");
         }
         let format = match verb {
             "LIST" => Format::Ls {
@@ -95,7 +93,8 @@ impl Session<'_> {
         })
     }
 
-    pub(super) fn stat(&mut self, stream: &mut Stream, arg: &[u8]) -> io::Result<()> {
+    pub(super) fn stat(&mut self, stream: &mut Stream, command: Command<'_>) -> io::Result<Flow> {
+        let arg = command.arg;
         if arg.is_empty() {
             let user = self.login.as_ref().map_or("", |l| l.name.as_str());
             let mut lines = vec![
@@ -105,11 +104,12 @@ impl Session<'_> {
             ];
             lines.extend(self.security_status(stream));
             lines.push("No data connection".to_string());
-            return reply_lines(stream, 211, "FTP server status:", &lines, "End of status");
+            reply_lines(stream, 211, "FTP server status:", &lines, "End of status")?;
+            return Ok(Flow::Continue);
         }
         let Listed { path, source, .. } = match self.list_target(arg) {
             Ok(found) => found,
-            Err(e) => return reply(stream, 550, &e.message()),
+            Err(e) => return answer(stream, 550, &e.message()),
         };
         // Each line goes out as it is made (the stream's buffer sends as
         // it fills): a large folder is never held whole.
@@ -120,13 +120,13 @@ impl Session<'_> {
             },
         );
         let first = format!("Status of {}:", printable(&path.to_bytes()));
-        stream.write_all(format!("213-{}\r\n", printable(first.as_bytes())).as_bytes())?;
+        let mut reply = MultiLineReply::begin(stream, 213, &first)?;
         while let Some(line) = lines.next_line() {
-            let line = &line[..line.len() - 2];
-            stream.write_all(format!(" {}\r\n", printable(line)).as_bytes())?;
+            reply.line(&line[..line.len() - 2])?;
         }
         self.warn_truncated(&path, &lines);
-        reply(stream, 213, "End of status")
+        reply.end("End of status")?;
+        Ok(Flow::Continue)
     }
 
     /// Logs a listing cut at `--max-list-entries`.
@@ -141,8 +141,8 @@ impl Session<'_> {
         }
     }
 
-    pub(super) fn mlst(&mut self, stream: &mut Stream, arg: &[u8]) -> io::Result<()> {
-        let found = self.vfs.resolve(arg).and_then(|path| {
+    pub(super) fn mlst(&mut self, stream: &mut Stream, command: Command<'_>) -> io::Result<Flow> {
+        let found = self.vfs.resolve(command.arg).and_then(|path| {
             let meta = self.vfs.metadata(&path)?;
             Ok((path, meta))
         });
@@ -156,10 +156,16 @@ impl Session<'_> {
                 line.truncate(line.len() - 2);
                 let first = format!("Listing {}", printable(&shown));
                 let line = String::from_utf8_lossy(&line).into_owned();
-                reply_lines(stream, 250, &first, &[line], "End")
+                reply_lines(stream, 250, &first, &[line], "End")?;
+                Ok(Flow::Continue)
             }
-            Err(e) => reply(stream, 550, &e.message()),
+            Err(e) => answer(stream, 550, &e.message()),
         }
+    }
+
+    /// `MLST`'s line in `FEAT`: the facts, those selected starred.
+    pub(super) fn mlst_feature(&self) -> String {
+        format!("MLST {}", self.facts.feat())
     }
 }
 

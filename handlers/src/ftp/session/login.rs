@@ -9,12 +9,14 @@ use crate::ftp::auth::{is_anonymous_name, Access};
 use crate::ftp::config::MAX_LOGIN_FAILURES;
 use crate::ftp::control::{printable, reply};
 
-use super::{Flow, Login, Session, LINGER};
+use super::verbs::Command;
+use super::{answer, Flow, Login, Session, LINGER};
 
-impl Session<'_> {
-    pub(super) fn user_cmd(&mut self, stream: &mut Stream, arg: &[u8]) -> io::Result<()> {
+impl Session {
+    pub(super) fn user(&mut self, stream: &mut Stream, command: Command<'_>) -> io::Result<Flow> {
+        let arg = command.arg;
         if arg.is_empty() {
-            return reply(stream, 501, "USER needs a name.");
+            return answer(stream, 501, "USER needs a name.");
         }
         let name = String::from_utf8_lossy(arg).into_owned();
         if self.login.take().is_some() {
@@ -27,19 +29,18 @@ impl Session<'_> {
             format!("Password required for {}.", printable(arg))
         };
         self.user = Some(name);
-        reply(stream, 331, &text)
+        answer(stream, 331, &text)
     }
 
-    pub(super) fn pass(&mut self, stream: &mut Stream, password: &[u8]) -> io::Result<Flow> {
+    pub(super) fn pass(&mut self, stream: &mut Stream, command: Command<'_>) -> io::Result<Flow> {
+        let password = command.arg;
         let Some(name) = self.user.take() else {
-            reply(stream, 503, "Login with USER first.")?;
-            return Ok(Flow::Continue);
+            return answer(stream, 503, "Login with USER first.");
         };
         if is_anonymous_name(&name) && self.config.anonymous {
             log::info!("{}: anonymous login (read-only)", self.peer);
             self.log_in(stream, "anonymous", Access::ReadOnly)?;
-            reply(stream, 230, "Anonymous access granted: read-only.")?;
-            return Ok(Flow::Continue);
+            return answer(stream, 230, "Anonymous access granted: read-only.");
         }
         // Guessing is slowed per account, per address and server-wide.
         let (throttle, ip) = (&self.config.throttle, Some(self.peer.ip()));
@@ -57,8 +58,7 @@ impl Session<'_> {
             };
             log::info!("{}: {name:?} logged in", self.peer);
             self.log_in(stream, &name, access)?;
-            reply(stream, 230, "Login successful.")?;
-            return Ok(Flow::Continue);
+            return answer(stream, 230, "Login successful.");
         }
         self.failures += 1;
         log::warn!(
@@ -85,6 +85,12 @@ impl Session<'_> {
         // The anonymous user sees only what everyone may read.
         self.vfs.set_world_readable_only(name == "anonymous");
         stream.set_read_timeout(self.idle)
+    }
+
+    /// Who is logged in, as the log lines of changes, transfers and hashes
+    /// say it: `-` for no one.
+    pub(super) fn user_in_logs(&self) -> &str {
+        self.login.as_ref().map_or("-", |l| l.name.as_str())
     }
 
     pub(super) fn writable(&self) -> bool {

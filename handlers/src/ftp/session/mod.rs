@@ -1,19 +1,22 @@
 //! One FTP session: its state and the command loop, which hands each verb
 //! to the file of its kind.
 //!
-//! `docs/protocols.md` lists each verb with its replies; this module is
-//! that table in code, one file per kind of verb, each adding methods to
-//! [`Session`] (so the session's fields stay private to the module):
+//! `docs/protocols.md` lists each verb with its replies; `verbs.rs` is
+//! that list in code: one table of every verb, with when it is allowed and
+//! the method that runs it, from which the dispatch, `HELP` and `FEAT` are
+//! made. The methods live one file per kind of verb, each adding methods
+//! to [`Session`] (so the session's fields stay private to the module):
 //!
 //! | file | verbs |
 //! |---|---|
-//! | `mod.rs` | the session's state, the command loop, the dispatch; the simple verbs (`NOOP`, `PWD`, `REST`, `MODE`...) |
+//! | `mod.rs` | the session's state and the command loop; `QUIT`, `NOOP`, `SYST` |
+//! | `verbs.rs` | the verb table and the dispatch; `HELP`, `FEAT` |
 //! | `login.rs` | `USER`, `PASS`: the throttle, anonymous access |
-//! | `settings.rs` | `FEAT`, `OPTS`, `TYPE` |
-//! | `navigation.rs` | `CWD`, `CDUP`, and the facts of one file: `SIZE`, `MDTM` |
+//! | `settings.rs` | `OPTS`, `TYPE`, `MODE`, `STRU`, `ALLO` |
+//! | `navigation.rs` | `PWD`, `CWD`, `CDUP`, and the facts of one file: `SIZE`, `MDTM` |
 //! | `data_connections.rs` | `PASV`, `EPSV`, `PORT`, `EPRT`; opening the data connection |
 //! | `listings.rs` | `LIST`, `NLST`, `MLSD`, `MLST`, `STAT` |
-//! | `transfers.rs` | `RETR`, `STOR`, `APPE`; the reply and log line ending a transfer |
+//! | `transfers.rs` | `RETR`, `STOR`, `APPE`, `REST`, `ABOR`; the reply and log line ending a transfer |
 //! | `checksums.rs` | `XMD5`, `XSHA1`, `XSHA256`, `HASH`, `SITE CHKHASH` |
 //! | `changes.rs` | `DELE`, `MKD`, `RMD`, `RNFR`, `RNTO` |
 //! | `security.rs` | FTPS: `AUTH TLS`, `PBSZ`, `PROT`, `CCC`; TLS required; TLS data connections |
@@ -30,6 +33,7 @@ mod navigation;
 mod security;
 mod settings;
 mod transfers;
+mod verbs;
 
 use std::io;
 use std::net::SocketAddr;
@@ -41,13 +45,14 @@ use socketserver::Stream;
 
 use super::auth::Access;
 use super::config::Config;
-use super::control::{printable, reply, reply_lines, split_command, Control, Line};
+use super::control::{printable, reply, Control, Line};
 use super::data::DataPlan;
 use super::entry::Entry;
 use super::hash::{Algorithm, Digests};
 use super::listing::Facts;
 use super::vfs::{VPath, Vfs};
-use security::{Protection, DATA_VERBS};
+use security::Protection;
+use verbs::Command;
 
 /// How long the server goes on reading after closing on too many failed
 /// logins, so that its reply is not destroyed by a reset.
@@ -67,29 +72,13 @@ struct Login {
     access: Access,
 }
 
-/// The verbs `HELP` lists.
-const VERBS: &[&str] = &[
-    "ABOR", "ALLO", "APPE", "AUTH", "CCC", "CDUP", "CWD", "DELE", "EPRT", "EPSV", "FEAT", "HASH",
-    "HELP", "LIST", "MDTM", "MKD", "MLSD", "MLST", "MODE", "NLST", "NOOP", "OPTS", "PASS", "PASV",
-    "PBSZ", "PORT", "PROT", "PWD", "QUIT", "REST", "RETR", "RMD", "RNFR", "RNTO", "SITE", "SIZE",
-    "STAT", "STOR", "STRU", "SYST", "TYPE", "USER", "XCUP", "XCWD", "XMD5", "XMKD", "XPWD", "XRMD",
-    "XSHA1", "XSHA256",
-];
-
-/// Verbs of FTP and its extensions that this server does not implement:
-/// answered `502`, not `500`.
-const NOT_IMPLEMENTED: &[&str] = &[
-    "ACCT", "SMNT", "REIN", "STOU", "ADAT", "MIC", "CONF", "ENC", "MFMT", "MFCT", "MFF", "LANG",
-    "HOST", "XCRC", "XSHA", "XSHA512", "MD5", "MMD5",
-];
-
 /// `HASH`'s algorithm until `OPTS HASH` picks another (the draft's
 /// recommendation, and what other servers default to).
 const DEFAULT_HASH: Algorithm = Algorithm::Sha256;
 
-pub(crate) struct Session<'a> {
-    config: &'a Config,
-    digests: &'a Arc<Digests>,
+pub(crate) struct Session {
+    config: Arc<Config>,
+    digests: Arc<Digests>,
     peer: SocketAddr,
     local: SocketAddr,
     idle: Option<Duration>,
@@ -115,7 +104,11 @@ pub(crate) struct Session<'a> {
 }
 
 /// Serves one control connection until the client quits or goes.
-pub(crate) fn run(config: &Config, digests: &Arc<Digests>, stream: &mut Stream) -> io::Result<()> {
+pub(crate) fn run(
+    config: Arc<Config>,
+    digests: Arc<Digests>,
+    stream: &mut Stream,
+) -> io::Result<()> {
     let Some(tcp) = stream.as_tcp() else {
         reply(stream, 421, "FTP needs a TCP connection.")?;
         return Ok(());
@@ -126,17 +119,17 @@ pub(crate) fn run(config: &Config, digests: &Arc<Digests>, stream: &mut Stream) 
     // the urgent byte in the normal stream, where the line reader sees it.
     socket2::SockRef::from(tcp).set_out_of_band_inline(true)?;
     let mut session = Session {
+        vfs: Vfs::new(Arc::clone(&config.tree)),
+        login_deadline: Instant::now() + config.login_timeout,
         config,
         digests,
         peer,
         local,
         idle: stream.read_timeout(),
         control: Control::default(),
-        vfs: Vfs::new(Arc::clone(&config.tree)),
         login: None,
         user: None,
         failures: 0,
-        login_deadline: Instant::now() + config.login_timeout,
         ascii: false,
         rest: 0,
         rename_from: None,
@@ -147,6 +140,7 @@ pub(crate) fn run(config: &Config, digests: &Arc<Digests>, stream: &mut Stream) 
         check_md5: None,
         protection: Protection::default(),
     };
+    let config = &session.config;
     if let Some(tls) = config.tls.clone().filter(|_| config.implicit_tls) {
         // Implicit FTPS: TLS from the first byte, within the login time.
         stream.set_deadline(Some(session.login_deadline));
@@ -156,11 +150,11 @@ pub(crate) fn run(config: &Config, digests: &Arc<Digests>, stream: &mut Stream) 
         }
         session.protection = Protection::implicit();
     }
-    reply(stream, 220, &config.banner)?;
+    reply(stream, 220, &session.config.banner)?;
     session.serve(stream)
 }
 
-impl Session<'_> {
+impl Session {
     fn serve(&mut self, stream: &mut Stream) -> io::Result<()> {
         // The idle timeout counts from the end of the last command, across
         // the wake-ups that close an unused passive listener.
@@ -239,118 +233,25 @@ impl Session<'_> {
         }
     }
 
-    fn command(&mut self, stream: &mut Stream, line: &[u8]) -> io::Result<Flow> {
-        let (verb, arg) = split_command(line);
-        if verb == "PASS" {
-            log::debug!("{} <- PASS ****", self.peer);
-        } else {
-            log::debug!("{} <- {}", self.peer, printable(line));
-        }
-        // RNFR must be followed at once by RNTO.
-        let rename_from = self.rename_from.take();
-        match verb.as_str() {
-            "USER" | "PASS" if self.refuse_clear_login(stream)? => {}
-            "USER" => self.user_cmd(stream, arg)?,
-            "PASS" => return self.pass(stream, arg),
-            "QUIT" => {
-                reply(stream, 221, "Goodbye.")?;
-                return Ok(Flow::Close);
-            }
-            "NOOP" => reply(stream, 200, "NOOP ok.")?,
-            "SYST" => reply(stream, 215, "UNIX Type: L8")?,
-            "FEAT" => self.feat(stream)?,
-            "HELP" => {
-                let lines: Vec<String> = VERBS.chunks(8).map(|c| c.join(" ")).collect();
-                reply_lines(
-                    stream,
-                    214,
-                    "The following commands are recognized:",
-                    &lines,
-                    "Help OK.",
-                )?;
-            }
-            "OPTS" => self.opts(stream, arg)?,
-            "AUTH" => return self.auth(stream, arg),
-            "PBSZ" => self.pbsz(stream, arg)?,
-            "PROT" => self.prot(stream, arg)?,
-            "CCC" => self.ccc(stream)?,
-            _ if self.login.is_none() => {
-                reply(stream, 530, "Please log in with USER and PASS.")?;
-            }
-            _ => return self.logged_in(stream, &verb, arg, rename_from),
-        }
-        Ok(Flow::Continue)
+    fn quit(&mut self, stream: &mut Stream, _: Command<'_>) -> io::Result<Flow> {
+        reply(stream, 221, "Goodbye.")?;
+        Ok(Flow::Close)
     }
 
-    fn logged_in(
-        &mut self,
-        stream: &mut Stream,
-        verb: &str,
-        arg: &[u8],
-        rename_from: Option<(Entry, VPath)>,
-    ) -> io::Result<Flow> {
-        match verb {
-            "STAT" => self.stat(stream, arg)?,
-            "ALLO" => reply(stream, 202, "No storage allocation necessary.")?,
-            "MODE" => match arg.to_ascii_uppercase().as_slice() {
-                b"S" => reply(stream, 200, "Mode set to S.")?,
-                _ => reply(stream, 504, "Only MODE S is supported.")?,
-            },
-            "STRU" => match arg.to_ascii_uppercase().as_slice() {
-                b"F" => reply(stream, 200, "Structure set to F.")?,
-                _ => reply(stream, 504, "Only STRU F is supported.")?,
-            },
-            "TYPE" => self.type_cmd(stream, arg)?,
-            "PWD" | "XPWD" => {
-                let text = format!(
-                    "{} is the current directory.",
-                    quote(&self.vfs.cwd().to_bytes())
-                );
-                reply(stream, 257, &text)?;
-            }
-            "CWD" | "XCWD" => self.cwd(stream, arg)?,
-            "CDUP" | "XCUP" => self.cwd(stream, b"..")?,
-            "PASV" => self.pasv(stream)?,
-            "EPSV" => self.epsv(stream, arg)?,
-            "PORT" => self.active(stream, arg, false)?,
-            "EPRT" => self.active(stream, arg, true)?,
-            "REST" => match std::str::from_utf8(arg)
-                .ok()
-                .and_then(|a| a.parse::<u64>().ok())
-            {
-                Some(offset) => {
-                    self.rest = offset;
-                    reply(
-                        stream,
-                        350,
-                        &format!("Restart position accepted ({offset})."),
-                    )?;
-                }
-                None => reply(stream, 501, "REST needs a byte offset.")?,
-            },
-            "ABOR" => {
-                self.data = DataPlan::None;
-                reply(stream, 225, "No transfer to abort.")?;
-            }
-            "SIZE" => self.size(stream, arg)?,
-            "MDTM" => self.mdtm(stream, arg)?,
-            "MLST" => self.mlst(stream, arg)?,
-            _ if DATA_VERBS.contains(&verb) && self.refuse_clear_data(stream)? => {}
-            "LIST" | "NLST" | "MLSD" => return self.listing(stream, verb, arg),
-            "RETR" => return self.retr(stream, arg),
-            "STOR" | "APPE" => return self.store(stream, verb, arg),
-            "XMD5" | "XSHA1" | "XSHA256" | "HASH" => return self.hash_cmd(stream, verb, arg),
-            "SITE" => self.site(stream, arg)?,
-            "DELE" | "MKD" | "XMKD" | "RMD" | "XRMD" | "RNFR" | "RNTO" => {
-                self.change(stream, verb, arg, rename_from)?;
-            }
-            _ if NOT_IMPLEMENTED.contains(&verb) => {
-                reply(stream, 502, "Command not implemented.")?;
-            }
-            _ => reply(stream, 500, "Unknown command.")?,
-        }
-        Ok(Flow::Continue)
+    fn noop(&mut self, stream: &mut Stream, _: Command<'_>) -> io::Result<Flow> {
+        answer(stream, 200, "NOOP ok.")
     }
+
+    fn syst(&mut self, stream: &mut Stream, _: Command<'_>) -> io::Result<Flow> {
+        answer(stream, 215, "UNIX Type: L8")
+    }
+}
+
+/// Writes the reply that ends a verb, after which the session goes on:
+/// how most verbs end.
+fn answer(stream: &mut Stream, code: u16, text: &str) -> io::Result<Flow> {
+    reply(stream, code, text)?;
+    Ok(Flow::Continue)
 }
 
 /// A path in double quotes, its own quotes doubled (RFC 959, `257`).

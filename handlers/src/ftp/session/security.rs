@@ -28,7 +28,8 @@ use socketserver::Stream;
 use crate::ftp::control::reply;
 use crate::ftp::data_conn::{DataConnection, Handshake};
 
-use super::{Flow, Session};
+use super::verbs::Command;
+use super::{answer, Flow, Session};
 
 /// The data connections' protection, as `PBSZ` and `PROT` set it.
 #[derive(Clone, Copy, Debug, Default)]
@@ -69,32 +70,26 @@ pub(super) enum Way {
     In,
 }
 
-/// The verbs that open a data connection.
-pub(super) const DATA_VERBS: &[&str] = &["LIST", "NLST", "MLSD", "RETR", "STOR", "APPE"];
-
-impl Session<'_> {
+impl Session {
     /// `AUTH TLS`: `234`, then the TLS handshake on the control connection.
     /// A failed handshake ends the session (nothing more can be said to a
     /// client whose TLS is broken).
-    pub(super) fn auth(&mut self, stream: &mut Stream, arg: &[u8]) -> io::Result<Flow> {
+    pub(super) fn auth(&mut self, stream: &mut Stream, command: Command<'_>) -> io::Result<Flow> {
         let Some(tls) = self.config.tls.clone() else {
-            reply(stream, 502, "TLS is not available on this server.")?;
-            return Ok(Flow::Continue);
+            return answer(stream, 502, "TLS is not available on this server.");
         };
-        let mechanism = String::from_utf8_lossy(arg).trim().to_ascii_uppercase();
+        let mechanism = String::from_utf8_lossy(command.arg)
+            .trim()
+            .to_ascii_uppercase();
         // TLS-C is RFC 4217's old name; SSL and TLS-P (drafts that
         // FileZilla and older clients still send) also protect the data.
         let implies_prot_p = match mechanism.as_str() {
             "TLS" | "TLS-C" => false,
             "SSL" | "TLS-P" => true,
-            _ => {
-                reply(stream, 504, "AUTH TLS is the only security mechanism.")?;
-                return Ok(Flow::Continue);
-            }
+            _ => return answer(stream, 504, "AUTH TLS is the only security mechanism."),
         };
         if stream.is_tls() {
-            reply(stream, 503, "The control connection is already TLS.")?;
-            return Ok(Flow::Continue);
+            return answer(stream, 503, "The control connection is already TLS.");
         }
         reply(stream, 234, &format!("AUTH {mechanism} successful."))?;
         // Commands sent in clear behind AUTH, before the handshake, would
@@ -134,62 +129,62 @@ impl Session<'_> {
 
     /// `PBSZ`: TLS has no buffer size; the reply says `PBSZ=0` whatever
     /// was asked (RFC 4217 lets the server give the size it accepts).
-    pub(super) fn pbsz(&mut self, stream: &mut Stream, arg: &[u8]) -> io::Result<()> {
+    pub(super) fn pbsz(&mut self, stream: &mut Stream, command: Command<'_>) -> io::Result<Flow> {
         if !stream.is_tls() {
-            return reply(
+            return answer(
                 stream,
                 503,
                 "PBSZ needs a TLS control connection: send AUTH TLS first.",
             );
         }
-        let valid = std::str::from_utf8(arg)
+        let valid = std::str::from_utf8(command.arg)
             .ok()
             .is_some_and(|a| a.trim().parse::<u64>().is_ok());
         if !valid {
-            return reply(stream, 501, "PBSZ needs a number (PBSZ 0).");
+            return answer(stream, 501, "PBSZ needs a number (PBSZ 0).");
         }
         self.protection.buffer_size_set = true;
-        reply(stream, 200, "PBSZ=0")
+        answer(stream, 200, "PBSZ=0")
     }
 
     /// `PROT P` (TLS data connections) or `PROT C` (clear ones).
-    pub(super) fn prot(&mut self, stream: &mut Stream, arg: &[u8]) -> io::Result<()> {
+    pub(super) fn prot(&mut self, stream: &mut Stream, command: Command<'_>) -> io::Result<Flow> {
         if !stream.is_tls() {
-            return reply(
+            return answer(
                 stream,
                 503,
                 "PROT needs a TLS control connection: send AUTH TLS first.",
             );
         }
         if !self.protection.buffer_size_set {
-            return reply(stream, 503, "Send PBSZ 0 before PROT.");
+            return answer(stream, 503, "Send PBSZ 0 before PROT.");
         }
-        match arg.to_ascii_uppercase().as_slice() {
+        match command.arg.to_ascii_uppercase().as_slice() {
             b"P" => {
                 self.protection.private = true;
-                reply(stream, 200, "Protection level set to P.")
+                answer(stream, 200, "Protection level set to P.")
             }
-            b"C" if self.config.tls_required => reply(
+            b"C" if self.config.tls_required => answer(
                 stream,
                 534,
                 "This server requires TLS data connections: only PROT P.",
             ),
             b"C" => {
                 self.protection.private = false;
-                reply(stream, 200, "Protection level set to C.")
+                answer(stream, 200, "Protection level set to C.")
             }
-            b"S" | b"E" => reply(stream, 536, "Only PROT P and PROT C are supported."),
-            _ => reply(stream, 504, "PROT takes P or C."),
+            b"S" | b"E" => answer(stream, 536, "Only PROT P and PROT C are supported."),
+            _ => answer(stream, 504, "PROT takes P or C."),
         }
     }
 
     /// `CCC`: refused. Going back to clear would let anyone on the path
     /// read and change the commands (and the names in them) that follow.
-    pub(super) fn ccc(&mut self, stream: &mut Stream) -> io::Result<()> {
+    pub(super) fn ccc(&mut self, stream: &mut Stream, _: Command<'_>) -> io::Result<Flow> {
         if !stream.is_tls() {
-            return reply(stream, 533, "The control connection is not TLS.");
+            return answer(stream, 533, "The control connection is not TLS.");
         }
-        reply(
+        answer(
             stream,
             534,
             "CCC refused: the control connection stays encrypted.",

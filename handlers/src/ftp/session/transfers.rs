@@ -1,5 +1,6 @@
-//! Transfers: `RETR`, `STOR`, `APPE`, and the reply and log line that
-//! end a transfer (a listing's too).
+//! Transfers: `RETR`, `STOR`, `APPE`; `REST`, where the next one starts;
+//! `ABOR` between transfers; and the reply and log line that end a
+//! transfer (a listing's too).
 
 use std::io::{self, Seek, SeekFrom};
 use std::time::{Duration, SystemTime};
@@ -17,8 +18,11 @@ use crate::ftp::transfer::{End, Report, Watch};
 use crate::ftp::upload::TempFile;
 use crate::ftp::vfs::{PathError, VPath};
 
+use crate::ftp::data::DataPlan;
+
 use super::security::Way;
-use super::{Flow, Session};
+use super::verbs::Command;
+use super::{answer, Flow, Session};
 
 /// How a transfer went, for its reply and log line.
 pub(super) struct Outcome {
@@ -42,24 +46,42 @@ impl Outcome {
     }
 }
 
-impl Session<'_> {
-    pub(super) fn retr(&mut self, stream: &mut Stream, arg: &[u8]) -> io::Result<Flow> {
+impl Session {
+    pub(super) fn rest(&mut self, stream: &mut Stream, command: Command<'_>) -> io::Result<Flow> {
+        let offset = std::str::from_utf8(command.arg)
+            .ok()
+            .and_then(|a| a.parse::<u64>().ok());
+        let Some(offset) = offset else {
+            return answer(stream, 501, "REST needs a byte offset.");
+        };
+        self.rest = offset;
+        answer(
+            stream,
+            350,
+            &format!("Restart position accepted ({offset})."),
+        )
+    }
+
+    /// `ABOR` with no transfer running (during one, the transfer itself
+    /// answers it): the data connection prepared is dropped.
+    pub(super) fn abor(&mut self, stream: &mut Stream, _: Command<'_>) -> io::Result<Flow> {
+        self.data = DataPlan::None;
+        answer(stream, 225, "No transfer to abort.")
+    }
+
+    pub(super) fn retr(&mut self, stream: &mut Stream, command: Command<'_>) -> io::Result<Flow> {
         let rest = std::mem::take(&mut self.rest);
-        let opened = self.vfs.resolve(arg).and_then(|path| {
+        let opened = self.vfs.resolve(command.arg).and_then(|path| {
             let (file, meta) = self.vfs.open_file(&path)?;
             Ok((path, file, meta))
         });
         let (path, mut file, meta) = match opened {
             Ok(found) => found,
-            Err(e) => {
-                reply(stream, 550, &e.message())?;
-                return Ok(Flow::Continue);
-            }
+            Err(e) => return answer(stream, 550, &e.message()),
         };
         if rest > 0 {
             if let Err(e) = file.seek(SeekFrom::Start(rest)) {
-                reply(stream, 550, &format!("Cannot seek: {}.", describe(&e)))?;
-                return Ok(Flow::Continue);
+                return answer(stream, 550, &format!("Cannot seek: {}.", describe(&e)));
             }
         }
         // The MD5 of a whole file may be known already: then, unless told
@@ -106,19 +128,16 @@ impl Session<'_> {
         self.finish(stream, "RETR", &path, outcome, "Transfer complete.")
     }
 
-    pub(super) fn store(
-        &mut self,
-        stream: &mut Stream,
-        verb: &str,
-        arg: &[u8],
-    ) -> io::Result<Flow> {
+    /// `STOR`, and `APPE`, which keeps the old file as the start of the
+    /// new one.
+    pub(super) fn store(&mut self, stream: &mut Stream, command: Command<'_>) -> io::Result<Flow> {
+        let verb = command.verb;
         let rest = std::mem::take(&mut self.rest);
         let expected = self.check_md5.take();
         if !self.writable() {
-            reply(stream, 550, "Permission denied.")?;
-            return Ok(Flow::Continue);
+            return answer(stream, 550, "Permission denied.");
         }
-        let prepared = self.prepare_upload(verb, arg, rest);
+        let prepared = self.prepare_upload(verb, command.arg, rest);
         let Upload {
             path,
             target,
@@ -126,10 +145,7 @@ impl Session<'_> {
             old,
         } = match prepared {
             Ok(found) => found,
-            Err((code, text)) => {
-                reply(stream, code, &text)?;
-                return Ok(Flow::Continue);
-            }
+            Err((code, text)) => return answer(stream, code, &text),
         };
         // The MD5 given is the stored file's, its kept part included. That
         // part is copied by the kernel, unread, while the new bytes arrive;
@@ -156,8 +172,7 @@ impl Session<'_> {
             // The new bytes go after the kept part.
             let placed = started.and_then(|()| temp.file().seek(SeekFrom::Start(len)));
             if let Err(e) = placed {
-                reply(stream, 451, &local_error(&e))?;
-                return Ok(Flow::Continue);
+                return answer(stream, 451, &local_error(&e));
             }
         }
         let text = format!(
@@ -273,7 +288,7 @@ impl Session<'_> {
         let line = format!(
             "{} user={} {verb} {} bytes={} seconds={:.3} md5={} result={result}",
             self.peer,
-            self.login.as_ref().map_or("-", |l| l.name.as_str()),
+            self.user_in_logs(),
             printable(&path.to_bytes()),
             outcome.bytes,
             outcome.elapsed.as_secs_f64(),
