@@ -73,6 +73,19 @@ pub(crate) struct Report<O> {
     pub(crate) quit: bool,
 }
 
+impl<O> Report<O> {
+    /// The same report, its observer (if any) dropped.
+    fn without_observer(self) -> Report<()> {
+        Report {
+            end: self.end,
+            bytes: self.bytes,
+            elapsed: self.elapsed,
+            observer: None,
+            quit: self.quit,
+        }
+    }
+}
+
 /// The control connection while the session is busy: `ABOR`, `STAT` and
 /// `QUIT` are acted on, other commands set aside for later.
 pub(crate) struct Watch<'a> {
@@ -225,14 +238,9 @@ impl Transfer<'_> {
         let mut quit = false;
         if self.data.is_tls() {
             // TLS encrypts in this process: the bytes must pass through it.
-            let report = self.send(file, Pipeline::<NoObserver>::new(None));
-            return Report {
-                end: report.end,
-                bytes: report.bytes,
-                elapsed: report.elapsed,
-                observer: None,
-                quit: report.quit,
-            };
+            return self
+                .send(file, Pipeline::<NoObserver>::new(None))
+                .without_observer();
         }
         let end = match self.data.set_nonblocking(true) {
             Err(e) => End::Data(e),
@@ -250,26 +258,15 @@ impl Transfer<'_> {
                     Err(Errno::EINTR) => continue,
                     // A file sendfile cannot read: copy it the usual way.
                     Err(Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) if bytes == 0 => {
-                        let report = self.send(file, Pipeline::<NoObserver>::new(None));
-                        return Report {
-                            end: report.end,
-                            bytes: report.bytes,
-                            elapsed: report.elapsed,
-                            observer: None,
-                            quit: report.quit,
-                        };
+                        return self
+                            .send(file, Pipeline::<NoObserver>::new(None))
+                            .without_observer();
                     }
                     Err(e @ (Errno::EIO | Errno::ENOMEM)) => break End::File(e.into()),
                     Err(e) => break self.data_failed(e.into(), bytes, &mut quit),
                 }
-                match self.wait(PollFlags::POLLOUT) {
-                    Ok((_, true)) => {
-                        if let Err(end) = self.watch.on_control(bytes, &mut quit) {
-                            break end;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(end) => break end,
+                if let Err(end) = self.wait_answering(PollFlags::POLLOUT, bytes, &mut quit) {
+                    break end;
                 }
             },
         };
@@ -326,14 +323,8 @@ impl Transfer<'_> {
                     Err(Errno::EINTR) => continue,
                     Err(e) => break self.data_failed(e.into(), bytes, &mut quit),
                 }
-                match self.wait(PollFlags::POLLIN) {
-                    Ok((_, true)) => {
-                        if let Err(end) = self.watch.on_control(bytes, &mut quit) {
-                            break end;
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(end) => break end,
+                if let Err(end) = self.wait_answering(PollFlags::POLLIN, bytes, &mut quit) {
+                    break end;
                 }
             },
         };
@@ -420,10 +411,7 @@ impl Transfer<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(self.data_failed(e, *bytes, quit)),
             }
-            let (_, control) = self.wait(PollFlags::POLLOUT)?;
-            if control {
-                self.watch.on_control(*bytes, quit)?;
-            }
+            self.wait_answering(PollFlags::POLLOUT, *bytes, quit)?;
         }
         // Between chunks, a look at the control connection without waiting.
         self.watch.check(*bytes, quit)
@@ -440,10 +428,7 @@ impl Transfer<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(self.data_failed(e, bytes, quit)),
             }
-            let (_, control) = self.wait(PollFlags::POLLOUT)?;
-            if control {
-                self.watch.on_control(bytes, quit)?;
-            }
+            self.wait_answering(PollFlags::POLLOUT, bytes, quit)?;
         }
     }
 
@@ -476,10 +461,7 @@ impl Transfer<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(self.data_failed(e, *bytes, quit)),
             }
-            let (_, control) = self.wait(PollFlags::POLLIN)?;
-            if control {
-                self.watch.on_control(*bytes, quit)?;
-            }
+            self.wait_answering(PollFlags::POLLIN, *bytes, quit)?;
         }
     }
 
@@ -495,30 +477,38 @@ impl Transfer<'_> {
         }
     }
 
-    /// Waits for the data socket to be ready for `events`, or the control
-    /// connection to have input. Returns (data ready, control ready).
-    fn wait(&mut self, events: PollFlags) -> Result<(bool, bool), End> {
+    /// Waits for the data socket to be ready for `events`, or for the
+    /// control connection to speak, and then answers it. A silent client
+    /// is cut after the idle timeout.
+    fn wait_answering(
+        &mut self,
+        events: PollFlags,
+        bytes: u64,
+        quit: &mut bool,
+    ) -> Result<(), End> {
         let watch = self.watch.control.wants_input();
-        if watch && !self.watch.stream.buffered().is_empty() {
-            return Ok((false, true));
-        }
-        let timeout = match self.idle {
-            Some(t) => PollTimeout::try_from(t).unwrap_or(PollTimeout::MAX),
-            None => PollTimeout::NONE,
+        let control = if watch && !self.watch.stream.buffered().is_empty() {
+            true
+        } else {
+            let timeout = match self.idle {
+                Some(t) => PollTimeout::try_from(t).unwrap_or(PollTimeout::MAX),
+                None => PollTimeout::NONE,
+            };
+            let mut fds = [
+                PollFd::new(self.data.as_fd(), self.data.poll_events(events)),
+                PollFd::new(self.watch.stream.as_fd(), PollFlags::POLLIN),
+            ];
+            let count = if watch { 2 } else { 1 };
+            match poll(&mut fds[..count], timeout) {
+                Ok(0) => return Err(End::TimedOut),
+                Ok(_) => watch && fds[1].revents().is_some_and(|r| !r.is_empty()),
+                Err(Errno::EINTR) => false,
+                Err(e) => return Err(End::Data(e.into())),
+            }
         };
-        let mut fds = [
-            PollFd::new(self.data.as_fd(), self.data.poll_events(events)),
-            PollFd::new(self.watch.stream.as_fd(), PollFlags::POLLIN),
-        ];
-        let count = if watch { 2 } else { 1 };
-        match poll(&mut fds[..count], timeout) {
-            Ok(0) => Err(End::TimedOut),
-            Ok(_) => Ok((
-                fds[0].revents().is_some_and(|r| !r.is_empty()),
-                watch && fds[1].revents().is_some_and(|r| !r.is_empty()),
-            )),
-            Err(Errno::EINTR) => Ok((false, false)),
-            Err(e) => Err(End::Data(e.into())),
+        if control {
+            self.watch.on_control(bytes, quit)?;
         }
+        Ok(())
     }
 }
