@@ -7,6 +7,10 @@
 //! client ftp --user alice:secret put big.bin   # FTP, against 127.0.0.1:2121
 //! ```
 
+// The options' doc comments are clap's --help text, written for a terminal:
+// `[IPV6]:PORT` and `<hex>` there are words, not rustdoc links or HTML.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;

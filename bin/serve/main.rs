@@ -11,6 +11,10 @@
 //! a second SIGINT exits at once. The shell, when it generates its token,
 //! prints the token file's path on the second line.
 
+// The options' doc comments are clap's --help text, written for a terminal:
+// `[IPV6]:PORT` and `<hex>` there are words, not rustdoc links or HTML.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 // The parts, one concept per file: this one runs the server (the model,
 // logging, the first line, the end); `serve/cli.rs` holds the flags,
 // `serve/address.rs` the address to bind and the builders,
