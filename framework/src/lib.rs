@@ -26,7 +26,7 @@
 //! }
 //!
 //! fn main() -> Result<(), socketserver::Error> {
-//!     let mut server = Server::bind("127.0.0.1:9999", Upper)?.threading().build()?;
+//!     let mut server = Server::bind("127.0.0.1:9999", Upper).threading().build()?;
 //!     server.serve_forever()?;
 //!     Ok(())
 //! }
@@ -149,7 +149,7 @@
 //!     .with_safe_default_protocol_versions()?
 //!     .with_no_client_auth()
 //!     .with_single_cert(vec![made.cert.der().clone()], key.into())?;
-//! let mut server = Server::bind("127.0.0.1:0", Hello)?
+//! let mut server = Server::bind("127.0.0.1:0", Hello)
 //!     .sync()
 //!     .tls(Arc::new(config))
 //!     .build()?;
@@ -206,7 +206,7 @@
 //!     }
 //! }
 //!
-//! let mut server = Server::bind("127.0.0.1:0", Echo)?
+//! let mut server = Server::bind("127.0.0.1:0", Echo)
 //!     .sync()
 //!     .verify_request(|peer: &Address| peer.as_inet().is_some_and(|a| a.ip().is_loopback()))
 //!     .build()?;
@@ -227,23 +227,26 @@
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms)]
 
+mod accept_loop;
 mod address;
 mod builder;
+mod child_pipe;
+mod conversation;
 mod datagram;
 mod draining;
 mod error;
 mod failure;
 mod fork;
 mod handler;
-mod lifecycle;
 mod listener;
 mod model;
+mod model_loop;
 mod per_ip;
 mod read_clock;
-mod report;
 mod server;
-mod service;
+mod settings;
 mod shared;
+mod shutdown_handle;
 mod socket;
 mod stats;
 mod stream;
@@ -264,6 +267,7 @@ pub use listener::Listener;
 pub use model::Model;
 pub use per_ip::Refusal;
 pub use server::Server;
-pub use shared::{DrainReport, ShutdownHandle};
+pub use shared::DrainReport;
+pub use shutdown_handle::ShutdownHandle;
 pub use stats::{Counters, Stats};
 pub use stream::{LimitExceeded, Stream, DEFAULT_MAX_FRAME, DEFAULT_MAX_LINE};

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use crate::read_clock::{seconds, ReadClock};
 use crate::socket::{Connection, Socket};
 use crate::tls::Tls;
-use crate::{Address, WhenDraining};
+use crate::{Address, ShutdownHandle, WhenDraining};
 
 pub use framing::LimitExceeded;
 
@@ -79,6 +79,8 @@ pub struct Stream {
     /// The TLS layer between the buffers and the socket, once a
     /// handshake has succeeded.
     tls: Option<Box<Tls>>,
+    /// The server that accepted the connection; `None` for a client's.
+    server: Option<ShutdownHandle>,
 }
 
 // Construction and the connection's facts.
@@ -103,7 +105,44 @@ impl Stream {
             unanswered: false,
             when_draining: WhenDraining::Finish,
             tls: None,
+            server: None,
         }
+    }
+
+    /// Gives the stream the way to the server that accepted it.
+    pub(crate) fn attach_server(&mut self, server: ShutdownHandle) {
+        self.server = Some(server);
+    }
+
+    /// The server that accepted this connection, as Python's handler has
+    /// `self.server`: shut it down from inside a handler, or read its
+    /// counters (see [`ShutdownHandle`], also for what it does in the
+    /// process models). `None` for a stream made with [`Stream::connect`]
+    /// or `From`, and in [`RequestHandler::refuse`](crate::RequestHandler::refuse).
+    ///
+    /// ```
+    /// use socketserver::{RequestHandler, Stream};
+    ///
+    /// /// Stops the server when a client says "stop".
+    /// #[derive(Clone)]
+    /// struct Stopper;
+    ///
+    /// impl RequestHandler for Stopper {
+    ///     fn handle(&mut self, stream: &mut Stream) -> std::io::Result<()> {
+    ///         while let Some(line) = stream.read_line()? {
+    ///             if line == "stop\n" {
+    ///                 if let Some(server) = stream.server() {
+    ///                     server.shutdown();
+    ///                 }
+    ///                 return stream.write_all(b"stopping\n");
+    ///             }
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    pub fn server(&self) -> Option<&ShutdownHandle> {
+        self.server.as_ref()
     }
 
     fn from_socket(socket: Socket) -> io::Result<Stream> {
