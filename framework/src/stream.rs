@@ -115,32 +115,11 @@ impl Stream {
     }
 
     /// The server that accepted this connection, as Python's handler has
-    /// `self.server`: shut it down from inside a handler, or read its
-    /// counters (see [`ShutdownHandle`], also for what it does in the
-    /// process models). `None` for a stream made with [`Stream::connect`]
-    /// or `From`, and in [`RequestHandler::refuse`](crate::RequestHandler::refuse).
-    ///
-    /// ```
-    /// use socketserver::{RequestHandler, Stream};
-    ///
-    /// /// Stops the server when a client says "stop".
-    /// #[derive(Clone)]
-    /// struct Stopper;
-    ///
-    /// impl RequestHandler for Stopper {
-    ///     fn handle(&mut self, stream: &mut Stream) -> std::io::Result<()> {
-    ///         while let Some(line) = stream.read_line()? {
-    ///             if line == "stop\n" {
-    ///                 if let Some(server) = stream.server() {
-    ///                     server.shutdown();
-    ///                 }
-    ///                 return stream.write_all(b"stopping\n");
-    ///             }
-    ///         }
-    ///         Ok(())
-    ///     }
-    /// }
-    /// ```
+    /// `self.server`: stop it or read its counters from inside a handler
+    /// (see [`ShutdownHandle`], also for the process models, and the
+    /// example in the [crate docs](crate#hooks)). `None` for a stream made
+    /// with [`Stream::connect`] or `From`, and in
+    /// [`RequestHandler::refuse`](crate::RequestHandler::refuse).
     pub fn server(&self) -> Option<&ShutdownHandle> {
         self.server.as_ref()
     }
