@@ -72,7 +72,7 @@ fn main() -> Result<(), socketserver::Error> {
             std::process::exit(2);
         }
     };
-    let mut server = Server::bind(addr.as_str(), Echo)?.model(model).build()?;
+    let mut server = Server::bind(addr.as_str(), Echo).model(model).build()?;
     println!("serving echo on {} ({model})", server.local_addr());
     server.serve_forever()?;
     Ok(())

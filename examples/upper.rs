@@ -34,7 +34,7 @@ fn main() -> Result<(), socketserver::Error> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9999".into());
-    let mut server = Server::bind(addr.as_str(), Upper)?.threading().build()?;
+    let mut server = Server::bind(addr.as_str(), Upper).threading().build()?;
     println!("serving upper on {} (threading)", server.local_addr());
     server.serve_forever()?;
     Ok(())

@@ -8,7 +8,7 @@ use socketserver::{Builder, DatagramHandler, RequestHandler, Server};
 use crate::cli::Cli;
 
 /// The address to bind: `--bind`, or loopback and the handler's port.
-fn bind_address(cli: &Cli) -> String {
+pub fn bind_address(cli: &Cli) -> String {
     cli.bind
         .clone()
         .unwrap_or_else(|| format!("127.0.0.1:{}", cli.handler.default_port()))
@@ -29,25 +29,25 @@ pub fn bind_failed(bind: &str, error: socketserver::Error) -> ExitCode {
 }
 
 /// A stream server's builder: TCP, or a Unix stream socket.
-pub fn stream_builder<H: RequestHandler>(cli: &Cli, handler: H) -> Result<Builder<H>, ExitCode> {
+pub fn stream_builder<H: RequestHandler>(cli: &Cli, handler: H) -> Builder<H> {
     let bind = bind_address(cli);
     match bind.strip_prefix("unix:") {
-        Some(path) => Ok(Server::bind_unix(path, handler)),
+        Some(path) => Server::bind_unix(path, handler),
         None => {
             let addr = with_default_port(&bind, cli.handler.default_port());
-            Server::bind(addr.as_str(), handler).map_err(|e| bind_failed(&bind, e))
+            Server::bind(addr.as_str(), handler)
         }
     }
 }
 
 /// A datagram server's builder: UDP, or a Unix datagram socket.
-pub fn datagram_builder<H: DatagramHandler>(cli: &Cli, handler: H) -> Result<Builder<H>, ExitCode> {
+pub fn datagram_builder<H: DatagramHandler>(cli: &Cli, handler: H) -> Builder<H> {
     let bind = bind_address(cli);
     match bind.strip_prefix("unix:") {
-        Some(path) => Ok(Server::bind_unix_datagram(path, handler)),
+        Some(path) => Server::bind_unix_datagram(path, handler),
         None => {
             let addr = with_default_port(&bind, cli.handler.default_port());
-            Server::bind_udp(addr.as_str(), handler).map_err(|e| bind_failed(&bind, e))
+            Server::bind_udp(addr.as_str(), handler)
         }
     }
 }

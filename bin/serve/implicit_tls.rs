@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use socketserver::{Builder, Server};
 use socketserver_handlers::Ftp;
 
-use crate::address::{bind_failed, with_default_port};
+use crate::address::with_default_port;
 use crate::cli::{Cli, Mode};
 
 /// The port implicit FTPS is known on.
@@ -27,7 +27,8 @@ pub fn implicit_builder(cli: &Cli, ftp: &Ftp) -> Result<Option<Builder<Ftp>>, Ex
         return Err(ExitCode::from(2));
     }
     let addr = with_default_port(bind, IMPLICIT_PORT);
-    Server::bind(addr.as_str(), ftp.clone().implicit_tls(true))
-        .map(Some)
-        .map_err(|e| bind_failed(bind, e))
+    Ok(Some(Server::bind(
+        addr.as_str(),
+        ftp.clone().implicit_tls(true),
+    )))
 }

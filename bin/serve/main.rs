@@ -41,7 +41,7 @@ use socketserver_handlers::echo::Echo;
 use socketserver_handlers::shell::token_file::TokenFile;
 use socketserver_handlers::{ftp, shell};
 
-use crate::address::{datagram_builder, exposed, stream_builder};
+use crate::address::{bind_address, bind_failed, datagram_builder, exposed, stream_builder};
 use crate::cli::{Cli, HandlerKind, Mode};
 use crate::ftp_handler::ftp_handler;
 use crate::shell_handler::shell_handler;
@@ -191,15 +191,11 @@ fn run<H: Send + 'static>(
     cli: &Cli,
     model: Model,
     tls: Option<std::sync::Arc<socketserver::tls::rustls::ServerConfig>>,
-    builder: Result<Builder<H>, ExitCode>,
+    builder: Builder<H>,
     announce: impl FnOnce(&socketserver::Address) -> Result<Option<TokenFile>, String>,
     beside: Option<Builder<H>>,
 ) -> ExitCode {
     let name = cli.handler.name();
-    let builder = match builder {
-        Ok(builder) => builder,
-        Err(code) => return code,
-    };
     let idle = Some(cli.idle_timeout.0).filter(|t| !t.is_zero());
     let message = cli
         .message_timeout
@@ -236,8 +232,8 @@ fn run<H: Send + 'static>(
         Some(Ok(builder)) => match builder.build() {
             Ok(server) => Some(server),
             Err(e) => {
-                eprintln!("serve: {e}");
-                return ExitCode::from(1);
+                let bind = cli.ftp.implicit_tls_bind.as_deref().unwrap_or_default();
+                return bind_failed(bind, e);
             }
         },
         Some(Err(e)) => {
@@ -247,10 +243,7 @@ fn run<H: Send + 'static>(
     };
     let mut server = match configure(builder, signals).build() {
         Ok(server) => server,
-        Err(e) => {
-            eprintln!("serve: {e}");
-            return ExitCode::from(1);
-        }
+        Err(e) => return bind_failed(&bind_address(cli), e),
     };
     let transport = match (cli.udp, server.local_addr()) {
         (false, _) if tls.is_some() => ", tls",
@@ -293,7 +286,7 @@ fn run<H: Send + 'static>(
 }
 
 /// Serves until a signal; logs the drain, or says why it failed.
-fn serve_until_stopped<H: 'static>(server: &mut socketserver::Server<H>) -> ExitCode {
+fn serve_until_stopped(server: &mut socketserver::Server) -> ExitCode {
     match server.serve_forever() {
         Ok(report) => {
             log::info!(

@@ -7,15 +7,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::datagram::Datagrams;
+use crate::conversation::{AnyHandler, Runner, StreamPrototype};
+use crate::datagram::DatagramPrototype;
 use crate::defaults;
 use crate::failure::Failure;
 use crate::listener::{BindOptions, Listener};
-use crate::server::{LoopHooks, ServerConfig};
-use crate::service::{Service, Streams};
+use crate::model_loop::ModelLoop;
+use crate::settings::{LoopHooks, LoopSettings};
 use crate::shared::{ErrorHook, Shared, SharedConfig};
 use crate::stream::StreamLimits;
-use crate::{Address, DatagramHandler, Error, Model, RequestHandler, Server, Stream};
+use crate::{Address, DatagramHandler, Error, Model, RequestHandler, Stream};
 use std::marker::PhantomData;
 
 mod tls;
@@ -35,17 +36,27 @@ pub enum WhenFull {
     Refuse,
 }
 
+/// Where to serve. A name that did not resolve is kept as its error,
+/// which [`Builder::build`] returns.
 enum Target {
-    Tcp(Vec<SocketAddr>),
+    Tcp(Result<Vec<SocketAddr>, Error>),
     Unix(PathBuf),
     Listener(Listener),
-    Udp(Vec<SocketAddr>),
+    Udp(Result<Vec<SocketAddr>, Error>),
     UnixDatagram(PathBuf),
 }
 
-/// Configures a [`Server`]; made by [`Server::bind`], [`Server::bind_unix`],
-/// [`Server::from_listener`], [`Server::bind_udp`] or
-/// [`Server::bind_unix_datagram`], finished by [`Builder::build`].
+/// A built server's parts, which [`Builder::build`] makes a `Server` of.
+pub(crate) struct Started {
+    pub(crate) local_addr: Address,
+    pub(crate) model: Model,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) running: Box<dyn ModelLoop>,
+}
+
+/// Configures a [`Server`](crate::Server); made by [`Server::bind`](crate::Server::bind), [`Server::bind_unix`](crate::Server::bind_unix),
+/// [`Server::from_listener`](crate::Server::from_listener), [`Server::bind_udp`](crate::Server::bind_udp) or
+/// [`Server::bind_unix_datagram`](crate::Server::bind_unix_datagram), finished by [`Builder::build`].
 ///
 /// Everything has a default; the limits are on by default, because a server
 /// on the network should survive its clients:
@@ -69,8 +80,9 @@ enum Target {
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct Builder<H> {
     target: Target,
-    service: Arc<dyn Service>,
-    handler: PhantomData<fn() -> H>,
+    /// The handler, wrapped for the models (which know no handler types).
+    handler: Arc<dyn AnyHandler>,
+    handler_type: PhantomData<fn() -> H>,
     model: Model,
     max_datagram: usize,
     bind: BindOptions,
@@ -93,37 +105,30 @@ pub struct Builder<H> {
 }
 
 impl<H: RequestHandler> Builder<H> {
-    pub(crate) fn tcp(addr: impl ToSocketAddrs, handler: H) -> Result<Self, Error> {
-        let addrs = resolve(addr)?;
-        Ok(Builder::new(
-            Target::Tcp(addrs),
-            Arc::new(Streams::new(handler)),
-        ))
+    pub(crate) fn tcp(addr: impl ToSocketAddrs, handler: H) -> Self {
+        let target = Target::Tcp(resolve(addr));
+        Builder::new(target, Arc::new(StreamPrototype::new(handler)))
     }
 
     pub(crate) fn unix(path: PathBuf, handler: H) -> Self {
-        Builder::new(Target::Unix(path), Arc::new(Streams::new(handler)))
+        Builder::new(Target::Unix(path), Arc::new(StreamPrototype::new(handler)))
     }
 
     pub(crate) fn listener(listener: Listener, handler: H) -> Self {
-        Builder::new(Target::Listener(listener), Arc::new(Streams::new(handler)))
+        let target = Target::Listener(listener);
+        Builder::new(target, Arc::new(StreamPrototype::new(handler)))
     }
 }
 
 impl<H: DatagramHandler> Builder<H> {
-    pub(crate) fn udp(addr: impl ToSocketAddrs, handler: H) -> Result<Self, Error> {
-        let addrs = resolve(addr)?;
-        Ok(Builder::new(
-            Target::Udp(addrs),
-            Arc::new(Datagrams::new(handler)),
-        ))
+    pub(crate) fn udp(addr: impl ToSocketAddrs, handler: H) -> Self {
+        let target = Target::Udp(resolve(addr));
+        Builder::new(target, Arc::new(DatagramPrototype::new(handler)))
     }
 
     pub(crate) fn unix_datagram(path: PathBuf, handler: H) -> Self {
-        Builder::new(
-            Target::UnixDatagram(path),
-            Arc::new(Datagrams::new(handler)),
-        )
+        let target = Target::UnixDatagram(path);
+        Builder::new(target, Arc::new(DatagramPrototype::new(handler)))
     }
 }
 
@@ -145,11 +150,11 @@ fn resolve(addr: impl ToSocketAddrs) -> Result<Vec<SocketAddr>, Error> {
 }
 
 impl<H> Builder<H> {
-    fn new(target: Target, service: Arc<dyn Service>) -> Self {
+    fn new(target: Target, handler: Arc<dyn AnyHandler>) -> Self {
         Builder {
             target,
-            service,
-            handler: PhantomData,
+            handler,
+            handler_type: PhantomData,
             model: Model::Threading,
             max_datagram: defaults::MAX_DATAGRAM,
             bind: BindOptions::default(),
@@ -223,7 +228,7 @@ impl<H> Builder<H> {
 
     /// Lets a process model ([`Model::Forking`], [`Model::Prefork`]) fork
     /// from a process that has other threads. Without it, [`build`] and
-    /// [`Server::serve_forever`] refuse with [`Error::ForkWithThreads`].
+    /// [`Server::serve_forever`](crate::Server::serve_forever) refuse with [`Error::ForkWithThreads`].
     ///
     /// # Safety
     ///
@@ -349,7 +354,7 @@ impl<H> Builder<H> {
         self
     }
 
-    /// How long [`Server::handle_request`] waits for a connection before
+    /// How long [`Server::handle_request`](crate::Server::handle_request) waits for a connection before
     /// calling the `handle_timeout` hook (Python's `timeout` attribute).
     /// `None`, the default, waits for ever.
     pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
@@ -460,7 +465,7 @@ impl<H> Builder<H> {
         self
     }
 
-    /// Runs when [`Server::handle_request`] waited its
+    /// Runs when [`Server::handle_request`](crate::Server::handle_request) waited its
     /// [`timeout`](Builder::timeout) and no connection came (Python's
     /// `handle_timeout`).
     pub fn handle_timeout(mut self, on_timeout: impl FnMut() + Send + 'static) -> Self {
@@ -470,26 +475,22 @@ impl<H> Builder<H> {
 }
 
 impl<H> Builder<H> {
-    /// Creates the listening socket and the model's threads.
-    ///
-    /// # Errors
-    /// [`Error::Config`] for a setting out of range (no pool workers, a
-    /// zero limit or timeout); [`Error::Bind`] when the socket cannot be
-    /// bound (the address is in use, the port is privileged, the folder of
-    /// a Unix socket is missing); [`Error::ForkWithThreads`] for a process
-    /// model ([`Model::Forking`], [`Model::Prefork`]) in a process that has
-    /// other threads (see
-    /// [`allow_fork_with_threads`](Builder::allow_fork_with_threads)).
-    pub fn build(mut self) -> Result<Server<H>, Error> {
+    /// Checks the settings, binds the listening socket and starts the
+    /// model: what [`Builder::build`] makes a `Server` of.
+    pub(crate) fn start(mut self) -> Result<Started, Error> {
         self.check()?;
         self.limits.message_timeout = self.message_timeout.unwrap_or(self.limits.idle_timeout);
         self.cap_prefork_workers();
         if self.model.forks() {
-            crate::fork::ensure_single_threaded(self.model.name(), self.fork_with_threads)?;
+            let model = match self.model {
+                Model::Forking { .. } => "forking",
+                _ => "prefork",
+            };
+            crate::fork::ensure_single_threaded(model, self.fork_with_threads)?;
         }
         let listener = match self.target {
-            Target::Tcp(addrs) => bind_first(&addrs, &self.bind, Listener::bind_tcp)?,
-            Target::Udp(addrs) => bind_first(&addrs, &self.bind, Listener::bind_udp)?,
+            Target::Tcp(addrs) => bind_first(&addrs?, &self.bind, Listener::bind_tcp)?,
+            Target::Udp(addrs) => bind_first(&addrs?, &self.bind, Listener::bind_udp)?,
             Target::UnixDatagram(path) => {
                 Listener::bind_unix_datagram(&path).map_err(|source| Error::Bind {
                     address: format!("unix:{}", path.display()),
@@ -522,23 +523,30 @@ impl<H> Builder<H> {
             tls: self.tls,
         })
         .map_err(Error::Io)?;
-        Server::start(
+        let shared = Arc::new(shared);
+        let settings = LoopSettings {
+            max_datagram: self.max_datagram,
+            nodelay: self.nodelay,
+            request_timeout: self.request_timeout,
+            service_interval: self.service_interval,
+            stop_fd: self.stop_fd,
+        };
+        let running = crate::model::start(
+            self.model,
+            limit,
+            self.fork_with_threads,
             listener,
-            local_addr,
-            Arc::new(shared),
-            self.service,
-            ServerConfig {
-                model: self.model,
-                max_datagram: self.max_datagram,
-                limit,
-                nodelay: self.nodelay,
-                request_timeout: self.request_timeout,
-                service_interval: self.service_interval,
-                stop_fd: self.stop_fd,
-                fork_with_threads: self.fork_with_threads,
-            },
+            Runner::new(Arc::clone(&shared), self.handler),
+            settings,
             self.hooks,
         )
+        .map_err(Error::Io)?;
+        Ok(Started {
+            local_addr,
+            model: self.model,
+            shared,
+            running,
+        })
     }
 
     /// A prefork worker serves one conversation at a time, so the number

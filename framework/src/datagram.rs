@@ -15,11 +15,11 @@ use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Mutex;
 
-use crate::failure::{panic_message, Failure, Step};
-use crate::service::{Service, Work};
+use crate::conversation::{record, AnyHandler, Request};
+use crate::failure::Step;
 use crate::shared::Shared;
-use crate::stats::{Ended, Outcome};
-use crate::Address;
+use crate::stats::{Ending, Outcome};
+use crate::{Address, ShutdownHandle};
 
 use socket::DatagramSocket;
 
@@ -57,6 +57,7 @@ pub struct Datagram<'a> {
     data: &'a [u8],
     peer: &'a Address,
     socket: &'a DatagramSocket,
+    server: &'a ShutdownHandle,
     bytes_written: u64,
 }
 
@@ -79,6 +80,12 @@ impl Datagram<'_> {
         self.socket.local_addr()
     }
 
+    /// The server this datagram came to: shut it down, or read its
+    /// counters (see [`ShutdownHandle`], also for the process models).
+    pub fn server(&self) -> &ShutdownHandle {
+        self.server
+    }
+
     /// Sends one datagram back to the sender.
     ///
     /// # Errors
@@ -93,50 +100,45 @@ impl Datagram<'_> {
 }
 
 /// A datagram handler as the server runs it.
-pub(crate) struct Datagrams<H>(Mutex<H>);
+pub(crate) struct DatagramPrototype<H>(Mutex<H>);
 
-impl<H: DatagramHandler> Datagrams<H> {
+impl<H: DatagramHandler> DatagramPrototype<H> {
     pub(crate) fn new(handler: H) -> Self {
-        Datagrams(Mutex::new(handler))
+        DatagramPrototype(Mutex::new(handler))
     }
 }
 
-impl<H: DatagramHandler> Service for Datagrams<H> {
-    fn run(&self, shared: &Shared, work: Work) -> Ended {
-        let Work::Packet(packet) = work else {
-            unreachable!("a datagram server receives packets only")
+impl<H: DatagramHandler> AnyHandler for DatagramPrototype<H> {
+    fn finish_request(
+        &self,
+        shared: &Shared,
+        server: &ShutdownHandle,
+        request: Request,
+    ) -> Outcome {
+        let Request::Datagram(packet) = request else {
+            unreachable!("a datagram server receives datagrams only")
         };
         let mut handler = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let mut datagram = Datagram {
             data: &packet.data,
             peer: &packet.peer,
             socket: &packet.socket,
+            server,
             bytes_written: 0,
         };
-        let result = panic::catch_unwind(AssertUnwindSafe(|| handler.handle(&mut datagram)));
-        let failure = match result {
-            Ok(Ok(())) => None,
-            Ok(Err(error)) => Some(Failure::Error {
-                step: Step::Handle,
-                error,
-            }),
-            Err(payload) => Some(Failure::Panic {
-                step: Step::Handle,
-                message: panic_message(payload.as_ref()),
-            }),
-        };
-        let bytes_written = datagram.bytes_written;
-        let outcome = match &failure {
-            None => Outcome::Completed,
-            Some(failure) => {
-                shared.report(&packet.peer, failure);
-                Outcome::Failed
-            }
-        };
-        Ended {
-            outcome,
+        let mut failures = Vec::new();
+        let handled = panic::catch_unwind(AssertUnwindSafe(|| handler.handle(&mut datagram)));
+        record(&mut failures, Step::Handle, handled);
+        for failure in &failures {
+            shared.handle_error(&packet.peer, failure);
+        }
+        Outcome {
+            ending: match failures.is_empty() {
+                true => Ending::Completed,
+                false => Ending::Failed,
+            },
             bytes_read: packet.data.len() as u64,
-            bytes_written,
+            bytes_written: datagram.bytes_written,
         }
     }
 }

@@ -26,7 +26,7 @@
 //! }
 //!
 //! fn main() -> Result<(), socketserver::Error> {
-//!     let mut server = Server::bind("127.0.0.1:9999", Upper)?.threading().build()?;
+//!     let mut server = Server::bind("127.0.0.1:9999", Upper).threading().build()?;
 //!     server.serve_forever()?;
 //!     Ok(())
 //! }
@@ -51,12 +51,12 @@
 //!   ([`Model::Prefork`]).
 //!
 //! ```text
-//!             Builder ──build()──▶ Server<H> ──serve_forever()──▶ accept loop
-//!                                     │                               │
-//!              ShutdownHandle ◀───────┤      Model: Sync | Threading | Pool | Forking | Prefork
-//!              Stats          ◀───────┘                               │
-//!                                                  H::clone() ─▶ setup ▶ handle ▶ finish
-//!                                                                      on a Stream
+//!             Builder ──build()──▶ Server ──serve_forever()──▶ accept loop
+//!                                    │                              │
+//!              ShutdownHandle ◀──────┤      Model: Sync | Threading | Pool | Forking | Prefork
+//!              Stats          ◀──────┘                              │
+//!                   ▲                             H::clone() ─▶ setup ▶ handle ▶ finish
+//!                   └──────── Stream::server() ◀─────────────────────── on a Stream
 //! ```
 //!
 //! Choosing: `Threading` suits conversations that spend their time waiting
@@ -72,7 +72,9 @@
 //!
 //! 1. The accept loop waits, in `poll`, for the listener and a waker; it
 //!    stops polling the listener while the connection limit is reached, so
-//!    that excess clients wait in the kernel's backlog.
+//!    that excess clients wait in the kernel's backlog. (Under
+//!    [`Model::Prefork`] each worker process runs an accept loop of its
+//!    own.)
 //! 2. `verify_request` may refuse the peer.
 //! 3. The connection gets its socket options (idle timeout, `TCP_NODELAY`),
 //!    a slot in the registry and, with [`max_per_ip`](Builder::max_per_ip),
@@ -90,7 +92,8 @@
 //! # Beyond Python
 //!
 //! * **Prompt shutdown**: [`ShutdownHandle::shutdown`] wakes the loop at
-//!   once (no poll interval) and may be called from a handler.
+//!   once (no poll interval) and may be called from a handler
+//!   ([`Stream::server`]), in every model.
 //! * **Graceful drain**: the listening socket closes at once; every live
 //!   conversation goes on until it ends (and the server returns as soon as
 //!   the last one has) or the drain timeout runs out and it is cut. A
@@ -149,7 +152,7 @@
 //!     .with_safe_default_protocol_versions()?
 //!     .with_no_client_auth()
 //!     .with_single_cert(vec![made.cert.der().clone()], key.into())?;
-//! let mut server = Server::bind("127.0.0.1:0", Hello)?
+//! let mut server = Server::bind("127.0.0.1:0", Hello)
 //!     .sync()
 //!     .tls(Arc::new(config))
 //!     .build()?;
@@ -206,7 +209,7 @@
 //!     }
 //! }
 //!
-//! let mut server = Server::bind("127.0.0.1:0", Echo)?
+//! let mut server = Server::bind("127.0.0.1:0", Echo)
 //!     .sync()
 //!     .verify_request(|peer: &Address| peer.as_inet().is_some_and(|a| a.ip().is_loopback()))
 //!     .build()?;
@@ -224,11 +227,54 @@
 //! assert_eq!(client.join().unwrap()?, "hello\n");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! A handler reaches its server as Python's does `self.server`, with
+//! [`Stream::server`]: a [`ShutdownHandle`] that stops the server (without
+//! deadlock: it never waits) and reads its [`Stats`]. In the process
+//! models it asks the parent process, which stops the whole server.
+//!
+//! ```
+//! use socketserver::{RequestHandler, Server, Stream};
+//! use std::io::{BufRead, Write};
+//!
+//! /// Answers how many clients came so far; "stop" stops the server.
+//! #[derive(Clone)]
+//! struct Counter;
+//! impl RequestHandler for Counter {
+//!     fn handle(&mut self, stream: &mut Stream) -> std::io::Result<()> {
+//!         let server = stream.server().expect("served by a server").clone();
+//!         while let Some(line) = stream.next_line()? {
+//!             if line == "stop\n" {
+//!                 server.shutdown();
+//!                 return stream.write_all(b"bye\n");
+//!             }
+//!             let accepted = server.stats().snapshot().accepted;
+//!             stream.write_all(format!("client {accepted}\n").as_bytes())?;
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let mut server = Server::bind("127.0.0.1:0", Counter).build()?;
+//! let addr = server.local_addr().as_inet().unwrap();
+//! let client = std::thread::spawn(move || -> std::io::Result<Vec<String>> {
+//!     let mut s = std::net::TcpStream::connect(addr)?;
+//!     s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+//!     s.write_all(b"hello\nstop\n")?;
+//!     std::io::BufReader::new(s).lines().collect()
+//! });
+//! server.serve_forever()?; // returns once the handler has stopped it
+//! assert_eq!(client.join().unwrap()?, ["client 1", "bye"]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(missing_docs)]
 #![warn(rust_2018_idioms)]
 
+mod accept_loop;
 mod address;
 mod builder;
+mod child_pipe;
+mod conversation;
 mod datagram;
 pub mod defaults;
 mod draining;
@@ -236,15 +282,15 @@ pub mod error;
 mod failure;
 mod fork;
 mod handler;
-mod lifecycle;
 mod listener;
 mod model;
+mod model_loop;
 mod per_ip;
 mod read_clock;
-mod report;
 mod server;
-mod service;
+mod settings;
 mod shared;
+mod shutdown_handle;
 mod socket;
 mod stats;
 mod stream;
@@ -264,6 +310,7 @@ pub use listener::Listener;
 pub use model::Model;
 pub use per_ip::Refusal;
 pub use server::Server;
-pub use shared::{DrainReport, ShutdownHandle};
+pub use shared::DrainReport;
+pub use shutdown_handle::ShutdownHandle;
 pub use stats::{Counters, Stats};
 pub use stream::{LimitExceeded, NotConnected, Stream};

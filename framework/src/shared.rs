@@ -1,6 +1,6 @@
-//! What the accept loop, the handlers' threads and every [`ShutdownHandle`]
-//! share: the registry of live connections, the shutdown and drain flags,
-//! the waker, the counters.
+//! What the accept loop, the handlers' threads and every
+//! [`ShutdownHandle`] share: the registry of live connections, the shutdown
+//! and drain flags, the waker, the counters.
 
 use std::collections::HashMap;
 use std::panic::{self, AssertUnwindSafe};
@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 
 use crate::failure::{panic_message, Failure};
 use crate::per_ip::{PeerKey, PerIp, Refusal};
+use crate::shutdown_handle::{Control, ShutdownHandle};
 use crate::socket::{Connection, Socket};
+use crate::stats::Outcome;
 use crate::stream::StreamLimits;
 use crate::waker::Waker;
 use crate::{Address, Stats};
 
-/// The hook that reports a failed connection.
+/// The `handle_error` hook: what to do with a failed request.
 pub(crate) type ErrorHook = Arc<dyn Fn(&Address, &Failure) + Send + Sync>;
 
 /// What happened to the connections that were live when a server shut down.
@@ -131,6 +133,16 @@ impl Shared {
 
     pub(crate) fn limits(&self) -> &StreamLimits {
         &self.limits
+    }
+
+    /// A handle on this server for its handlers and its owner.
+    pub(crate) fn handle(self: &Arc<Self>) -> ShutdownHandle {
+        ShutdownHandle::new(Arc::clone(self) as Arc<dyn Control>)
+    }
+
+    /// The flag a shutdown sets when the drain begins.
+    pub(crate) fn draining_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.draining)
     }
 
     pub(crate) fn drain_timeout(&self) -> Duration {
@@ -251,11 +263,12 @@ impl Shared {
 
     /// Frees the slot of a connection that never reached its handler.
     pub(crate) fn abandon(&self, id: u64) {
-        self.stats.ended(crate::stats::Outcome::Failed, 0, 0);
+        self.stats.count(Outcome::LOST);
         self.release(id);
     }
 
-    pub(crate) fn report(&self, peer: &Address, failure: &Failure) {
+    /// Gives a request's failure to the `handle_error` hook.
+    pub(crate) fn handle_error(&self, peer: &Address, failure: &Failure) {
         // The hook is user code: a panic in it must not take a worker down.
         if let Err(payload) =
             panic::catch_unwind(AssertUnwindSafe(|| (self.handle_error)(peer, failure)))
@@ -364,50 +377,16 @@ impl Shared {
     }
 }
 
-/// Stops a running server from any thread, a signal handler's thread, or
-/// the server's own handlers.
-///
-/// [`shutdown`](ShutdownHandle::shutdown) never blocks (so a handler may
-/// call it without deadlock, unlike Python's `shutdown()`): `serve_forever`
-/// wakes at once, closes the listening socket, lets the live conversations
-/// go on until they end or the drain timeout runs out (ending at once the
-/// waiting reads of those that asked for it with
-/// [`WhenDraining::EndWaitingRead`](crate::WhenDraining::EndWaitingRead)),
-/// and returns as soon as the last one has ended.
-///
-/// ```
-/// # use socketserver::{RequestHandler, Server, Stream};
-/// # #[derive(Clone)] struct Quiet;
-/// # impl RequestHandler for Quiet { fn handle(&mut self, _: &mut Stream) -> std::io::Result<()> { Ok(()) } }
-/// let mut server = Server::bind("127.0.0.1:0", Quiet)?.build()?;
-/// let stop = server.shutdown_handle();
-/// std::thread::spawn(move || stop.shutdown());
-/// let report = server.serve_forever()?; // returns once stopped
-/// assert_eq!(report.cut, 0);
-/// # Ok::<(), socketserver::Error>(())
-/// ```
-#[derive(Clone)]
-pub struct ShutdownHandle {
-    pub(crate) shared: Arc<Shared>,
-}
-
-impl ShutdownHandle {
-    /// Asks the server to stop; returns at once. Calling it again, or after
-    /// the server has stopped, does nothing.
-    pub fn shutdown(&self) {
-        self.shared.request_shutdown();
+impl Control for Shared {
+    fn shutdown(self: Arc<Self>) {
+        self.request_shutdown();
     }
 
-    /// True once a shutdown has been asked for.
-    pub fn is_shutdown(&self) -> bool {
-        self.shared.shutdown_requested()
+    fn is_shutdown(&self) -> bool {
+        self.shutdown_requested()
     }
-}
 
-impl std::fmt::Debug for ShutdownHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ShutdownHandle")
-            .field("shutdown", &self.is_shutdown())
-            .finish()
+    fn stats(&self) -> Stats {
+        self.stats.clone()
     }
 }

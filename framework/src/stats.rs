@@ -10,7 +10,7 @@ use std::sync::Arc;
 /// # use socketserver::{RequestHandler, Server, Stream};
 /// # #[derive(Clone)] struct Quiet;
 /// # impl RequestHandler for Quiet { fn handle(&mut self, _: &mut Stream) -> std::io::Result<()> { Ok(()) } }
-/// let server = Server::bind("127.0.0.1:0", Quiet)?.build()?;
+/// let server = Server::bind("127.0.0.1:0", Quiet).build()?;
 /// let stats = server.stats();
 /// assert_eq!(stats.snapshot().accepted, 0);
 /// # Ok::<(), socketserver::Error>(())
@@ -106,23 +106,26 @@ impl Stats {
         self.inner.active.store(active as u64, Ordering::Relaxed);
     }
 
-    pub(crate) fn ended(&self, outcome: Outcome, bytes_read: u64, bytes_written: u64) {
+    /// Counts a request that has ended.
+    pub(crate) fn count(&self, outcome: Outcome) {
         let i = &self.inner;
-        let counter = match outcome {
-            Outcome::Completed => &i.completed,
-            Outcome::TimedOut => &i.timed_out,
-            Outcome::Failed => &i.failed,
-            Outcome::TlsFailed => &i.tls_failures,
+        let counter = match outcome.ending {
+            Ending::Completed => &i.completed,
+            Ending::TimedOut => &i.timed_out,
+            Ending::Failed => &i.failed,
+            Ending::TlsFailed => &i.tls_failures,
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        i.bytes_read.fetch_add(bytes_read, Ordering::Relaxed);
-        i.bytes_written.fetch_add(bytes_written, Ordering::Relaxed);
+        i.bytes_read
+            .fetch_add(outcome.bytes_read, Ordering::Relaxed);
+        i.bytes_written
+            .fetch_add(outcome.bytes_written, Ordering::Relaxed);
     }
 }
 
-/// How one connection ended, for the counters.
+/// How one request ended, for the counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Outcome {
+pub(crate) enum Ending {
     Completed,
     TimedOut,
     Failed,
@@ -130,11 +133,21 @@ pub(crate) enum Outcome {
     TlsFailed,
 }
 
-/// How a conversation ended, for the counters (and, from a forked child,
-/// for the report to its parent).
+/// What came of one request: how it ended and the bytes it moved; counted
+/// by [`Stats::count`], and sent by a forked process to its parent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Ended {
-    pub(crate) outcome: Outcome,
+pub(crate) struct Outcome {
+    pub(crate) ending: Ending,
     pub(crate) bytes_read: u64,
     pub(crate) bytes_written: u64,
+}
+
+impl Outcome {
+    /// A request lost before its handler could say how it went: it never
+    /// reached a handler, or the process serving it died.
+    pub(crate) const LOST: Outcome = Outcome {
+        ending: Ending::Failed,
+        bytes_read: 0,
+        bytes_written: 0,
+    };
 }

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use crate::read_clock::{seconds, ReadClock};
 use crate::socket::{Connection, Socket};
 use crate::tls::Tls;
-use crate::{defaults, Address, WhenDraining};
+use crate::{defaults, Address, ShutdownHandle, WhenDraining};
 
 pub use connect::NotConnected;
 pub use framing::LimitExceeded;
@@ -86,6 +86,8 @@ pub struct Stream {
     /// The TLS layer between the buffers and the socket, once a
     /// handshake has succeeded.
     tls: Option<Box<Tls>>,
+    /// The server that accepted the connection; `None` for a client's.
+    server: Option<ShutdownHandle>,
 }
 
 // Construction and the connection's facts.
@@ -110,7 +112,23 @@ impl Stream {
             unanswered: false,
             when_draining: WhenDraining::Finish,
             tls: None,
+            server: None,
         }
+    }
+
+    /// Gives the stream the way to the server that accepted it.
+    pub(crate) fn attach_server(&mut self, server: ShutdownHandle) {
+        self.server = Some(server);
+    }
+
+    /// The server that accepted this connection, as Python's handler has
+    /// `self.server`: stop it or read its counters from inside a handler
+    /// (see [`ShutdownHandle`], also for the process models, and the
+    /// example in the [crate docs](crate#hooks)). `None` for a stream made
+    /// with [`Stream::connect`] or `TryFrom`, and in
+    /// [`RequestHandler::refuse`](crate::RequestHandler::refuse).
+    pub fn server(&self) -> Option<&ShutdownHandle> {
+        self.server.as_ref()
     }
 
     /// The address of the other end.

@@ -51,20 +51,22 @@ impl Waker {
     }
 }
 
-/// Waits until one of `fds` is readable (or closed), or `timeout` passes.
-pub(crate) fn poll_any(
+/// Waits until one of `fds` is readable (or closed), or `timeout` passes;
+/// says which are.
+pub(crate) fn poll_readable(
     fds: &[BorrowedFd<'_>],
     timeout: Option<std::time::Duration>,
-) -> io::Result<()> {
+) -> io::Result<Vec<bool>> {
     use nix::poll::{poll, PollFd, PollFlags};
     let mut set: Vec<PollFd<'_>> = fds
         .iter()
         .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
         .collect();
     match poll(&mut set, poll_timeout(timeout)) {
-        Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
-        Err(e) => Err(e.into()),
+        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+        Err(e) => return Err(e.into()),
     }
+    Ok(set.iter().map(|fd| fd.any().unwrap_or(false)).collect())
 }
 
 /// A `poll` timeout from a duration, rounded up to whole milliseconds so

@@ -35,16 +35,13 @@ fn tcpserver_bind_leak() {
     let before = open_fds();
     for _ in 0..1024 {
         for reuse in [true, false] {
-            let built = Server::bind(taken, LineEcho)
-                .expect("resolve")
-                .reuse_address(reuse)
-                .build();
+            let built = Server::bind(taken, LineEcho).reuse_address(reuse).build();
             match built {
                 Err(Error::Bind { source, .. }) if source.kind() == io::ErrorKind::AddrInUse => {}
                 other => panic!("binding {taken} (in use, reuse {reuse}): {other:?}"),
             }
         }
-        match Server::bind("127.0.0.1:-1", LineEcho) {
+        match Server::bind("127.0.0.1:-1", LineEcho).build() {
             Err(Error::Resolve { .. }) => {}
             other => panic!("port -1: {other:?}"),
         }
@@ -359,7 +356,7 @@ fn accept_backs_off_when_out_of_descriptors() {
     }
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
     for model in MODELS {
-        let running = serve(Server::bind("127.0.0.1:0", LineEcho).unwrap().model(model));
+        let running = serve(Server::bind("127.0.0.1:0", LineEcho).model(model));
         let addr = running.addr.as_inet().expect("a TCP server");
         // Made before the limit drops: connecting needs no new descriptor.
         let client = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a client socket");

@@ -29,7 +29,7 @@ impl DatagramHandler for EchoDatagram {
 
 fn bind_datagram<H: DatagramHandler>(family: Family, handler: H) -> Builder<H> {
     match family {
-        Family::Tcp => Server::bind_udp("127.0.0.1:0", handler).expect("resolve 127.0.0.1:0"),
+        Family::Tcp => Server::bind_udp("127.0.0.1:0", handler),
         Family::Unix => Server::bind_unix_datagram(socket_path("dgram"), handler),
     }
 }
@@ -379,7 +379,6 @@ fn handle_request_on_a_datagram_server() {
     let timeouts = Arc::new(Mutex::new(0));
     let t = Arc::clone(&timeouts);
     let mut server = Server::bind_udp("127.0.0.1:0", EchoDatagram)
-        .unwrap()
         .sync()
         .timeout(Some(Duration::from_millis(100)))
         .handle_timeout(move || *t.lock().unwrap() += 1)
@@ -401,7 +400,6 @@ fn handle_request_on_a_datagram_server() {
 #[test]
 fn prefork_refuses_datagrams() {
     let built = Server::bind_udp("127.0.0.1:0", EchoDatagram)
-        .unwrap()
         .prefork(2)
         .build();
     assert!(
@@ -419,7 +417,6 @@ fn a_udp_port_cannot_be_shared_by_reuse_address() {
     for reuse in [true, false] {
         let running = serve(
             Server::bind_udp("127.0.0.1:0", EchoDatagram)
-                .unwrap()
                 .threading()
                 .reuse_address(reuse),
         );

@@ -36,7 +36,7 @@ use socketserver::{
 use crate::util::{
     self, assert_closed, assert_listens_where_asked, child_processes, connect, isolated,
     live_children, open_fds, proc_stat, run, serve, stream_examine, try_connect, wait_until,
-    zombies, Chat, Client, Family, LineEcho, BYE, FAMILIES, TEST_STR, TIMEOUT,
+    zombies, Chat, Client, Family, LineEcho, StopsServer, BYE, FAMILIES, TEST_STR, TIMEOUT,
 };
 
 /// Lets the server fork although this process has other threads: libtest's
@@ -952,6 +952,39 @@ fn shutdown_drains_a_busy_child() {
     }
 }
 
+/// A handler in a child process stops the whole server through its
+/// stream ([`Stream::server`]): the child asks the parent on its pipe, and
+/// the parent shuts down and drains as if its own handle had been used.
+/// There the handle's counters are the child's copy: under `Forking` the
+/// parent's as they were at the fork, under `Prefork` the worker's own;
+/// both have counted this connection.
+#[test]
+fn a_handler_in_a_child_process_stops_the_server() {
+    if !isolated("processes::a_handler_in_a_child_process_stops_the_server") {
+        return;
+    }
+    let _cleanup = KillChildrenOnFailure;
+    for model in PROCESS_MODELS {
+        for family in FAMILIES {
+            let case = format!("{model:?} over {family:?}");
+            let running = serve(
+                bind(family, StopsServer)
+                    .model(model)
+                    .drain_timeout(TIMEOUT),
+            );
+            let addr = running.addr.clone();
+            let mut client = connect(&addr);
+            assert_eq!(client.round_trip("count\n"), "1\n", "{case}");
+            assert_eq!(client.round_trip("stop\n"), "stopping true\n", "{case}");
+            assert!(client.closed_within(TIMEOUT), "{case}");
+            let report = running.join_within(TIMEOUT);
+            assert_eq!(report.cut, 0, "{case}");
+            assert_closed(&addr);
+            assert_eq!(child_processes(), [], "{case}");
+        }
+    }
+}
+
 /// Shutdown with a stuck child (its handler sleeps 30 s) and a drain timeout
 /// of 300 ms: the child is cut (SIGTERM at the deadline; under `Prefork`
 /// the worker first cuts the connection itself, and the parent steps in a
@@ -1374,7 +1407,7 @@ fn forking_datagram_servers_python_scenarios() {
             proc_stat(own_pid).is_some_and(|(state, _)| state == 'Z')
         });
         let builder = match family {
-            Family::Tcp => socketserver::Server::bind_udp("127.0.0.1:0", DatagramEcho).unwrap(),
+            Family::Tcp => socketserver::Server::bind_udp("127.0.0.1:0", DatagramEcho),
             Family::Unix => socketserver::Server::bind_unix_datagram(
                 util::socket_path("fork-dgram"),
                 DatagramEcho,

@@ -26,7 +26,7 @@ fn handles_are_send_and_sync() {
     fn assert_send<T: Send>() {}
     fn assert_sync<T: Sync>() {}
     // Checked by the compiler; the test only has to build.
-    assert_send::<Server<Echo>>();
+    assert_send::<Server>();
     assert_send::<Builder<Echo>>();
     assert_send::<ShutdownHandle>();
     assert_sync::<ShutdownHandle>();
@@ -223,7 +223,7 @@ fn ipv6_loopback_and_dual_stack() {
     }
     for model in MODELS {
         // [::1]
-        let running = serve(Server::bind("[::1]:0", PeerEcho).unwrap().model(model));
+        let running = serve(Server::bind("[::1]:0", PeerEcho).model(model));
         let server = running.addr.as_inet().unwrap();
         assert!(server.is_ipv6() && server.ip().is_loopback(), "{server}");
         let mut client = tcp_client(server);
@@ -233,7 +233,7 @@ fn ipv6_loopback_and_dual_stack() {
         running.shutdown();
 
         // [::] serves IPv4 as well, seen as an IPv4-mapped address.
-        let running = serve(Server::bind("[::]:0", PeerEcho).unwrap().model(model));
+        let running = serve(Server::bind("[::]:0", PeerEcho).model(model));
         let port = running.addr.as_inet().unwrap().port();
         let mut v4 = tcp_client(([127, 0, 0, 1], port).into());
         let v4_port = v4.local_address().as_inet().unwrap().port();
@@ -253,7 +253,7 @@ fn ipv6_loopback_and_dual_stack() {
     }
 
     // only_v6: IPv4 clients are turned away.
-    let running = serve(Server::bind("[::]:0", PeerEcho).unwrap().only_v6(true));
+    let running = serve(Server::bind("[::]:0", PeerEcho).only_v6(true));
     let port = running.addr.as_inet().unwrap().port();
     let error = TcpStream::connect(("127.0.0.1", port)).expect_err("IPv6 only");
     assert_eq!(error.kind(), io::ErrorKind::ConnectionRefused);

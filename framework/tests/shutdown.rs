@@ -5,15 +5,15 @@
 
 use std::io::{self, BufRead, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use socketserver::{DrainReport, Model, RequestHandler, ShutdownHandle, Stream, WhenDraining};
+use socketserver::{DrainReport, Model, RequestHandler, Stream, WhenDraining};
 
 use crate::util::{
-    bind, each_model_and_family, model_capacity, run, serve, try_connect, wait_until, Chat, Family,
-    LineEcho, BYE, TIMEOUT,
+    bind, each_model_and_family, model_capacity, serve, try_connect, wait_until, Chat, Family,
+    LineEcho, StopsServer, BYE, TIMEOUT,
 };
 
 /// A drain timeout no test should come near: reaching it is a failure.
@@ -322,48 +322,21 @@ fn stuck_handler_is_cut_at_the_drain_deadline() {
     });
 }
 
-/// Stops the server when a client says "stop".
-#[derive(Clone)]
-struct StopsServer {
-    handle: Arc<OnceLock<ShutdownHandle>>,
-}
-
-impl RequestHandler for StopsServer {
-    fn handle(&mut self, stream: &mut Stream) -> io::Result<()> {
-        while let Some(line) = stream.next_line()? {
-            if line == "stop\n" {
-                let handle = self.handle.get().expect("set before serving");
-                handle.shutdown();
-                assert!(handle.is_shutdown());
-                stream.write_all(b"stopping\n")?;
-                return Ok(());
-            }
-            stream.write_all(line.as_bytes())?;
-        }
-        Ok(())
-    }
-}
-
+/// A handler stops its server through its stream ([`Stream::server`]),
+/// and reads its counters there, in every model.
 #[test]
 fn shutdown_from_inside_a_handler_does_not_deadlock() {
     each_model_and_family(|model, family| {
         let case = format!("{model:?}/{family:?}");
-        let handle = Arc::new(OnceLock::new());
-        let server = bind(
-            family,
-            StopsServer {
-                handle: Arc::clone(&handle),
-            },
-        )
-        .model(model)
-        .drain_timeout(LONG_DRAIN)
-        .build()
-        .expect("build");
-        handle.set(server.shutdown_handle()).unwrap();
-        let running = run(server);
+        let running = serve(
+            bind(family, StopsServer)
+                .model(model)
+                .drain_timeout(LONG_DRAIN),
+        );
         let mut client = running.connect();
         assert_eq!(client.round_trip("first\n"), "first\n");
-        assert_eq!(client.round_trip("stop\n"), "stopping\n", "{case}");
+        assert_eq!(client.round_trip("count\n"), "1\n", "{case}: the counters");
+        assert_eq!(client.round_trip("stop\n"), "stopping true\n", "{case}");
         assert!(client.closed_within(TIMEOUT), "{case}");
         let report = running.join_within(Duration::from_secs(2));
         // The stopping connection itself ends on its own: never cut. (Whether

@@ -214,7 +214,7 @@ fn echo_over_tls_in_process_models() {
 }
 
 fn bind<H: RequestHandler>(handler: H) -> Builder<H> {
-    Server::bind("127.0.0.1:0", handler).expect("resolve 127.0.0.1:0")
+    Server::bind("127.0.0.1:0", handler)
 }
 
 /// Reads what the server sends until it closes; returns it.

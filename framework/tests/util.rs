@@ -49,7 +49,7 @@ pub fn socket_path(name: &str) -> PathBuf {
 /// A builder for `handler` on a free loopback port or a fresh Unix path.
 pub fn bind<H: RequestHandler>(family: Family, handler: H) -> Builder<H> {
     match family {
-        Family::Tcp => Server::bind("127.0.0.1:0", handler).expect("resolve 127.0.0.1:0"),
+        Family::Tcp => Server::bind("127.0.0.1:0", handler),
         Family::Unix => Server::bind_unix(socket_path("srv"), handler),
     }
 }
@@ -232,6 +232,37 @@ impl RequestHandler for LineEcho {
     }
 }
 
+/// Reaches its server from inside the handler ([`Stream::server`]): on
+/// `count`, answers how many connections the server has accepted; on
+/// `stop`, shuts the server down and answers `stopping` and whether the
+/// handle now says so; echoes anything else.
+#[derive(Clone)]
+pub struct StopsServer;
+
+impl RequestHandler for StopsServer {
+    fn handle(&mut self, stream: &mut Stream) -> io::Result<()> {
+        while let Some(line) = stream.next_line()? {
+            let server = stream
+                .server()
+                .expect("a served stream has its server")
+                .clone();
+            match line.as_str() {
+                "count\n" => {
+                    let accepted = server.stats().snapshot().accepted;
+                    stream.write_all(format!("{accepted}\n").as_bytes())?;
+                }
+                "stop\n" => {
+                    server.shutdown();
+                    let reply = format!("stopping {}\n", server.is_shutdown());
+                    return stream.write_all(reply.as_bytes());
+                }
+                _ => stream.write_all(line.as_bytes())?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What [`Chat`] says when a drain ended its wait for the next line.
 pub const BYE: &str = "bye: the server is draining\n";
 
@@ -290,7 +321,7 @@ impl RequestHandler for Echo {
 
 /// Starts `serve_forever` in a thread on a server already built, for tests
 /// that need the server's handles before it runs.
-pub fn run<H: 'static>(mut server: Server<H>) -> Running {
+pub fn run(mut server: Server) -> Running {
     let addr = server.local_addr().clone();
     let stop = server.shutdown_handle();
     let stats = server.stats();

@@ -21,7 +21,7 @@
 //! use socketserver::Server;
 //! use socketserver_handlers::Echo;
 //!
-//! let mut server = Server::bind("127.0.0.1:9999", Echo::default())?.build()?;
+//! let mut server = Server::bind("127.0.0.1:9999", Echo::default()).build()?;
 //! server.serve_forever()?;
 //! # Ok::<(), socketserver::Error>(())
 //! ```

@@ -1,239 +1,226 @@
-//! `Model::Forking`: a process per connection, Python's `ForkingMixIn`.
+//! `Model::Forking`: a process per request, Python's `ForkingMixIn`.
 //!
-//! The accept loop forks a child for each connection; the child converses,
-//! reports how it went on a socket pair, and `_exit`s. The parent keeps one
-//! end of each pair: its end-of-file says that the child is gone, which
-//! wakes the accept loop (no SIGCHLD handler, no polling), and the parent
-//! then reaps that child by its pid. Only the children the server spawned
-//! are ever waited for, never `waitpid(-1)`.
+//! The accept loop hands each request to [`Forking`], which forks a child
+//! for it; the child converses, tells the parent how it went on its pipe,
+//! and `_exit`s. The parent's end of the pipe wakes the accept loop when
+//! the child has something to say or is gone ([`Children`]).
 
+use std::fmt;
 use std::io::{self, Read};
 use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
-
-use crate::fork;
+use super::children::{self, Child, Children, Exit};
+use crate::accept_loop::{Dispatch, Gate, Incoming};
+use crate::child_pipe::{ChildEnd, Notice, ThroughParent};
+use crate::conversation::{Request, Runner};
 use crate::per_ip::PeerKey;
-use crate::report::{self, Event, Reporter, Reports};
-use crate::service::{Service, Work};
 use crate::shared::Shared;
 use crate::socket::Connection;
-use crate::stats::{Ended, Outcome};
-use crate::{Address, DrainReport};
+use crate::stats::Outcome;
+use crate::{Address, DrainReport, Error, Refusal};
 
-/// How long children get to end after SIGTERM before SIGKILL.
-pub(crate) const TERM_GRACE: Duration = Duration::from_secs(1);
 /// The drain watcher of a forked child reads one byte: a small stack will
 /// do (the default is 2 MiB of address space).
 const DRAIN_WATCHER_STACK: usize = 64 * 1024;
 
 pub(crate) struct Forking {
+    runner: Runner,
     limit: usize,
-    children: Vec<Child>,
+    /// The caller vouched for its threads (`allow_fork_with_threads`).
+    fork_with_threads: bool,
+    children: Children<Served>,
 }
 
-struct Child {
-    pid: Pid,
+/// What the parent knows of a child: whom it serves.
+struct Served {
     peer: Address,
-    reports: Reports,
-    /// The child has reported the end of its conversation.
-    reported: bool,
     /// The client's place in the per-address count, freed when the child
     /// is gone.
     key: Option<PeerKey>,
 }
 
+impl fmt::Display for Served {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: child", self.peer)
+    }
+}
+
 impl Forking {
-    pub(crate) fn new(limit: usize) -> Forking {
+    pub(crate) fn new(runner: Runner, limit: usize, fork_with_threads: bool) -> Forking {
         Forking {
+            runner,
             limit,
-            children: Vec::new(),
+            fork_with_threads,
+            children: Children::new(),
         }
     }
 
-    pub(crate) fn may_accept(&self) -> bool {
-        self.children.len() < self.limit
-    }
-
-    /// The parent's ends of the children's report pairs, to poll.
-    pub(crate) fn watched(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
-        self.children.iter().map(|c| c.reports.fd())
-    }
-
-    /// Forks a child to serve `work` (a connection, or a datagram), which
-    /// holds `key` in the per-address count. The parent's copy of a
-    /// connection's socket is closed before this returns.
-    pub(crate) fn fork_for(
+    /// Forks a child to serve `request`, which holds `key` in the
+    /// per-address count. The parent's copy of a connection's socket is
+    /// closed before this returns.
+    fn fork_for(
         &mut self,
         shared: &Shared,
-        service: &Arc<dyn Service>,
-        work: Work,
+        request: Request,
         key: Option<PeerKey>,
+        draining: Arc<AtomicBool>,
         close_in_child: &[RawFd],
     ) {
-        let peer = work.peer().clone();
-        let (reports, mut reporter) = match report::pair() {
-            Ok(pair) => pair,
-            Err(e) => {
-                log::error!(
-                    "{peer}: cannot make a report pair for a child: {}",
-                    crate::describe(&e)
-                );
-                shared.stats.ended(Outcome::Failed, 0, 0);
-                if let Some(key) = key {
-                    shared.release_peer(key);
-                }
-                return;
+        let peer = request.peer().clone();
+        let mut close = close_in_child.to_vec();
+        close.extend(self.children.raw_fds());
+        let runner = &self.runner;
+        let spawned = children::spawn(&close, move |to_parent| {
+            let to_parent = Arc::new(to_parent);
+            if let Request::Conversation(conn) = &request {
+                watch_for_drain(&to_parent, conn);
             }
-        };
-        let mut close: Vec<RawFd> = close_in_child.to_vec();
-        close.extend(self.children.iter().map(|c| c.reports.raw_fd()));
-        close.push(reports.raw_fd());
-        let spawned = fork::spawn(&close, move || {
-            if let Work::Conversation(conn) = &work {
-                watch_for_drain(&reporter, conn);
-            }
-            let ended = service.run(shared, work);
-            reporter.send(Event::Ended(ended));
+            let stats = runner.shared.stats.clone();
+            let server = ThroughParent::handle(Arc::clone(&to_parent), draining, stats);
+            let outcome = runner.with_server(server).finish_request(request);
+            to_parent.send(Notice::Ended(outcome));
             0
         });
-        // Here, in the parent, the closure is gone: the parent's copies of
-        // the connection and of the child's end of the pair are closed.
         match spawned {
-            Ok(pid) => {
+            Ok((pid, pipe)) => {
                 log::debug!("{peer}: served by child {pid}");
-                self.children.push(Child {
-                    pid,
-                    peer,
-                    reports,
-                    reported: false,
-                    key,
-                });
+                self.children.push(pid, pipe, Served { peer, key });
                 shared.stats.set_active(self.children.len());
             }
             Err(e) => {
                 log::error!("{peer}: cannot fork: {}", crate::describe(&e));
-                shared.stats.ended(Outcome::Failed, 0, 0);
+                shared.stats.count(Outcome::LOST);
                 if let Some(key) = key {
                     shared.release_peer(key);
                 }
             }
         }
     }
+}
 
-    /// Reads the children's reports and reaps the children that are gone.
-    pub(crate) fn collect(&mut self, shared: &Shared) {
-        let mut i = 0;
-        while i < self.children.len() {
-            let child = &mut self.children[i];
-            let gone = child.reports.drain(|event| {
-                if let Event::Ended(Ended {
-                    outcome,
-                    bytes_read,
-                    bytes_written,
-                }) = event
-                {
-                    shared.stats.ended(outcome, bytes_read, bytes_written);
-                    child.reported = true;
+impl Dispatch for Forking {
+    fn process(&mut self, gate: &mut Gate<'_>, incoming: Incoming) {
+        let close = gate.close_in_child(&incoming);
+        let shared = Arc::clone(gate.shared());
+        // The child's own drain flag, set when the parent tells it.
+        let draining = Arc::new(AtomicBool::new(false));
+        match incoming {
+            Incoming::Connection { socket, peer } => {
+                // The per-address count is the parent's, taken before the
+                // fork; the connection holds no slot in the registry.
+                let key = PeerKey::of(&peer).filter(|_| shared.limits_per_ip());
+                if key.is_some_and(|key| !shared.take_peer(key)) {
+                    gate.refuse(socket, peer, Refusal::PerIp);
+                    return;
                 }
-            });
-            // A child that reported may still be held open by a
-            // grandchild it forked; look for its exit anyway, without
-            // waiting, so that no zombie outlives a turn of the loop.
-            let status = if gone {
-                waitpid(child.pid, None).ok()
-            } else if child.reported {
-                waitpid(child.pid, Some(WaitPidFlag::WNOHANG))
-                    .ok()
-                    .filter(|s| *s != WaitStatus::StillAlive)
-            } else {
-                None
-            };
-            match status {
-                Some(status) => {
-                    let child = self.children.swap_remove(i);
-                    if let Some(key) = child.key {
-                        shared.release_peer(key);
-                    }
-                    log_exit(&child, status, shared);
-                }
-                None => i += 1,
+                let conn = Connection::new(socket, peer, Some(Arc::clone(&draining)));
+                let request = Request::Conversation(Arc::new(conn));
+                self.fork_for(&shared, request, key, draining, &close);
+            }
+            Incoming::Datagram(packet) => {
+                let request = Request::Datagram(packet);
+                self.fork_for(&shared, request, None, draining, &close);
             }
         }
+    }
+
+    fn may_accept(&self) -> bool {
+        self.children.len() < self.limit
+    }
+
+    fn ready(&self) -> Result<(), Error> {
+        crate::fork::ensure_single_threaded("forking", self.fork_with_threads)
+    }
+
+    fn watched(&self) -> Vec<BorrowedFd<'_>> {
+        self.children.watched().collect()
+    }
+
+    fn collect(&mut self, shared: &Arc<Shared>) {
+        let mut shutdown = false;
+        self.children.collect(
+            &mut |child, notice| on_notice(child, notice, shared, &mut shutdown),
+            &mut |child, exit| on_exit(child, exit, shared),
+        );
         shared.stats.set_active(self.children.len());
+        if shutdown {
+            shared.request_shutdown();
+        }
     }
 
     /// Tells the children that the server drains (each then ends the
     /// waiting read of a conversation that asked for it), waits for them
     /// until `deadline`, then SIGTERM, then SIGKILL.
-    pub(crate) fn drain(&mut self, shared: &Shared, deadline: Instant) -> DrainReport {
+    fn drain(&mut self, shared: &Arc<Shared>, deadline: Instant) -> DrainReport {
         let at_start = self.children.len();
-        for child in &self.children {
-            child.reports.tell_draining();
+        for child in self.children.iter() {
+            child.pipe.tell_draining();
         }
-        self.wait_until(shared, deadline);
+        let mut ignored = false;
+        let notices =
+            &mut |child: &mut Child<Served>, notice| on_notice(child, notice, shared, &mut ignored);
+        let exits = &mut |child, exit| on_exit(child, exit, shared);
+        self.children.wait_until(deadline, notices, exits);
         let cut = self.children.len();
-        if cut > 0 {
-            for child in &self.children {
-                log::warn!(
-                    "{}: child {} still busy at the drain deadline; SIGTERM",
-                    child.peer,
-                    child.pid
-                );
-                let _ = kill(child.pid, Signal::SIGTERM);
-            }
-            self.wait_until(shared, Instant::now() + TERM_GRACE);
-            self.kill_all(shared);
-        }
+        self.children.terminate(notices, exits);
+        shared.stats.set_active(0);
         DrainReport {
             drained: at_start - cut,
             cut,
         }
     }
 
-    fn wait_until(&mut self, shared: &Shared, deadline: Instant) {
-        while !self.children.is_empty() {
-            let now = Instant::now();
-            if now >= deadline {
-                return;
-            }
-            let fds: Vec<BorrowedFd<'_>> = self.watched().collect();
-            let _ = crate::waker::poll_any(&fds, Some(deadline - now));
-            self.collect(shared);
+    fn abandon(&mut self, shared: &Arc<Shared>) {
+        for child in self.children.iter() {
+            log::warn!("{child}: killing it");
         }
-    }
-
-    /// Kills and reaps every child, at once (dropping the server).
-    pub(crate) fn kill_all(&mut self, shared: &Shared) {
-        for child in &self.children {
-            log::warn!("{}: killing child {}", child.peer, child.pid);
-            let _ = kill(child.pid, Signal::SIGKILL);
-        }
-        for child in std::mem::take(&mut self.children) {
-            if let Some(key) = child.key {
-                shared.release_peer(key);
-            }
-            if let Ok(status) = waitpid(child.pid, None) {
-                log_exit(&child, status, shared);
-            }
-        }
+        self.children
+            .kill_all(&mut |child, exit| on_exit(child, exit, shared));
         shared.stats.set_active(0);
     }
 }
 
+/// A child's notice: how its request ended, or its handler's wish to shut
+/// the server down.
+fn on_notice(child: &mut Child<Served>, notice: Notice, shared: &Shared, shutdown: &mut bool) {
+    match notice {
+        Notice::Ended(outcome) => {
+            shared.stats.count(outcome);
+            child.done = true;
+        }
+        Notice::ShutdownAsked => *shutdown = true,
+        _ => {}
+    }
+}
+
+/// A child is gone: its client's place is freed; an exit that is not
+/// clean is logged, and a request it never reported is counted as failed.
+fn on_exit(child: Child<Served>, exit: Exit, shared: &Shared) {
+    if let Some(key) = child.what.key {
+        shared.release_peer(key);
+    }
+    let lost = !child.done;
+    if exit.is_clean() && !lost {
+        return;
+    }
+    log::error!("{child} {exit}");
+    if lost {
+        shared.stats.count(Outcome::LOST);
+    }
+}
+
 /// In a forked child: a thread that waits for the parent's word that the
-/// server drains (a byte on the report pair, or the pair's end: the parent
-/// is gone), then begins the drain for the child's connection, as the
+/// server drains (a byte on the pipe, or the pipe's end: the parent is
+/// gone), then begins the drain for the child's connection, as the
 /// registry does for a thread's. The child is a fresh process whose one
 /// other thread runs the conversation, so starting a thread here is safe;
 /// it ends with the process. It holds the connection weakly: the socket
 /// still closes when the conversation ends.
-fn watch_for_drain(reporter: &Reporter, conn: &Arc<Connection>) {
-    let signal = match reporter.drain_signal() {
+fn watch_for_drain(to_parent: &ChildEnd, conn: &Arc<Connection>) {
+    let signal = match to_parent.drain_signal() {
         Ok(signal) => signal,
         Err(e) => {
             log::warn!(
@@ -264,29 +251,5 @@ fn watch_for_drain(reporter: &Reporter, conn: &Arc<Connection>) {
             "cannot start a thread to watch for the drain: {}",
             crate::describe(&e)
         );
-    }
-}
-
-fn log_exit(child: &Child, status: WaitStatus, shared: &Shared) {
-    let lost = !child.reported;
-    match status {
-        WaitStatus::Exited(_, 0) if !lost => return,
-        WaitStatus::Exited(_, code) => {
-            log::error!(
-                "{}: child {} exited with status {code}",
-                child.peer,
-                child.pid
-            )
-        }
-        WaitStatus::Signaled(_, signal, core) => log::error!(
-            "{}: child {} killed by {signal}{}",
-            child.peer,
-            child.pid,
-            if core { " (core dumped)" } else { "" }
-        ),
-        other => log::error!("{}: child {} ended: {other:?}", child.peer, child.pid),
-    }
-    if lost {
-        shared.stats.ended(Outcome::Failed, 0, 0);
     }
 }

@@ -1,29 +1,30 @@
-//! Concurrency models: how the accept loop hands a connection to its
-//! handler.
+//! Concurrency models: where a request runs once the accept loop has it.
 //!
-//! The accept loop is the same for every model; a model only decides where
-//! [`service::serve`](crate::service::serve) runs. `Sync` runs it in the
-//! loop's own thread, `Threading` in a new thread, `Pool` in one of a fixed
-//! set of workers, `Forking` in a child process. `Prefork` turns the loop
-//! inside out: the parent supervises worker processes, each a `Sync`
-//! server of its own on the shared listener.
+//! Each model is one file and owns its dispatch: `Sync` runs the request
+//! in the loop's own thread (`sync.rs`), `Threading` in a new thread
+//! (`threading.rs`), `Pool` in one of a fixed set of threads (`pool.rs`),
+//! `Forking` in a child process (`forking.rs`). `Prefork` owns its
+//! accepts: the parent supervises worker processes, each running an accept
+//! loop of its own on the shared listener (`prefork.rs`). The process
+//! models share [`Children`](children::Children).
 
+mod children;
 mod forking;
 mod pool;
 mod prefork;
+mod sync;
 mod threading;
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::service::{self, Job, Service};
-use crate::shared::Shared;
+use crate::accept_loop::{AcceptLoop, Dispatch};
+use crate::conversation::Runner;
+use crate::listener::Listener;
+use crate::model_loop::ModelLoop;
+use crate::settings::{LoopHooks, LoopSettings};
 
-pub(crate) use forking::Forking;
-pub(crate) use pool::Pool;
-pub(crate) use prefork::{Prefork, Worker};
-pub(crate) use threading::Threading;
+use prefork::{PreforkSettings, Supervisor};
 
 /// How a server runs its handlers: the axis Python varies with mix-ins.
 ///
@@ -113,112 +114,43 @@ impl fmt::Display for Model {
     }
 }
 
-/// A model at work: owns what the model needs (threads, queues, child
-/// processes).
-pub(crate) enum Dispatcher {
-    Sync,
-    Threading(Threading),
-    Pool(Pool),
-    Forking(Forking),
-    /// The parent of prefork workers.
-    Prefork(Prefork),
-    /// Inside a prefork worker.
-    Worker(Worker),
-}
-
-impl Dispatcher {
-    pub(crate) fn start(
-        model: Model,
-        limit: usize,
-        shared: &Arc<Shared>,
-        service: &Arc<dyn Service>,
-    ) -> std::io::Result<Self> {
-        Ok(match model {
-            Model::Sync => Dispatcher::Sync,
-            Model::Threading => Dispatcher::Threading(Threading::default()),
-            Model::Pool { workers, queue } => {
-                Dispatcher::Pool(Pool::start(workers, queue, shared, service)?)
-            }
-            Model::Forking { .. } => Dispatcher::Forking(Forking::new(limit)),
-            Model::Prefork {
+/// Starts `model` on `listener`: an accept loop handing requests to the
+/// model, or prefork's supervisor. `limit` is the connection limit;
+/// `fork_with_threads` says that the caller vouched for its threads.
+pub(crate) fn start(
+    model: Model,
+    limit: usize,
+    fork_with_threads: bool,
+    listener: Listener,
+    runner: Runner,
+    settings: LoopSettings,
+    hooks: LoopHooks,
+) -> std::io::Result<Box<dyn ModelLoop>> {
+    let dispatch: Box<dyn Dispatch> = match model {
+        Model::Sync => Box::new(sync::Serial::new(runner.clone())),
+        Model::Threading => Box::new(threading::Threading::new(runner.clone())),
+        Model::Pool { workers, queue } => Box::new(pool::Pool::start(workers, queue, &runner)?),
+        Model::Forking { .. } => Box::new(forking::Forking::new(
+            runner.clone(),
+            limit,
+            fork_with_threads,
+        )),
+        Model::Prefork {
+            workers,
+            max_requests,
+        } => {
+            let prefork = PreforkSettings {
                 workers,
                 max_requests,
-            } => Dispatcher::Prefork(Prefork::new(workers, max_requests)),
-        })
-    }
-
-    /// Runs or hands off one registered connection or packet.
-    pub(crate) fn dispatch(&mut self, shared: &Arc<Shared>, service: &Arc<dyn Service>, job: Job) {
-        match self {
-            Dispatcher::Sync => {
-                service::serve(shared, service.as_ref(), job);
-            }
-            Dispatcher::Threading(t) => t.dispatch(shared, service, job),
-            Dispatcher::Pool(p) => p.dispatch(shared, job),
-            Dispatcher::Worker(w) => w.dispatch(shared, service, job),
-            // Connections reach these models without being registered.
-            Dispatcher::Forking(_) | Dispatcher::Prefork(_) => {
-                unreachable!("process models take connections before registration")
-            }
+                fork_with_threads,
+            };
+            let supervisor = Supervisor::new(listener, runner, settings, hooks, prefork);
+            return Ok(Box::new(supervisor));
         }
-    }
-
-    /// False while the model cannot take another connection.
-    pub(crate) fn may_accept(&self) -> bool {
-        match self {
-            Dispatcher::Forking(f) => f.may_accept(),
-            Dispatcher::Prefork(_) => false,
-            _ => true,
-        }
-    }
-
-    /// Descriptors the accept loop should wait on for the model.
-    pub(crate) fn watched(&self) -> Vec<std::os::fd::BorrowedFd<'_>> {
-        match self {
-            Dispatcher::Forking(f) => f.watched().collect(),
-            Dispatcher::Prefork(p) => p.watched().collect(),
-            _ => Vec::new(),
-        }
-    }
-
-    /// Called when one of the watched descriptors is ready.
-    pub(crate) fn collect(&mut self, shared: &Shared) {
-        match self {
-            Dispatcher::Forking(f) => f.collect(shared),
-            Dispatcher::Prefork(p) => p.collect(shared, shared.shutdown_requested()),
-            _ => {}
-        }
-    }
-
-    /// A connection was refused before reaching the model.
-    pub(crate) fn refused(&mut self) {
-        if let Dispatcher::Worker(w) = self {
-            w.refused();
-        }
-    }
-
-    /// Stops taking work and waits up to `grace` for the model's threads
-    /// to end; returns how many were still running and were left behind.
-    pub(crate) fn stop(&mut self, grace: Duration) -> usize {
-        match self {
-            Dispatcher::Threading(t) => t.join(grace),
-            Dispatcher::Pool(p) => p.stop(grace),
-            _ => 0,
-        }
-    }
-
-    /// Stops at once, waiting for nothing (dropping the server): queued
-    /// work is abandoned, child processes are killed and reaped.
-    pub(crate) fn detach(&mut self, shared: &Shared) {
-        match self {
-            Dispatcher::Pool(p) => p.close_queue(),
-            Dispatcher::Forking(f) => f.kill_all(shared),
-            Dispatcher::Prefork(p) => {
-                p.kill_all(shared);
-            }
-            _ => {}
-        }
-    }
+    };
+    Ok(Box::new(AcceptLoop::new(
+        listener, runner, dispatch, settings, hooks,
+    )))
 }
 
 /// Joins the threads that have ended, waiting up to `grace` in all; the

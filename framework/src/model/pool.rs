@@ -6,21 +6,17 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::service::{self, Job, Service};
+use crate::accept_loop::{Dispatch, Gate, Incoming};
+use crate::conversation::{Admitted, Runner};
 use crate::shared::Shared;
 
 pub(crate) struct Pool {
-    queue: Option<Sender<Job>>,
+    queue: Option<Sender<Admitted>>,
     workers: Vec<JoinHandle<()>>,
 }
 
 impl Pool {
-    pub(crate) fn start(
-        workers: usize,
-        queue: usize,
-        shared: &Arc<Shared>,
-        service: &Arc<dyn Service>,
-    ) -> std::io::Result<Pool> {
+    pub(crate) fn start(workers: usize, queue: usize, runner: &Runner) -> std::io::Result<Pool> {
         // Room for every connection the limit lets in, so that handing one
         // over never blocks the accept loop: the limit, taken before
         // accept, is what keeps the queue bounded.
@@ -30,14 +26,13 @@ impl Pool {
             workers: Vec::with_capacity(workers),
         };
         for n in 0..workers {
-            let receiver: Receiver<Job> = receiver.clone();
-            let shared = Arc::clone(shared);
-            let service = Arc::clone(service);
+            let receiver: Receiver<Admitted> = receiver.clone();
+            let runner = runner.clone();
             let worker = thread::Builder::new()
                 .name(format!("pool worker {n}"))
                 .spawn(move || {
-                    for job in receiver {
-                        service::serve(&shared, service.as_ref(), job);
+                    for admitted in receiver {
+                        runner.run(admitted);
                     }
                 });
             match worker {
@@ -51,25 +46,34 @@ impl Pool {
         Ok(pool)
     }
 
-    pub(crate) fn dispatch(&mut self, shared: &Arc<Shared>, job: Job) {
-        let id = job.id;
+    /// Lets the workers end once the queue is empty.
+    fn close_queue(&mut self) {
+        self.queue = None;
+    }
+}
+
+impl Dispatch for Pool {
+    fn process(&mut self, gate: &mut Gate<'_>, incoming: Incoming) {
+        let Some(admitted) = gate.admit(incoming) else {
+            return;
+        };
+        let slot = admitted.slot;
         let sent = match &self.queue {
-            Some(queue) => queue.send(job).is_ok(),
+            Some(queue) => queue.send(admitted).is_ok(),
             None => false,
         };
         if !sent {
             log::error!("the worker pool is closed; connection dropped");
-            shared.abandon(id);
+            gate.shared().abandon(slot);
         }
     }
 
-    /// Lets the workers end once the queue is empty.
-    pub(crate) fn close_queue(&mut self) {
-        self.queue = None;
-    }
-
-    pub(crate) fn stop(&mut self, grace: Duration) -> usize {
+    fn join(&mut self, grace: Duration) -> usize {
         self.close_queue();
         super::join_within(&mut self.workers, grace)
+    }
+
+    fn abandon(&mut self, _shared: &Arc<Shared>) {
+        self.close_queue();
     }
 }

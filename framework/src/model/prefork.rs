@@ -1,34 +1,33 @@
 //! `Model::Prefork`: a fixed set of worker processes that all accept on the
 //! shared listening socket (Perl's Net::Server::PreFork; Python has none).
 //!
-//! The parent forks the workers and supervises them: it never accepts. Each
-//! worker is a `Sync` server of its own on the inherited listener: it serves
-//! one connection at a time, reports each connection's start and end to the
-//! parent on a socket pair, and stops when the parent closes its control
-//! socket (or dies). The parent respawns a worker that ends (after
-//! `max_requests`, or a crash), with a growing delay when workers die young,
-//! so that a crashing handler cannot fork-bomb the machine.
+//! The parent, a [`Supervisor`], forks the workers and supervises them: it
+//! never accepts. Each worker runs an accept loop of its own on the
+//! inherited listener, serving one connection at a time ([`Worker`]),
+//! tells the parent of each connection's start and end on its pipe, and
+//! stops when the parent closes its control socket (or dies). The parent
+//! respawns a worker that ends (after `max_requests`, or a crash), with a
+//! growing delay when workers die young, so that a crashing handler cannot
+//! fork-bomb the machine.
 
+use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::Pid;
-
+use super::children::{self, Child, Children, Exit};
+use crate::accept_loop::{AcceptLoop, Dispatch, Gate, Incoming, CUT_GRACE};
+use crate::child_pipe::{ChildEnd, Notice, ThroughParent};
+use crate::conversation::Runner;
+use crate::listener::Listener;
+use crate::model_loop::ModelLoop;
 use crate::per_ip::PeerKey;
-use crate::report::{Event, Reporter, Reports};
-use crate::server::CUT_GRACE;
-use crate::service::{self, Job, Service};
+use crate::settings::{LoopHooks, LoopSettings};
 use crate::shared::Shared;
-use crate::stats::{Ended, Outcome};
-use crate::{DrainReport, Server};
-
-use super::forking::TERM_GRACE;
-use super::Dispatcher;
+use crate::stats::Outcome;
+use crate::{DrainReport, Error, Refusal};
 
 /// A worker that lives at least this long is healthy: respawn it at once.
 const HEALTHY_LIFE: Duration = Duration::from_secs(1);
@@ -36,20 +35,27 @@ const HEALTHY_LIFE: Duration = Duration::from_secs(1);
 const FIRST_RESPAWN_DELAY: Duration = Duration::from_millis(100);
 const MAX_RESPAWN_DELAY: Duration = Duration::from_secs(10);
 
-/// The parent's view of its workers.
-pub(crate) struct Prefork {
-    pub(crate) wanted: usize,
-    pub(crate) max_requests: Option<u64>,
-    workers: Vec<WorkerProcess>,
+/// The parent of the workers: its loop keeps `wanted` of them alive,
+/// counts what they tell it, and on shutdown stops them and drains.
+pub(crate) struct Supervisor {
+    listener: Option<Listener>,
+    runner: Runner,
+    settings: LoopSettings,
+    /// The workers' hooks: each worker's accept loop runs them.
+    hooks: LoopHooks,
+    wanted: usize,
+    max_requests: Option<u64>,
+    /// The caller vouched for its threads (`allow_fork_with_threads`).
+    fork_with_threads: bool,
+    workers: Children<WorkerState>,
     respawn_delay: Option<Duration>,
     respawn_at: Option<Instant>,
     /// Connections in progress when the shutdown began.
     busy_at_shutdown: usize,
 }
 
-struct WorkerProcess {
-    pid: Pid,
-    reports: Reports,
+/// What the parent knows of a worker.
+struct WorkerState {
     /// Closing it tells the worker to stop.
     control: Option<UnixStream>,
     born: Instant,
@@ -59,31 +65,44 @@ struct WorkerProcess {
     held: Option<PeerKey>,
 }
 
-impl Prefork {
-    pub(crate) fn new(wanted: usize, max_requests: Option<u64>) -> Prefork {
-        Prefork {
-            wanted,
-            max_requests,
-            workers: Vec::new(),
+impl fmt::Display for WorkerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("prefork worker")
+    }
+}
+
+/// The prefork model's settings.
+pub(crate) struct PreforkSettings {
+    pub(crate) workers: usize,
+    pub(crate) max_requests: Option<u64>,
+    pub(crate) fork_with_threads: bool,
+}
+
+impl Supervisor {
+    pub(crate) fn new(
+        listener: Listener,
+        runner: Runner,
+        settings: LoopSettings,
+        hooks: LoopHooks,
+        prefork: PreforkSettings,
+    ) -> Supervisor {
+        Supervisor {
+            listener: Some(listener),
+            runner,
+            settings,
+            hooks,
+            wanted: prefork.workers,
+            max_requests: prefork.max_requests,
+            fork_with_threads: prefork.fork_with_threads,
+            workers: Children::new(),
             respawn_delay: None,
             respawn_at: None,
             busy_at_shutdown: 0,
         }
     }
 
-    pub(crate) fn add(&mut self, pid: Pid, reports: Reports, control: UnixStream) {
-        self.workers.push(WorkerProcess {
-            pid,
-            reports,
-            control: Some(control),
-            born: Instant::now(),
-            busy: false,
-            held: None,
-        });
-    }
-
     /// How many workers are missing and may be spawned now.
-    pub(crate) fn due(&mut self) -> usize {
+    fn due(&mut self) -> usize {
         if self.respawn_at.is_some_and(|at| Instant::now() < at) {
             return 0;
         }
@@ -92,115 +111,13 @@ impl Prefork {
     }
 
     /// How long the supervisor may sleep before a respawn is due.
-    pub(crate) fn next_wake(&self) -> Option<Duration> {
+    fn next_wake(&self) -> Option<Duration> {
         if self.workers.len() >= self.wanted {
             return None;
         }
         Some(self.respawn_at.map_or(Duration::ZERO, |at| {
             at.saturating_duration_since(Instant::now())
         }))
-    }
-
-    /// A spawn failed: try again later.
-    pub(crate) fn spawn_failed(&mut self) {
-        self.delay_respawn();
-    }
-
-    pub(crate) fn watched(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
-        self.workers.iter().map(|w| w.reports.fd())
-    }
-
-    /// Reads the workers' reports into the counters and reaps the workers
-    /// that are gone.
-    pub(crate) fn collect(&mut self, shared: &Shared, draining: bool) {
-        let mut i = 0;
-        while i < self.workers.len() {
-            let worker = &mut self.workers[i];
-            let mut answers = Vec::new();
-            let gone = worker.reports.drain(|event| match event {
-                Event::Ask(key) => {
-                    let granted = shared.take_peer(key);
-                    if granted {
-                        if let Some(old) = worker.held.replace(key) {
-                            shared.release_peer(old);
-                        }
-                    }
-                    answers.push(granted);
-                }
-                Event::Started => {
-                    shared.stats.accepted();
-                    worker.busy = true;
-                }
-                Event::Refused => {
-                    shared.stats.accepted();
-                    shared.stats.refused();
-                    if let Some(key) = worker.held.take() {
-                        shared.release_peer(key);
-                    }
-                }
-                Event::Ended(Ended {
-                    outcome,
-                    bytes_read,
-                    bytes_written,
-                }) => {
-                    shared.stats.ended(outcome, bytes_read, bytes_written);
-                    worker.busy = false;
-                    if let Some(key) = worker.held.take() {
-                        shared.release_peer(key);
-                    }
-                }
-            });
-            for granted in answers {
-                worker.reports.answer(granted);
-            }
-            if gone {
-                let worker = self.workers.swap_remove(i);
-                let status = waitpid(worker.pid, None);
-                self.worker_ended(&worker, status.ok(), shared, draining);
-            } else {
-                i += 1;
-            }
-        }
-        let busy = self.workers.iter().filter(|w| w.busy).count();
-        shared.stats.set_active(busy);
-    }
-
-    fn worker_ended(
-        &mut self,
-        worker: &WorkerProcess,
-        status: Option<WaitStatus>,
-        shared: &Shared,
-        draining: bool,
-    ) {
-        if let Some(key) = worker.held {
-            shared.release_peer(key);
-        }
-        let clean = matches!(status, Some(WaitStatus::Exited(_, 0)));
-        if !clean {
-            match status {
-                Some(WaitStatus::Signaled(_, signal, _)) => {
-                    log::error!("prefork worker {} killed by {signal}", worker.pid)
-                }
-                Some(WaitStatus::Exited(_, code)) => {
-                    log::error!("prefork worker {} exited with status {code}", worker.pid)
-                }
-                other => log::error!("prefork worker {} ended: {other:?}", worker.pid),
-            }
-        } else {
-            log::debug!("prefork worker {} ended", worker.pid);
-        }
-        if worker.busy {
-            // Its connection died with it.
-            shared.stats.ended(Outcome::Failed, 0, 0);
-        }
-        if draining {
-            return;
-        }
-        if clean || worker.born.elapsed() >= HEALTHY_LIFE {
-            self.respawn_delay = None;
-        } else {
-            self.delay_respawn();
-        }
     }
 
     fn delay_respawn(&mut self) {
@@ -215,210 +132,118 @@ impl Prefork {
         self.respawn_at = Some(Instant::now() + delay);
     }
 
-    /// Tells every worker to stop: idle connections end at once, busy ones
-    /// get the drain timeout inside the worker.
-    pub(crate) fn stop_workers(&mut self, shared: &Shared) {
-        // Take in the reports already sent, so that a connection that
-        // started just now is counted as busy.
-        self.collect(shared, true);
-        self.busy_at_shutdown = self.workers.iter().filter(|w| w.busy).count();
-        for worker in &mut self.workers {
-            worker.control = None;
+    /// Waits for the waker, the stop descriptor or a worker's pipe, or
+    /// until `timeout` passes; then takes in what the workers said.
+    fn wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let shared = Arc::clone(&self.runner.shared);
+        let mut fds = vec![shared.waker.fd()];
+        fds.extend(self.settings.stop_fd.as_ref().map(AsFd::as_fd));
+        fds.extend(self.workers.watched());
+        let ready = crate::waker::poll_readable(&fds, timeout)?;
+        let stop = self.settings.stop_fd.is_some() && ready[1];
+        drop(fds);
+        if ready[0] {
+            shared.waker.reset();
         }
-    }
-
-    /// Waits for the workers until `deadline`, then SIGTERM, then SIGKILL.
-    pub(crate) fn drain(&mut self, shared: &Shared, deadline: Instant) -> DrainReport {
-        self.wait_until(shared, deadline);
-        let mut cut = self.workers.iter().filter(|w| w.busy).count();
-        if !self.workers.is_empty() {
-            for worker in &self.workers {
-                log::warn!(
-                    "prefork worker {} still running at the drain deadline; SIGTERM",
-                    worker.pid
-                );
-                let _ = kill(worker.pid, Signal::SIGTERM);
-            }
-            self.wait_until(shared, Instant::now() + TERM_GRACE);
-            cut = cut.max(self.kill_all(shared));
-        }
-        DrainReport {
-            drained: self.busy_at_shutdown.saturating_sub(cut),
-            cut,
-        }
-    }
-
-    fn wait_until(&mut self, shared: &Shared, deadline: Instant) {
-        while !self.workers.is_empty() {
-            let now = Instant::now();
-            if now >= deadline {
-                return;
-            }
-            let fds: Vec<BorrowedFd<'_>> = self.watched().collect();
-            let _ = crate::waker::poll_any(&fds, Some(deadline - now));
-            self.collect(shared, true);
-        }
-    }
-
-    /// Kills and reaps every worker; returns how many were busy.
-    pub(crate) fn kill_all(&mut self, shared: &Shared) -> usize {
-        let busy = self.workers.iter().filter(|w| w.busy).count();
-        for worker in &self.workers {
-            let _ = kill(worker.pid, Signal::SIGKILL);
-        }
-        for worker in std::mem::take(&mut self.workers) {
-            let status = waitpid(worker.pid, None).ok();
-            self.worker_ended(&worker, status, shared, true);
-        }
-        shared.stats.set_active(0);
-        busy
-    }
-}
-
-/// Inside a worker process: serves each connection in the worker's own
-/// thread, reporting to the parent, and stops after `max_requests`.
-pub(crate) struct Worker {
-    reporter: Reporter,
-    remaining: Option<u64>,
-    /// The parent counts conversations per address: ask it before each.
-    asks_parent: bool,
-}
-
-impl Worker {
-    pub(crate) fn new(reporter: Reporter, max_requests: Option<u64>, asks_parent: bool) -> Worker {
-        Worker {
-            reporter,
-            remaining: max_requests,
-            asks_parent,
-        }
-    }
-
-    /// Whether the client `key` may have one more conversation, across
-    /// all workers: the parent decides. Always true when the server has no
-    /// per-address limit.
-    pub(crate) fn admit(&mut self, key: PeerKey) -> bool {
-        !self.asks_parent || self.reporter.ask(key)
-    }
-
-    pub(crate) fn dispatch(&mut self, shared: &Arc<Shared>, service: &Arc<dyn Service>, job: Job) {
-        self.reporter.send(Event::Started);
-        let ended = service::serve(shared, service.as_ref(), job);
-        self.reporter.send(Event::Ended(ended));
-        if let Some(remaining) = &mut self.remaining {
-            *remaining = remaining.saturating_sub(1);
-            if *remaining == 0 {
-                // Recycled: the parent starts a fresh worker in our place.
-                shared.request_shutdown();
-            }
-        }
-    }
-
-    pub(crate) fn refused(&mut self) {
-        self.reporter.send(Event::Refused);
-    }
-}
-
-// The prefork model: the parent supervises, the workers serve.
-impl<H> Server<H> {
-    /// The prefork parent's loop: keeps `workers` processes alive, counts
-    /// what they report, and on shutdown stops them and drains.
-    pub(crate) fn supervise(&mut self) -> DrainReport {
-        log::info!("serving on {} ({})", self.local_addr, self.config.model);
-        while !self.shared.shutdown_requested() {
-            let due = match &mut self.dispatcher {
-                Dispatcher::Prefork(prefork) => prefork.due(),
-                _ => 0,
-            };
-            for _ in 0..due {
-                if let Err(e) = self.spawn_worker() {
-                    log::error!("cannot start a prefork worker: {}", crate::describe(&e));
-                    if let Dispatcher::Prefork(prefork) = &mut self.dispatcher {
-                        prefork.spawn_failed();
-                    }
-                    break;
-                }
-            }
-            let wake = match &self.dispatcher {
-                Dispatcher::Prefork(prefork) => prefork.next_wake(),
-                _ => None,
-            };
-            if let Err(e) = self.poll(false, wake) {
-                log::error!("{e}");
-            }
-        }
-        // The workers hold copies of the listener, and a busy one closes its
-        // copy only when its conversation ends: stop listening for all of
-        // them at once. Closing ours also removes a Unix socket's file.
-        if let Dispatcher::Prefork(prefork) = &mut self.dispatcher {
-            prefork.stop_workers(&self.shared);
-        }
-        if let Some(listener) = self.listener.take() {
-            listener.stop_listening();
-        }
-        // The workers enforce the drain timeout themselves; the parent
-        // steps in (SIGTERM, then SIGKILL) only if one overstays it.
-        let deadline = Instant::now() + self.shared.drain_timeout() + CUT_GRACE;
-        let report = match &mut self.dispatcher {
-            Dispatcher::Prefork(prefork) => prefork.drain(&self.shared, deadline),
-            _ => DrainReport::default(),
-        };
-        log::info!(
-            "stopped serving on {}: {} connections drained, {} cut",
-            self.local_addr,
-            report.drained,
-            report.cut
-        );
-        report
-    }
-
-    fn spawn_worker(&mut self) -> io::Result<()> {
-        let (reports, reporter) = crate::report::pair()?;
-        let (control, worker_control) = std::os::unix::net::UnixStream::pair()?;
-        // Closed by number in the worker: their owners live on in frames
-        // the worker never returns to, so nothing closes them twice.
-        let mut close = self.shared.waker.raw_fds().to_vec();
-        close.extend(self.config.stop_fd.as_ref().map(AsRawFd::as_raw_fd));
-        close.push(reports.raw_fd());
-        close.push(control.as_raw_fd());
-        let max_requests = match &self.dispatcher {
-            Dispatcher::Prefork(prefork) => prefork.max_requests,
-            _ => None,
-        };
-        let pid = crate::fork::spawn(&close, || {
-            self.run_worker(worker_control, reporter, max_requests)
-        })?;
-        if let Dispatcher::Prefork(prefork) = &mut self.dispatcher {
-            log::debug!("prefork worker {pid} started");
-            prefork.add(pid, reports, control);
+        self.collect();
+        if stop && !shared.shutdown_requested() {
+            log::info!("stop requested (a signal?); draining");
+            shared.request_shutdown();
         }
         Ok(())
     }
 
-    /// The life of a prefork worker, in the child: this server's copy
-    /// becomes a one-at-a-time server on the inherited listener, with its
-    /// own state, that stops when the parent closes `control`.
-    fn run_worker(
-        &mut self,
-        control: std::os::unix::net::UnixStream,
-        reporter: crate::report::Reporter,
-        max_requests: Option<u64>,
-    ) -> i32 {
-        if let Some(listener) = &mut self.listener {
-            listener.disown_file();
+    /// Reads the workers' notices into the counters, reaps the workers that
+    /// are gone, and decides when to respawn them.
+    fn collect(&mut self) {
+        let shared = Arc::clone(&self.runner.shared);
+        let mut shutdown = false;
+        let mut gone = Vec::new();
+        self.workers.collect(
+            &mut |worker, notice| on_notice(worker, notice, &shared, &mut shutdown),
+            &mut |worker, exit| gone.push((worker.what.born, on_exit(worker, exit, &shared))),
+        );
+        for (born, clean) in gone {
+            if shared.shutdown_requested() {
+                break;
+            }
+            if clean || born.elapsed() >= HEALTHY_LIFE {
+                self.respawn_delay = None;
+            } else {
+                self.delay_respawn();
+            }
         }
-        let Ok(fresh) = self.shared.fresh_for_worker() else {
+        let busy = self.workers.iter().filter(|w| w.what.busy).count();
+        shared.stats.set_active(busy);
+        if shutdown {
+            shared.request_shutdown();
+        }
+    }
+
+    fn spawn_worker(&mut self) -> io::Result<()> {
+        let (control, worker_control) = UnixStream::pair()?;
+        // Closed by number in the worker: their owners live on in frames
+        // the worker never returns to, so nothing closes them twice.
+        let mut close = self.runner.shared.waker.raw_fds().to_vec();
+        close.extend(self.settings.stop_fd.as_ref().map(AsRawFd::as_raw_fd));
+        close.push(control.as_raw_fd());
+        let (pid, pipe) = children::spawn(&close, |to_parent| {
+            self.run_worker(worker_control, to_parent)
+        })?;
+        log::debug!("prefork worker {pid} started");
+        self.workers.push(
+            pid,
+            pipe,
+            WorkerState {
+                control: Some(control),
+                born: Instant::now(),
+                busy: false,
+                held: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// The life of a worker, in the child: an accept loop of its own on
+    /// the inherited listener, with its own state, that stops when the
+    /// parent closes `control`.
+    fn run_worker(&mut self, control: UnixStream, to_parent: ChildEnd) -> i32 {
+        let Some(mut listener) = self.listener.take() else {
             return 1;
         };
-        let asks_parent = self.shared.limits_per_ip();
-        // The parent's state and stop descriptor are never dropped here:
-        // their descriptors were closed by number when the worker was
-        // forked.
-        std::mem::forget(std::mem::replace(&mut self.shared, Arc::new(fresh)));
-        std::mem::forget(self.config.stop_fd.take());
+        listener.disown_file();
+        let Ok(state) = self.runner.shared.fresh_for_worker() else {
+            return 1;
+        };
+        let state = Arc::new(state);
+        let to_parent = Arc::new(to_parent);
+        // The handlers reach the whole server, through the parent.
+        let server = ThroughParent::handle(
+            Arc::clone(&to_parent),
+            state.draining_flag(),
+            state.stats.clone(),
+        );
+        let runner = self.runner.for_worker(Arc::clone(&state));
+        let worker = Worker {
+            runner: runner.with_server(server),
+            to_parent,
+            remaining: self.max_requests,
+            asks_parent: self.runner.shared.limits_per_ip(),
+        };
         // Dropping the parent's bookkeeping closes its ends of the other
-        // workers' sockets, which this worker must not hold.
-        self.dispatcher = Dispatcher::Worker(Worker::new(reporter, max_requests, asks_parent));
-        let stop = self.shutdown_handle();
+        // workers' pipes and control sockets, which this worker must not
+        // hold. (The parent's state and stop descriptor are never dropped
+        // here: their descriptors were closed by number at the fork.)
+        drop(std::mem::replace(&mut self.workers, Children::new()));
+        let settings = LoopSettings {
+            max_datagram: self.settings.max_datagram,
+            nodelay: self.settings.nodelay,
+            request_timeout: None,
+            service_interval: self.settings.service_interval,
+            stop_fd: None,
+        };
+        let hooks = std::mem::take(&mut self.hooks);
+        let stop = runner.server.clone();
         let watcher = std::thread::Builder::new()
             .name("prefork control".into())
             .spawn(move || {
@@ -430,9 +255,219 @@ impl<H> Server<H> {
         if watcher.is_err() {
             return 1;
         }
-        match self.serve_forever() {
+        let mut accept_loop = AcceptLoop::new(listener, runner, Box::new(worker), settings, hooks);
+        log::debug!("prefork worker {} accepting", std::process::id());
+        let status = match accept_loop.serve_forever() {
             Ok(_) => 0,
             Err(_) => 1,
+        };
+        log::debug!("prefork worker {} stopped", std::process::id());
+        status
+    }
+
+    /// Tells every worker to stop: idle connections end at once, busy ones
+    /// get the drain timeout inside the worker.
+    fn stop_workers(&mut self) {
+        // Take in the notices already sent, so that a connection that
+        // started just now is counted as busy.
+        self.collect();
+        self.busy_at_shutdown = self.workers.iter().filter(|w| w.what.busy).count();
+        for worker in self.workers.iter_mut() {
+            worker.what.control = None;
         }
+    }
+
+    /// Stops listening, stops the workers, and waits for them until
+    /// `deadline`, then SIGTERM, then SIGKILL.
+    fn stop(&mut self) -> Option<DrainReport> {
+        // The workers hold copies of the listener, and a busy one closes
+        // its copy only when its conversation ends: stop listening for all
+        // of them at once. Closing ours also removes a Unix socket's file.
+        let listener = self.listener.take()?;
+        self.stop_workers();
+        listener.stop_listening();
+        drop(listener);
+        // The workers enforce the drain timeout themselves; the parent
+        // steps in (SIGTERM, then SIGKILL) only if one overstays it.
+        let shared = Arc::clone(&self.runner.shared);
+        let deadline = Instant::now() + shared.drain_timeout() + CUT_GRACE;
+        let mut ignored = false;
+        let notices = &mut |worker: &mut Child<WorkerState>, notice| {
+            on_notice(worker, notice, &shared, &mut ignored)
+        };
+        let exits = &mut |worker, exit| {
+            on_exit(worker, exit, &shared);
+        };
+        self.workers.wait_until(deadline, notices, exits);
+        let cut = self.workers.iter().filter(|w| w.what.busy).count();
+        self.workers.terminate(notices, exits);
+        shared.stats.set_active(0);
+        Some(DrainReport {
+            drained: self.busy_at_shutdown.saturating_sub(cut),
+            cut,
+        })
+    }
+}
+
+impl ModelLoop for Supervisor {
+    fn is_open(&self) -> bool {
+        self.listener.is_some()
+    }
+
+    fn ready(&self) -> Result<(), Error> {
+        if self.listener.is_none() {
+            return Err(Error::Closed);
+        }
+        crate::fork::ensure_single_threaded("prefork", self.fork_with_threads)
+    }
+
+    fn serve_forever(&mut self) -> Result<DrainReport, Error> {
+        self.ready()?;
+        while !self.runner.shared.shutdown_requested() {
+            for _ in 0..self.due() {
+                if let Err(e) = self.spawn_worker() {
+                    log::error!("cannot start a prefork worker: {}", crate::describe(&e));
+                    self.delay_respawn();
+                    break;
+                }
+            }
+            if let Err(e) = self.wait(self.next_wake()) {
+                log::error!("{e}");
+            }
+        }
+        Ok(self.stop().unwrap_or_default())
+    }
+
+    fn handle_request(&mut self) -> Result<bool, Error> {
+        if self.listener.is_none() {
+            return Err(Error::Closed);
+        }
+        Err(Error::Config(
+            "a prefork server's workers accept; serve it with serve_forever".into(),
+        ))
+    }
+
+    fn close(&mut self) -> Option<DrainReport> {
+        self.runner.shared.request_shutdown();
+        self.stop()
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if self.listener.take().is_some() {
+            let shared = Arc::clone(&self.runner.shared);
+            shared.cut_all();
+            self.workers.kill_all(&mut |worker, exit| {
+                on_exit(worker, exit, &shared);
+            });
+            shared.stats.set_active(0);
+        }
+    }
+}
+
+/// A worker's notice, into the counters and the per-address count.
+fn on_notice(
+    worker: &mut Child<WorkerState>,
+    notice: Notice,
+    shared: &Shared,
+    shutdown: &mut bool,
+) {
+    let state = &mut worker.what;
+    match notice {
+        Notice::MayServe(key) => {
+            let granted = shared.take_peer(key);
+            if granted {
+                if let Some(old) = state.held.replace(key) {
+                    shared.release_peer(old);
+                }
+            }
+            worker.pipe.answer(granted);
+        }
+        Notice::Started => {
+            shared.stats.accepted();
+            state.busy = true;
+        }
+        Notice::Refused => {
+            shared.stats.accepted();
+            shared.stats.refused();
+            if let Some(key) = state.held.take() {
+                shared.release_peer(key);
+            }
+        }
+        Notice::Ended(outcome) => {
+            shared.stats.count(outcome);
+            state.busy = false;
+            if let Some(key) = state.held.take() {
+                shared.release_peer(key);
+            }
+        }
+        Notice::ShutdownAsked => *shutdown = true,
+    }
+}
+
+/// A worker is gone: its client's place is freed, its exit logged, and a
+/// conversation it was serving counted as failed. Returns whether it
+/// exited cleanly.
+fn on_exit(worker: Child<WorkerState>, exit: Exit, shared: &Shared) -> bool {
+    if let Some(key) = worker.what.held {
+        shared.release_peer(key);
+    }
+    let clean = exit.is_clean();
+    if clean {
+        log::debug!("{worker} ended");
+    } else {
+        log::error!("{worker} {exit}");
+    }
+    if worker.what.busy {
+        // Its connection died with it.
+        shared.stats.count(Outcome::LOST);
+    }
+    clean
+}
+
+/// Inside a worker process: serves each connection in the worker's own
+/// thread, telling the parent, and stops after `max_requests`.
+struct Worker {
+    runner: Runner,
+    to_parent: Arc<ChildEnd>,
+    remaining: Option<u64>,
+    /// The parent counts conversations per address: ask it before each.
+    asks_parent: bool,
+}
+
+impl Dispatch for Worker {
+    fn process(&mut self, gate: &mut Gate<'_>, incoming: Incoming) {
+        let Incoming::Connection { socket, peer } = incoming else {
+            unreachable!("prefork serves stream sockets only, checked when built")
+        };
+        // The workers' parent counts per address for all of them.
+        let key = PeerKey::of(&peer).filter(|_| self.asks_parent);
+        if key.is_some_and(|key| !self.to_parent.may_serve(key)) {
+            self.to_parent.send(Notice::Refused);
+            gate.refuse(socket, peer, Refusal::PerIp);
+            return;
+        }
+        let Some(admitted) = gate.admit(Incoming::Connection { socket, peer }) else {
+            return;
+        };
+        self.to_parent.send(Notice::Started);
+        let outcome = self.runner.run(admitted);
+        self.to_parent.send(Notice::Ended(outcome));
+        if let Some(remaining) = &mut self.remaining {
+            *remaining = remaining.saturating_sub(1);
+            if *remaining == 0 {
+                // Recycled: the parent starts a fresh worker in our place.
+                gate.shared().request_shutdown();
+            }
+        }
+    }
+
+    fn shares_listener(&self) -> bool {
+        true
+    }
+
+    fn refused(&mut self) {
+        self.to_parent.send(Notice::Refused);
     }
 }

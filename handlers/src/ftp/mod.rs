@@ -33,7 +33,7 @@
 //! use socketserver_handlers::Ftp;
 //!
 //! let ftp = Ftp::new("/srv/ftp")?.user("alice", "secret").anonymous(true);
-//! let mut server = Server::bind("127.0.0.1:2121", ftp)?.build()?;
+//! let mut server = Server::bind("127.0.0.1:2121", ftp).build()?;
 //! server.serve_forever()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

@@ -7,15 +7,14 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 
-use super::Server;
-use crate::model::Dispatcher;
+use super::AcceptLoop;
 
 /// The first and the longest pause after an accept error that retrying at
 /// once cannot mend (out of descriptors, of memory).
 const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-impl<H> Server<H> {
+impl AcceptLoop {
     /// Classifies an accept error; returns true if accepting again at once
     /// makes sense.
     pub(super) fn accept_failed(&mut self, e: io::Error) -> bool {
@@ -24,9 +23,9 @@ impl<H> Server<H> {
             (io::ErrorKind::WouldBlock, _) => false,
             // A prefork worker's listener was shut down by the parent: it
             // will never accept again, so this worker is done.
-            (_, Some(Errno::EINVAL)) if matches!(self.dispatcher, Dispatcher::Worker(_)) => {
+            (_, Some(Errno::EINVAL)) if self.model.shares_listener() => {
                 log::debug!("the listening socket was shut down; stopping");
-                self.shared.request_shutdown();
+                self.runner.shared.request_shutdown();
                 false
             }
             // A client that gave up between the kernel's handshake and our
@@ -51,7 +50,7 @@ impl<H> Server<H> {
                 true
             }
             _ => {
-                self.shared.stats.accept_error();
+                self.runner.shared.stats.accept_error();
                 let pause = self.next_backoff();
                 let resources = matches!(
                     errno,
