@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::conversation::{Admitted, Request, Runner};
-use crate::datagram::socket::{DatagramSocket, Packet};
 use crate::listener::Listener;
 use crate::model_loop::ModelLoop;
 use crate::settings::{LoopHooks, LoopSettings};
 use crate::shared::Shared;
+use crate::socket::datagram::{DatagramSocket, Packet};
 use crate::socket::{Connection, Socket};
 use crate::{Address, DrainReport, Error, Refusal, Stream};
 

@@ -15,9 +15,9 @@ use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 
-use crate::datagram::socket::Packet;
 use crate::failure::{panic_message, Failure, Step};
 use crate::shared::Shared;
+use crate::socket::datagram::Packet;
 use crate::socket::Connection;
 use crate::stats::{Ending, Outcome};
 use crate::{Address, Refusal, RequestHandler, ShutdownHandle, Stream};

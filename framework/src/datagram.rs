@@ -9,8 +9,6 @@
 //! own socket, as many as the handler sends: none is fine (Python sends an
 //! empty datagram when the handler writes nothing; we do not).
 
-pub(crate) mod socket;
-
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Mutex;
@@ -21,7 +19,7 @@ use crate::shared::Shared;
 use crate::stats::{Ending, Outcome};
 use crate::{Address, ShutdownHandle};
 
-use socket::DatagramSocket;
+use crate::socket::datagram::DatagramSocket;
 
 /// What to do with one datagram: Python's `DatagramRequestHandler`.
 ///

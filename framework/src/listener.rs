@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use socket2::{Domain, Protocol, SockAddr, Type};
 
-use crate::datagram::socket::DatagramSocket;
+use crate::socket::datagram::DatagramSocket;
 use crate::socket::Socket;
 use crate::Address;
 

@@ -1,5 +1,8 @@
-//! The connected socket under a [`Stream`](crate::Stream), shared with the
-//! server so that shutdown can end a conversation from another thread.
+//! The sockets: the connected one under a [`Stream`](crate::Stream),
+//! shared with the server so that shutdown can end a conversation from
+//! another thread; and (`datagram`) the one a datagram server receives on.
+
+pub(crate) mod datagram;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};

@@ -10,7 +10,7 @@ use crate::ftp::hash::is_md5_hex;
 use super::{Client, Error};
 
 /// The longest reply line read (longer ones are an error).
-const MAX_REPLY_LINE: u64 = 64 * 1024;
+const MAX_REPLY_LINE: u64 = socketserver::defaults::MAX_LINE as u64;
 /// The most lines of one reply.
 const MAX_REPLY_LINES: usize = 10_000;
 
