@@ -24,6 +24,7 @@ mod limits;
 mod serve;
 mod shell;
 mod shell_auth;
+mod shell_processes;
 mod shell_run;
 mod tls;
 mod udp;
