@@ -1,9 +1,10 @@
-//! [`Builder::max_per_ip`]: the per-address limit, in every model, told by
-//! the handler's [`RequestHandler::refuse`], counted as refused; and in the
-//! process models, a place is freed when the process holding it dies.
+//! [`Builder::max_per_ip`](socketserver::Builder::max_per_ip): the
+//! per-address limit, in every model, told by the handler's
+//! [`RequestHandler::refuse`], counted as refused; and in the process
+//! models, a place is freed when the process holding it dies.
 //!
 //! The tests that fork run alone in a child process of this binary
-//! ([`util::isolated`]), as in `processes.rs`; their clients end a
+//! ([`util::isolated`]), as in `processes`; their clients end a
 //! conversation by shutting their sending side down, which acts whatever
 //! copies of the socket a forked child holds.
 
@@ -11,10 +12,11 @@ use std::io;
 use std::process::Command;
 use std::time::Duration;
 
-use socketserver::{Builder, Model, Refusal, RequestHandler, Stream, WhenFull};
+use socketserver::{Model, Refusal, RequestHandler, Stream, WhenFull};
 
 use crate::util::{
-    self, bind, connect, isolated, live_children, proc_stat, serve, wait_until, Family, TIMEOUT,
+    self, bind, connect, forking_allowed, isolated, live_children, proc_stat, serve, wait_until,
+    Family, TIMEOUT,
 };
 
 /// Answers `pid` with the pid of the process serving it, then waits for
@@ -37,18 +39,6 @@ impl RequestHandler for Hold {
     fn refuse(&mut self, stream: &mut Stream, why: Refusal) -> io::Result<()> {
         stream.write_all(format!("refused: {why}\n").as_bytes())
     }
-}
-
-/// Lets the process models fork although this process has other threads
-/// (libtest's and the test's own): see `processes.rs`'s `forking_allowed`.
-fn forking_allowed<H>(builder: Builder<H>) -> Builder<H> {
-    // SAFETY: each forking test runs alone in a child process of its own
-    // (`isolated`), where the other threads are libtest's main thread,
-    // waiting for the test, and the test's thread, which does socket I/O
-    // on its clients and waits on conditions while the server forks; none
-    // holds a Rust-level lock that a forked child uses, and glibc makes
-    // malloc fork-safe.
-    unsafe { builder.allow_fork_with_threads() }
 }
 
 /// Connects and is served: returns the client and the serving pid.

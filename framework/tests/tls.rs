@@ -15,7 +15,7 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, Stream
 use socketserver::tls::{self, TlsFailure};
 use socketserver::{Builder, Model, RequestHandler, Server, Stream, WhenDraining};
 
-use crate::util::{isolated, serve, wait_until, Chat, Running, BYE, TIMEOUT};
+use crate::util::{forking_allowed, isolated, serve, wait_until, Chat, Running, BYE, TIMEOUT};
 
 use socketserver::tls::rustls;
 
@@ -193,10 +193,7 @@ fn echo_over_tls_in_process_models() {
         },
     ] {
         let case = format!("{model:?}");
-        // SAFETY: this test runs alone in a process of its own
-        // (`isolated`): the other threads are libtest's, waiting, and this
-        // test's server thread; no Rust-level lock is held across the fork.
-        let builder = unsafe { bind(TlsEcho).allow_fork_with_threads() };
+        let builder = forking_allowed(bind(TlsEcho));
         let running = serve(builder.tls(id.server_config()).model(model));
         converse_over_tls(inet(&running), &client, &case);
         let mut garbage = tcp(inet(&running));

@@ -579,6 +579,22 @@ pub fn isolated(name: &str) -> bool {
     false
 }
 
+/// Lets a process model fork although this process has other threads:
+/// libtest's and the test's own (each test serves from a thread of its
+/// own, and the process models refuse by default, see
+/// `processes::fork_safety::forking_refuses_a_process_with_threads`). Only
+/// for a test that runs alone in a child process ([`isolated`]).
+pub fn forking_allowed<H>(builder: Builder<H>) -> Builder<H> {
+    // SAFETY: each test that forks runs alone in a child process of its own
+    // (`isolated`), where the other threads are libtest's main thread,
+    // waiting for the test, and the test's thread, which does socket I/O
+    // on its clients and waits on conditions while the server forks; none
+    // holds a Rust-level lock that a forked child uses (the children that
+    // log do so through `processes`' `FileLogger`, which takes no lock),
+    // and glibc makes malloc fork-safe.
+    unsafe { builder.allow_fork_with_threads() }
+}
+
 /// Python's `TEST_STR`, the line its stream scenarios send and expect back.
 pub const TEST_STR: &[u8] = b"hello world\n";
 
