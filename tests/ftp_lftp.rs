@@ -4,7 +4,7 @@
 //! nested folders, spaces and UTF-8 names mirrored up and back down, byte
 //! for byte.
 
-use std::process::Command;
+use std::process::{Command, Output};
 
 use crate::ftp_curl::pattern;
 use crate::ftp_util::{serve_ftp, TempDir, PASSWORD, USER};
@@ -29,15 +29,27 @@ fn lftp_session() {
         back = back.display(),
         local = local.path().display(),
     );
+    let out = lftp_ok(&host, &port, &script);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "mirrored/back.bin\nmirrored/up.bin\na.txt\nd/\na.txt\n"
+    );
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+    assert_eq!(root.names(""), ["a.txt"]);
+}
+
+/// Runs lftp as the test user against `host`:`port` with `script`;
+/// its output, once it exited with success.
+pub fn lftp_ok(host: &str, port: &str, script: &str) -> Output {
     let mut lftp = Command::new("lftp");
     lftp.args([
         "-u",
         &format!("{USER},{PASSWORD}"),
         "-p",
-        &port,
+        port,
         "-e",
-        &script,
-        &host,
+        script,
+        host,
     ]);
     let out = run_with_input(lftp, b"");
     assert!(
@@ -45,12 +57,7 @@ fn lftp_session() {
         "lftp failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "mirrored/back.bin\nmirrored/up.bin\na.txt\nd/\na.txt\n"
-    );
-    assert_eq!(std::fs::read(&back).unwrap(), data);
-    assert_eq!(root.names(""), ["a.txt"]);
+    out
 }
 
 /// Every file and folder under `dir`, relative, sorted: (path, None) for
@@ -116,22 +123,7 @@ fn lftp_mirrors_a_tree_both_ways() {
         original = original.display(),
         back = back.display(),
     );
-    let mut lftp = Command::new("lftp");
-    lftp.args([
-        "-u",
-        &format!("{USER},{PASSWORD}"),
-        "-p",
-        &port,
-        "-e",
-        &script,
-        &host,
-    ]);
-    let out = run_with_input(lftp, b"");
-    assert!(
-        out.status.success(),
-        "lftp failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lftp_ok(&host, &port, &script);
     let expected = tree(&original);
     assert_eq!(expected.len(), 10);
     assert!(tree(&root.join("up")) == expected, "the upload differs");

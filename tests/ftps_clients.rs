@@ -5,15 +5,14 @@
 //! beside the explicit one, both stopped by one SIGTERM.
 
 use std::io::{Read, Write};
-use std::process::Command;
 
 use crate::ftp_client::assert_transferred;
 use crate::ftp_curl::pattern;
-use crate::ftp_lftp::tree;
+use crate::ftp_lftp::{lftp_ok, tree};
 use crate::ftp_util::{client_ftp, md5_hex, random_bytes, texts, FtpPeer, TempDir};
 use crate::ftp_util::{PASSWORD, USER};
 use crate::ftps_util::{curl_tls_ok, data_handshakes, serve_ftps, serve_ftps_logged, TestCert};
-use crate::util::{run_with_input, IO_TIMEOUT, TIMEOUT};
+use crate::util::{IO_TIMEOUT, TIMEOUT};
 
 /// lftp with `ftp:ssl-force` (AUTH TLS, PROT P on every data connection)
 /// mirrors a tree up and back down against a server with
@@ -43,22 +42,7 @@ fn lftp_mirrors_both_ways_over_ftps() {
         original = original.display(),
         back = back.display(),
     );
-    let mut lftp = Command::new("lftp");
-    lftp.args([
-        "-u",
-        &format!("{USER},{PASSWORD}"),
-        "-p",
-        &port,
-        "-e",
-        &script,
-        &host,
-    ]);
-    let out = run_with_input(lftp, b"");
-    assert!(
-        out.status.success(),
-        "lftp failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lftp_ok(&host, &port, &script);
     let expected = tree(&original);
     assert_eq!(expected.len(), 6);
     assert!(tree(&root.join("up")) == expected, "the upload differs");

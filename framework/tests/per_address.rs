@@ -9,13 +9,12 @@
 //! copies of the socket a forked child holds.
 
 use std::io;
-use std::process::Command;
 use std::time::Duration;
 
 use socketserver::{Model, Refusal, RequestHandler, Stream, WhenFull};
 
 use crate::util::{
-    self, bind, connect, forking_allowed, isolated, live_children, proc_stat, serve, wait_until,
+    self, bind, connect, forking_allowed, isolated, kill_9, live_children, serve, wait_until,
     Family, TIMEOUT,
 };
 
@@ -152,21 +151,6 @@ fn refuse_hears_full_unless_on_refused_is_set() {
         first.shutdown_write();
         running.shutdown();
     }
-}
-
-/// `kill -9` of a pid a handler reported, once it is known to be a child
-/// of this process (the server's).
-fn kill_9(pid: u32) {
-    assert_eq!(
-        proc_stat(pid).map(|(_, ppid)| ppid),
-        Some(std::process::id()),
-        "{pid} is a child process of the server"
-    );
-    let status = Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -9 {pid}");
 }
 
 /// A prefork worker killed in the middle of a conversation frees its

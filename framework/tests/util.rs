@@ -724,3 +724,18 @@ pub fn live_children() -> Vec<u32> {
         .map(|(pid, _)| pid)
         .collect()
 }
+
+/// `kill -9 PID`, for a pid that a handler reported: only once it is known
+/// to be a child of this process (one of the server's), never anything else.
+pub fn kill_9(pid: u32) {
+    assert_eq!(
+        proc_stat(pid).map(|(_, ppid)| ppid),
+        Some(std::process::id()),
+        "{pid} is a child process of the server"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -9 {pid}: {status}");
+}

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 
 use socketserver::Model;
 
-use super::{ask, bind, kill_9, settle, KillChildrenOnFailure, Script, PREFORK, PROCESS_MODELS};
+use super::{ask, bind, settle, KillChildrenOnFailure, Script, PREFORK, PROCESS_MODELS};
+use crate::util::kill_9;
 use crate::util::{
     child_processes, isolated, live_children, proc_stat, serve, stream_examine, wait_until,
     zombies, Family, TIMEOUT,

@@ -45,9 +45,7 @@ use std::time::{Duration, Instant};
 
 use socketserver::{Address, Builder, Counters, Model, RequestHandler, Stream};
 
-use crate::util::{
-    self, connect, forking_allowed, live_children, proc_stat, Client, Family, TIMEOUT,
-};
+use crate::util::{self, connect, forking_allowed, live_children, Client, Family, TIMEOUT};
 
 /// A builder for `handler` on a free loopback port or a fresh Unix path,
 /// allowed to fork here.
@@ -171,21 +169,6 @@ fn ask(addr: &Address, command: &str) -> (Client, u32) {
         "{command}: served in a process of its own, not in the server's"
     );
     (client, pid)
-}
-
-/// `kill -9 PID`, for a pid that a handler reported: only once it is known
-/// to be a child of this process (one of the server's), never anything else.
-fn kill_9(pid: u32) {
-    assert_eq!(
-        proc_stat(pid).map(|(_, ppid)| ppid),
-        Some(std::process::id()),
-        "{pid} is a child process of the server"
-    );
-    let status = Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -9 {pid}: {status}");
 }
 
 /// Kills, with SIGKILL, the children of this process still running when a
