@@ -71,10 +71,23 @@ pub(crate) trait Dispatch: Send {
         Vec::new()
     }
 
-    /// One of the watched descriptors is ready.
+    /// One of the watched descriptors is ready, or the model's
+    /// [deadline](Dispatch::next_deadline) has come.
     fn collect(&mut self, shared: &Arc<Shared>) {
         let _ = shared;
     }
+
+    /// When the loop must call [`Dispatch::collect`] at the latest, even
+    /// if no watched descriptor is ready (the event model's timeouts).
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// The next request comes through `handle_request`, so it must run on
+    /// after the call returns, without the loop to drive it: the event
+    /// model hands it to a loop thread rather than to the accept loop's
+    /// own.
+    fn serve_next_apart(&mut self) {}
 
     /// A connection was refused before reaching the model.
     fn refused(&mut self) {}
@@ -259,6 +272,14 @@ impl AcceptLoop {
 
     fn poll(&mut self, listen: bool, timeout: Option<Duration>) -> Result<bool, Error> {
         let shared = Arc::clone(&self.runner.shared);
+        let model_deadline = self.model.next_deadline();
+        let timeout = match model_deadline {
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                Some(timeout.map_or(left, |t| t.min(left)))
+            }
+            None => timeout,
+        };
         let mut fds = vec![shared.waker.fd()];
         if let (true, Some(listener)) = (listen, &self.listener) {
             fds.push(listener.fd());
@@ -275,7 +296,7 @@ impl AcceptLoop {
         if ready[0] {
             shared.waker.reset();
         }
-        if model_ready {
+        if model_ready || model_deadline.is_some_and(|at| at <= Instant::now()) {
             self.model.collect(&shared);
         }
         if stop && !shared.shutdown_requested() {
@@ -456,6 +477,7 @@ impl ModelLoop for AcceptLoop {
                 }
                 return Ok(false);
             }
+            self.model.serve_next_apart();
             if self.wait_for_request(wait)? && self.accept_one() {
                 return Ok(true);
             }

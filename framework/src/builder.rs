@@ -19,6 +19,10 @@ use crate::stream::StreamLimits;
 use crate::{Address, DatagramHandler, Error, Model, RequestHandler, Stream};
 use std::marker::PhantomData;
 
+/// The smallest stack the event model accepts: less would overflow in
+/// the first handler that formats a log line.
+const MIN_STACK: usize = 32 * 1024;
+
 mod tls;
 
 /// What a server does with a new connection when the connection limit is
@@ -223,6 +227,16 @@ impl<H> Builder<H> {
         self.model(Model::Prefork {
             workers,
             max_requests: None,
+        })
+    }
+
+    /// `threads` event loops running each conversation on a coroutine:
+    /// [`Model::Event`] with the default stack size ([`Model::event`]
+    /// picks one loop per CPU).
+    pub fn event(self, threads: usize) -> Self {
+        self.model(Model::Event {
+            threads,
+            stack_size: crate::event::DEFAULT_STACK_SIZE,
         })
     }
 
@@ -594,6 +608,16 @@ impl<H> Builder<H> {
                     "max_requests of 0 would recycle workers before they serve".into(),
                 ))
             }
+            Model::Event { threads: 0, .. } => {
+                return Err(Error::Config(
+                    "the event model needs at least one loop thread".into(),
+                ))
+            }
+            Model::Event { stack_size, .. } if stack_size < MIN_STACK => {
+                return Err(Error::Config(format!(
+                    "an event model stack of {stack_size} bytes is too small; at least {MIN_STACK}"
+                )))
+            }
             _ => {}
         }
         let datagrams = matches!(self.target, Target::Udp(_) | Target::UnixDatagram(_));
@@ -602,10 +626,11 @@ impl<H> Builder<H> {
                 "TLS serves stream sockets only (DTLS is not supported)".into(),
             ));
         }
-        if datagrams && matches!(self.model, Model::Prefork { .. }) {
-            return Err(Error::Config(
-                "prefork serves stream sockets only; use another model for datagrams".into(),
-            ));
+        if datagrams && matches!(self.model, Model::Prefork { .. } | Model::Event { .. }) {
+            return Err(Error::Config(format!(
+                "{} serves stream sockets only; use another model for datagrams",
+                self.model
+            )));
         }
         if self.max_datagram == 0 {
             return Err(Error::Config("max_datagram_len must be at least 1".into()));

@@ -279,6 +279,7 @@ mod datagram;
 pub mod defaults;
 mod draining;
 pub mod error;
+pub mod event;
 mod failure;
 mod fork;
 mod handler;

@@ -6,11 +6,13 @@ pub(crate) mod datagram;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::event::Interest;
 use crate::Address;
 
 /// A connected TCP or Unix-domain stream socket.
@@ -76,6 +78,29 @@ impl Socket {
             Socket::Unix(s) => s.local_addr().map(|a| Address::from_unix(&a)),
         }
     }
+
+    pub(crate) fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.set_nonblocking(on),
+            Socket::Unix(s) => s.set_nonblocking(on),
+        }
+    }
+}
+
+impl AsFd for Socket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Socket::Tcp(s) => s.as_fd(),
+            Socket::Unix(s) => s.as_fd(),
+        }
+    }
+}
+
+/// The deadline of one receive or send, set at its first wait.
+#[derive(Clone, Copy)]
+enum Deadline {
+    Unset,
+    At(Option<Instant>),
 }
 
 /// One live connection as both its handler and the server see it.
@@ -97,6 +122,35 @@ pub(crate) struct Connection {
     /// The server's "draining" flag (in a forked child, the child's own,
     /// set when the parent says so); `None` for a stream made by hand.
     draining: Option<Arc<AtomicBool>>,
+    /// How receives and sends wait: the socket's own timeouts, or, on a
+    /// non-blocking socket (the event model's), here.
+    waits: Waits,
+}
+
+/// The waits of a connection's socket. A blocking socket waits in the
+/// kernel, bounded by its own timeouts (`SO_RCVTIMEO`, `SO_SNDTIMEO`). A
+/// non-blocking one waits here, with the same timeouts: in a coroutine
+/// of the event model by parking it, elsewhere by `poll(2)`.
+#[derive(Debug, Default)]
+struct Waits {
+    nonblocking: AtomicBool,
+    /// Timeouts in nanoseconds, [`NO_TIMEOUT`] for none.
+    read: AtomicU64,
+    write: AtomicU64,
+    /// Registered with the event loop of the coroutine that runs it.
+    registered: AtomicBool,
+}
+
+const NO_TIMEOUT: u64 = u64::MAX;
+
+fn encode(timeout: Option<Duration>) -> u64 {
+    timeout.map_or(NO_TIMEOUT, |t| {
+        u64::try_from(t.as_nanos()).unwrap_or(NO_TIMEOUT - 1)
+    })
+}
+
+fn decode(nanos: u64) -> Option<Duration> {
+    (nanos != NO_TIMEOUT).then(|| Duration::from_nanos(nanos))
 }
 
 impl Connection {
@@ -106,6 +160,131 @@ impl Connection {
             peer,
             idle: AtomicBool::new(false),
             draining,
+            waits: Waits {
+                read: AtomicU64::new(NO_TIMEOUT),
+                write: AtomicU64::new(NO_TIMEOUT),
+                ..Waits::default()
+            },
+        }
+    }
+
+    /// Makes the socket non-blocking: its receives and sends wait here
+    /// (parking in the event model), `read` and `write` at most, until
+    /// other timeouts are set.
+    pub(crate) fn make_nonblocking(
+        &self,
+        read: Option<Duration>,
+        write: Option<Duration>,
+    ) -> io::Result<()> {
+        self.socket.set_nonblocking(true)?;
+        self.waits.nonblocking.store(true, Ordering::Relaxed);
+        self.waits.read.store(encode(read), Ordering::Relaxed);
+        self.waits.write.store(encode(write), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// True if the socket is non-blocking (see [`Waits`]).
+    pub(crate) fn is_nonblocking(&self) -> bool {
+        self.waits.nonblocking.load(Ordering::Relaxed)
+    }
+
+    /// Sets how long a receive may wait; on a blocking socket, the
+    /// socket's own timeout.
+    pub(crate) fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        if !self.is_nonblocking() {
+            self.socket.set_read_timeout(timeout)?;
+        } else if timeout == Some(Duration::ZERO) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot set a 0 duration timeout",
+            ));
+        }
+        self.waits.read.store(encode(timeout), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Sets how long a send may wait, as [`Connection::set_read_timeout`].
+    pub(crate) fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        if !self.is_nonblocking() {
+            self.socket.set_write_timeout(timeout)?;
+        } else if timeout == Some(Duration::ZERO) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot set a 0 duration timeout",
+            ));
+        }
+        self.waits.write.store(encode(timeout), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// One receive. A timeout shows as `WouldBlock`, as a blocking
+    /// socket's `SO_RCVTIMEO` does.
+    pub(crate) fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut deadline = Deadline::Unset;
+        loop {
+            match self.socket.recv(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && self.is_nonblocking() => {
+                    self.wait(Interest::Readable, &mut deadline)?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One receive into `buffer`, which the stream lends out while the
+    /// receive waits: it is given back to the loop's pool, so a waiting
+    /// conversation holds no buffer, and taken again (`len` bytes) to
+    /// receive. For a non-blocking socket without TLS.
+    pub(crate) fn recv_lending(&self, buffer: &mut Vec<u8>, len: usize) -> io::Result<usize> {
+        let mut deadline = Deadline::Unset;
+        loop {
+            if buffer.is_empty() {
+                *buffer = crate::event::buffers::take_read(len);
+            }
+            match self.socket.recv(buffer) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && self.is_nonblocking() => {
+                    crate::event::buffers::give_read(std::mem::take(buffer));
+                    self.wait(Interest::Readable, &mut deadline)?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One send of at least one byte, or an error; a timeout shows as
+    /// `WouldBlock`, as [`Connection::recv`].
+    pub(crate) fn send_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let mut deadline = Deadline::Unset;
+        loop {
+            match self.socket.send_vectored(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && self.is_nonblocking() => {
+                    self.wait(Interest::Writable, &mut deadline)?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Waits until the socket may be ready; `WouldBlock` once the
+    /// timeout of this receive or send has passed.
+    fn wait(&self, interest: Interest, deadline: &mut Deadline) -> io::Result<()> {
+        let at = match *deadline {
+            Deadline::At(at) => at,
+            Deadline::Unset => {
+                let timeout = match interest {
+                    Interest::Writable => &self.waits.write,
+                    _ => &self.waits.read,
+                };
+                let at = decode(timeout.load(Ordering::Relaxed)).map(|t| Instant::now() + t);
+                *deadline = Deadline::At(at);
+                at
+            }
+        };
+        let registered = &self.waits.registered;
+        if crate::event::wait_socket(self.socket.as_fd(), interest, at, registered)? {
+            Ok(())
+        } else {
+            Err(io::Error::from(io::ErrorKind::WouldBlock))
         }
     }
 

@@ -181,7 +181,7 @@ impl Stream {
     /// # Errors
     /// Fails if the duration is zero, as [`TcpStream::set_read_timeout`].
     pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        self.conn.socket.set_read_timeout(timeout)?;
+        self.conn.set_read_timeout(timeout)?;
         self.clock.idle = timeout;
         self.clock.socket_set(timeout);
         Ok(())
@@ -225,7 +225,7 @@ impl Stream {
     /// # Errors
     /// Fails if the duration is zero, as [`TcpStream::set_write_timeout`].
     pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        self.conn.socket.set_write_timeout(timeout)?;
+        self.conn.set_write_timeout(timeout)?;
         self.write_timeout = timeout;
         Ok(())
     }
@@ -351,6 +351,12 @@ impl Stream {
         debug_assert_eq!(self.rpos, self.rend, "fill with unread bytes");
         self.rpos = 0;
         self.rend = 0;
+        if self.conn.is_nonblocking() && self.tls.is_none() {
+            // The event model: the buffer is lent while the receive waits.
+            let n = self.receive(|conn, _, rbuf| conn.recv_lending(rbuf, READ_BUFFER))?;
+            self.rend = n;
+            return Ok(n);
+        }
         if self.rbuf.is_empty() {
             self.rbuf = vec![0; READ_BUFFER];
         }
@@ -375,9 +381,14 @@ impl Stream {
         mut recv: impl FnMut(&Connection, &mut Option<Box<Tls>>, &mut Vec<u8>) -> io::Result<usize>,
     ) -> io::Result<usize> {
         self.flush_buffer()?;
-        let socket = &self.conn.socket;
+        if self.conn.is_nonblocking() && self.wbuf.capacity() > 0 {
+            // Nothing is left to send: a conversation that waits holds no
+            // write buffer (the event model's loop lends one when needed).
+            crate::event::buffers::give_write(std::mem::take(&mut self.wbuf));
+        }
+        let conn = &self.conn;
         self.clock
-            .before_receive(|timeout| socket.set_read_timeout(timeout))?;
+            .before_receive(|timeout| conn.set_read_timeout(timeout))?;
         let idle = !self.unanswered && self.when_draining == WhenDraining::EndWaitingRead;
         if idle && !self.conn.enter_idle() {
             return Ok(0);
@@ -447,7 +458,7 @@ impl Stream {
         self.wbuf.clear();
         // Records encrypted but not yet sent (a send cut short) go too.
         if let Some(tls) = &mut self.tls {
-            tls.send_pending(&self.conn.socket)
+            tls.send_pending(&self.conn)
                 .map_err(|e| write_error(e, self.write_timeout))?;
         }
         Ok(())
@@ -466,8 +477,8 @@ impl Stream {
 /// One receive through the TLS layer if there is one, else from the socket.
 fn recv(conn: &Connection, tls: &mut Option<Box<Tls>>, buf: &mut [u8]) -> io::Result<usize> {
     match tls {
-        Some(tls) => tls.recv(&conn.socket, buf),
-        None => conn.socket.recv(buf),
+        Some(tls) => tls.recv(conn, buf),
+        None => conn.recv(buf),
     }
 }
 
@@ -481,8 +492,8 @@ fn send(
 ) -> io::Result<usize> {
     loop {
         let sent = match tls {
-            Some(tls) => tls.send(&conn.socket, bufs),
-            None => conn.socket.send_vectored(bufs),
+            Some(tls) => tls.send(conn, bufs),
+            None => conn.send_vectored(bufs),
         };
         match sent {
             Ok(0) => {
@@ -564,7 +575,11 @@ impl Write for Stream {
         }
         if self.wbuf.len() + buf.len() <= WRITE_BUFFER {
             if self.wbuf.capacity() == 0 {
-                self.wbuf.reserve_exact(WRITE_BUFFER);
+                self.wbuf = if self.conn.is_nonblocking() {
+                    crate::event::buffers::take_write(WRITE_BUFFER)
+                } else {
+                    Vec::with_capacity(WRITE_BUFFER)
+                };
             }
             self.wbuf.extend_from_slice(buf);
             return Ok(buf.len());

@@ -32,7 +32,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ServerConfig};
 
 use crate::read_clock::seconds;
-use crate::socket::Socket;
+use crate::socket::Connection;
 
 /// Makes a server configuration from a PEM certificate chain (the server's
 /// certificate first, as Let's Encrypt's `fullchain.pem`) and a PEM private
@@ -151,7 +151,7 @@ impl fmt::Display for TlsFailure {
 impl std::error::Error for TlsFailure {}
 
 /// The socket as rustls reads and writes it.
-struct Io<'a>(&'a Socket);
+struct Io<'a>(&'a Connection);
 
 impl Read for Io<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -209,7 +209,7 @@ impl Tls {
     /// the handshake.
     pub(crate) fn handshake(
         &mut self,
-        socket: &Socket,
+        socket: &Connection,
         early: &[u8],
         idle: Option<Duration>,
         deadline: Option<Instant>,
@@ -227,7 +227,7 @@ impl Tls {
 
     fn handshake_io(
         &mut self,
-        socket: &Socket,
+        socket: &Connection,
         idle: Option<Duration>,
         deadline: Option<Instant>,
     ) -> io::Result<()> {
@@ -274,7 +274,7 @@ impl Tls {
 
     /// Decrypts what was received; on a TLS error, sends the alert (best
     /// effort) and fails with a [`TlsFailure`].
-    fn process(&mut self, socket: &Socket) -> io::Result<()> {
+    fn process(&mut self, socket: &Connection) -> io::Result<()> {
         match self.conn.process_new_packets() {
             Ok(_) => Ok(()),
             Err(e) => {
@@ -285,7 +285,7 @@ impl Tls {
     }
 
     /// Sends every encrypted byte waiting in the TLS layer.
-    pub(crate) fn send_pending(&mut self, socket: &Socket) -> io::Result<()> {
+    pub(crate) fn send_pending(&mut self, socket: &Connection) -> io::Result<()> {
         while self.conn.wants_write() {
             match self.conn.write_tls(&mut Io(socket)) {
                 Ok(0) => {
@@ -307,7 +307,7 @@ impl Tls {
     /// `close_notify`, or the socket's end (a TCP end without
     /// `close_notify` reads as end of input too, as most TLS servers take
     /// it; the protocol's own framing tells a message cut short).
-    pub(crate) fn recv(&mut self, socket: &Socket, buf: &mut [u8]) -> io::Result<usize> {
+    pub(crate) fn recv(&mut self, socket: &Connection, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             match self.take_plaintext(buf) {
                 Ok(Some(n)) => return Ok(n),
@@ -351,7 +351,7 @@ impl Tls {
     /// sending their records then fails, they are still counted as
     /// written, and stay in the layer for the next send or flush, which
     /// fails in turn if the peer still does not read.
-    pub(crate) fn send(&mut self, socket: &Socket, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    pub(crate) fn send(&mut self, socket: &Connection, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         self.send_pending(socket)?;
         let n = self.conn.writer().write_vectored(bufs)?;
         match self.send_pending(socket) {
@@ -361,7 +361,7 @@ impl Tls {
     }
 
     /// Sends `close_notify`: the peer knows the end is not a truncation.
-    pub(crate) fn close_notify(&mut self, socket: &Socket) -> io::Result<()> {
+    pub(crate) fn close_notify(&mut self, socket: &Connection) -> io::Result<()> {
         self.conn.send_close_notify();
         self.send_pending(socket)
     }

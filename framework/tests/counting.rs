@@ -141,7 +141,7 @@ fn context_manager() {
                     assert_eq!(client.rest(), b"", "the live conversation was cut");
                 }
                 let what = format!("{model:?} {family:?} live {live_conversation}");
-                if live_conversation || matches!(model, Model::Pool { .. }) {
+                if live_conversation || matches!(model, Model::Pool { .. } | Model::Event { .. }) {
                     // A drop does not wait: the handler's thread and the
                     // pool's workers end on their own, a moment later,
                     // releasing what they share with the server (its
@@ -184,6 +184,8 @@ fn threads_reaped() {
             .expect("build");
         let idle = match model {
             Model::Pool { workers, .. } => baseline + workers,
+            // Loop 0 is the serving thread; the others have their own.
+            Model::Event { threads, .. } => baseline + threads - 1,
             _ => baseline,
         };
         assert_eq!(threads(), idle, "{model:?}: threads of an idle server");

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use socketserver::{Address, Builder, Datagram, DatagramHandler, Failure, Model, Server, Step};
 
-use crate::util::{serve, socket_path, wait_until, Family, FAMILIES, MODELS, TEST_STR, TIMEOUT};
+use crate::util::{
+    serve, socket_path, wait_until, Family, DATAGRAM_MODELS, FAMILIES, TEST_STR, TIMEOUT,
+};
 
 /// Python's `DatagramRequestHandler` test handler: sends the datagram back.
 #[derive(Clone)]
@@ -114,7 +116,7 @@ fn assert_closed(addr: &Address) {
 /// closed (the port is free, the file is gone).
 #[test]
 fn datagram_servers_in_every_model() {
-    for model in MODELS {
+    for model in DATAGRAM_MODELS {
         for family in FAMILIES {
             let running = serve(bind_datagram(family, EchoDatagram).model(model));
             let addr = running.addr.clone();
@@ -294,7 +296,7 @@ fn verify_request_and_handle_error_for_datagrams() {
             }
         }
     }
-    for model in MODELS {
+    for model in DATAGRAM_MODELS {
         let refused: Arc<Mutex<Option<Address>>> = Arc::default();
         let failures: Arc<Mutex<Vec<(Address, String, Step)>>> = Arc::default();
         let first_client = Client::new(&Address::Inet("127.0.0.1:1".parse().unwrap()));

@@ -20,15 +20,28 @@ use socketserver::{
 /// bug fails the test instead of hanging CI.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The models every scenario runs under.
-pub const MODELS: [Model; 3] = [
+/// The models every scenario runs under: the thread models and the
+/// event model (two loops, so that conversations are handed between
+/// threads too).
+pub const MODELS: [Model; 4] = [
     Model::Sync,
     Model::Threading,
     Model::Pool {
         workers: 4,
         queue: 4,
     },
+    EVENT,
 ];
+
+/// The event model as the scenarios run it.
+pub const EVENT: Model = Model::Event {
+    threads: 2,
+    stack_size: socketserver::event::DEFAULT_STACK_SIZE,
+};
+
+/// The models a datagram server runs under (the event model serves
+/// stream sockets only).
+pub const DATAGRAM_MODELS: [Model; 3] = [MODELS[0], MODELS[1], MODELS[2]];
 
 /// The socket families every scenario runs over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,9 +6,12 @@
 //! `Forking` in a child process (`forking.rs`). `Prefork` owns its
 //! accepts: the parent supervises worker processes, each running an accept
 //! loop of its own on the shared listener (`prefork.rs`). The process
-//! models share [`Children`](children::Children).
+//! models share [`Children`](children::Children). `Event` runs each
+//! request on a coroutine of an event loop (`event.rs`, with the machinery
+//! in [`crate::event`]).
 
 mod children;
+mod event;
 mod forking;
 mod pool;
 mod prefork;
@@ -35,6 +38,7 @@ use prefork::{PreforkSettings, Supervisor};
 /// | [`Pool`](Model::Pool) | (none) | in one of `workers` threads | bounded resources under load |
 /// | [`Forking`](Model::Forking) | `ForkingMixIn` | in a child process | handlers that must not share memory, or may crash |
 /// | [`Prefork`](Model::Prefork) | (none; Perl's PreFork) | in one of `workers` processes | process isolation at thread-pool cost |
+/// | [`Event`](Model::Event) | (none; what tokio does, for blocking-style handlers) | on a coroutine of one of `threads` event loops | many connections, little memory, the fastest |
 ///
 /// Every model keeps the connection limit, drains on shutdown and isolates
 /// panics the same way. The process models exist on Unix only, and fork:
@@ -73,9 +77,30 @@ pub enum Model {
         /// its place (recycling, against slow leaks); `None`: never.
         max_requests: Option<u64>,
     },
+    /// `threads` event loops, each running thousands of conversations on
+    /// stackful coroutines: a handler's blocking-style reads and writes
+    /// park its coroutine instead of a thread (see [`crate::event`] for
+    /// what a handler may and may not block on). Stream servers only.
+    Event {
+        /// Event-loop threads, at least 1 ([`Model::event`]: one per CPU).
+        threads: usize,
+        /// The virtual size of each conversation's stack; only the pages
+        /// it touches cost memory
+        /// ([`event::DEFAULT_STACK_SIZE`](crate::event::DEFAULT_STACK_SIZE)).
+        stack_size: usize,
+    },
 }
 
 impl Model {
+    /// The event model with one loop per CPU this process may run on, and
+    /// the default stack size.
+    pub fn event() -> Model {
+        Model::Event {
+            threads: std::thread::available_parallelism().map_or(1, usize::from),
+            stack_size: crate::event::DEFAULT_STACK_SIZE,
+        }
+    }
+
     /// The model's name in the docs' words, for logs and errors; its
     /// parameters are in `Debug`. A program's own spellings (a command
     /// line's `--mode`) are the program's business.
@@ -86,6 +111,7 @@ impl Model {
             Model::Pool { .. } => "pool",
             Model::Forking { .. } => "forking",
             Model::Prefork { .. } => "prefork",
+            Model::Event { .. } => "event",
         }
     }
 
@@ -102,12 +128,13 @@ impl Model {
             Model::Pool { workers, queue } => workers.saturating_add(*queue),
             Model::Forking { max_children } => *max_children,
             Model::Prefork { workers, .. } => *workers,
+            Model::Event { .. } => usize::MAX,
         }
     }
 }
 
 /// The model's name, lowercase: `sync`, `threading`, `pool`, `forking`,
-/// `prefork` (as in "the forking model"), without its parameters.
+/// `prefork`, `event` (as in "the forking model"), without its parameters.
 impl fmt::Display for Model {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -130,6 +157,10 @@ pub(crate) fn start(
         Model::Sync => Box::new(sync::Serial::new(runner.clone())),
         Model::Threading => Box::new(threading::Threading::new(runner.clone())),
         Model::Pool { workers, queue } => Box::new(pool::Pool::start(workers, queue, &runner)?),
+        Model::Event {
+            threads,
+            stack_size,
+        } => Box::new(event::Event::start(threads, stack_size, &runner)?),
         Model::Forking { .. } => Box::new(forking::Forking::new(
             runner.clone(),
             limit,

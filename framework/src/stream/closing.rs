@@ -109,7 +109,7 @@ impl Stream {
     pub fn shutdown_write(&mut self) -> io::Result<()> {
         self.flush_buffer()?;
         if let Some(tls) = &mut self.tls {
-            tls.close_notify(&self.conn.socket)?;
+            tls.close_notify(&self.conn)?;
         }
         self.conn.socket.shutdown(Shutdown::Write)
     }

@@ -39,10 +39,16 @@ impl Stream {
     }
 
     /// A stream of a connected socket, keeping the read timeout it has.
+    /// Made in a conversation of the event model (an FTP data
+    /// connection, say), the socket turns non-blocking, so that its waits
+    /// park the conversation as its own connection's do.
     pub(super) fn from_socket(socket: Socket) -> io::Result<Stream> {
         let peer = socket.peer_addr()?;
         let read_timeout = socket.read_timeout()?;
         let conn = Arc::new(Connection::new(socket, peer, None));
+        if crate::event::park::in_coroutine() {
+            conn.make_nonblocking(read_timeout, None)?;
+        }
         let mut stream = Stream::from_connection(conn, &StreamLimits::default());
         stream.clock = ReadClock::new(read_timeout, None, read_timeout);
         stream.write_timeout = None;

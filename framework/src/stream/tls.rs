@@ -106,7 +106,7 @@ impl Stream {
     /// says so at the end of a conversation that went well.
     pub(crate) fn close_tls(&mut self) -> io::Result<()> {
         match &mut self.tls {
-            Some(tls) => tls.close_notify(&self.conn.socket),
+            Some(tls) => tls.close_notify(&self.conn),
             None => Ok(()),
         }
     }
@@ -125,7 +125,7 @@ impl Stream {
             (a, b) => a.or(b),
         };
         let early = &self.rbuf[self.rpos..self.rend];
-        let result = tls.handshake(&self.conn.socket, early, self.clock.idle, deadline);
+        let result = tls.handshake(&self.conn, early, self.clock.idle, deadline);
         self.rpos = self.rend;
         self.clock.socket_set(self.clock.idle);
         result?;
