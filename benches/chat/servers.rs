@@ -67,7 +67,7 @@ pub struct Server {
 }
 
 /// Every server, in the tables' order.
-pub const SERVERS: [Server; 8] = [
+pub const SERVERS: [Server; 9] = [
     Server {
         id: "ours-sync",
         label: "ours (sync)",
@@ -92,6 +92,11 @@ pub const SERVERS: [Server; 8] = [
         id: "ours-prefork",
         label: "ours (prefork)",
         kind: Kind::Ours("prefork"),
+    },
+    Server {
+        id: "ours-event",
+        label: "ours (event)",
+        kind: Kind::Ours("event"),
     },
     Server {
         id: "tokio",

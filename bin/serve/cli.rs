@@ -44,6 +44,10 @@ pub struct Cli {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub workers: Option<u32>,
 
+    /// Event-loop threads of the event model [default: 1 per CPU]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub threads: Option<u32>,
+
     /// Most child processes alive at once in the forking model; more
     /// clients wait in the kernel's backlog
     #[arg(long, value_name = "N", default_value_t = defaults::MAX_CHILDREN as u32,
@@ -296,6 +300,8 @@ pub enum Mode {
     Forking,
     /// A fixed set of worker processes (--workers, --max-requests)
     Prefork,
+    /// Event loops running each connection on a coroutine (--threads)
+    Event,
 }
 
 /// The mode as `--mode` spells it (the first line, `serving echo on ...

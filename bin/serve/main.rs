@@ -64,8 +64,11 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    if cli.udp && cli.mode == Mode::Prefork {
-        eprintln!("serve: --udp serves with --mode sync, threading, pool or forking, not prefork");
+    if cli.udp && matches!(cli.mode, Mode::Prefork | Mode::Event) {
+        eprintln!(
+            "serve: --udp serves with --mode sync, threading, pool or forking, not {}",
+            cli.mode
+        );
         return ExitCode::from(2);
     }
     let tls = match tls::load(&cli.tls, cli.udp) {
@@ -160,6 +163,13 @@ fn model(cli: &Cli) -> Result<Model, String> {
         Mode::Prefork => Ok(Model::Prefork {
             workers: cli.workers.map_or(cpus, |n| n as usize),
             max_requests: cli.max_requests,
+        }),
+        Mode::Event => Ok(match (Model::event(), cli.threads) {
+            (Model::Event { stack_size, .. }, Some(n)) => Model::Event {
+                threads: n as usize,
+                stack_size,
+            },
+            (model, _) => model,
         }),
     }
 }
