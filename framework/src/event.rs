@@ -42,7 +42,7 @@ mod wait;
 
 pub use blocking::blocking;
 pub use park::Interest;
-pub use wait::wait;
+pub use wait::{sleep, wait};
 pub(crate) use wait::wait_socket;
 
 /// The default virtual size of a conversation's stack: 256 KiB, which the

@@ -97,3 +97,25 @@ fn poll(fds: &[(BorrowedFd<'_>, Interest)], timeout: Option<Duration>) -> io::Re
     }
     Ok(set.iter().map(|fd| fd.any().unwrap_or(false)).collect())
 }
+
+/// Sleeps for `duration`: in a conversation of the event model the
+/// conversation parks and its loop serves the others meanwhile; anywhere
+/// else this is [`std::thread::sleep`]. For a handler's deliberate pauses
+/// (a throttle before answering a wrong password).
+///
+/// # Examples
+/// ```
+/// let start = std::time::Instant::now();
+/// socketserver::event::sleep(std::time::Duration::from_millis(5));
+/// assert!(start.elapsed() >= std::time::Duration::from_millis(5));
+/// ```
+pub fn sleep(duration: Duration) {
+    if !park::in_coroutine() {
+        std::thread::sleep(duration);
+        return;
+    }
+    let until = Instant::now() + duration;
+    while Instant::now() < until {
+        park::park(Some(until));
+    }
+}
