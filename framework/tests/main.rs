@@ -11,6 +11,7 @@ mod util;
 
 mod counting;
 mod datagram;
+mod event;
 mod isolation;
 mod limits;
 mod per_address;
