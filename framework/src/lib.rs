@@ -47,24 +47,32 @@
 //!   ([`Model::Sync`], Python's `TCPServer`), a thread per connection
 //!   ([`Model::Threading`], `ThreadingMixIn`, the default), a fixed
 //!   pool of threads ([`Model::Pool`]), a process per connection
-//!   ([`Model::Forking`], `ForkingMixIn`), or a fixed set of processes
-//!   ([`Model::Prefork`]).
+//!   ([`Model::Forking`], `ForkingMixIn`), a fixed set of processes
+//!   ([`Model::Prefork`]), or a few event loops running every connection
+//!   on a coroutine of its own ([`Model::Event`], [`event`]).
 //!
 //! ```text
 //!             Builder ──build()──▶ Server ──serve_forever()──▶ accept loop
 //!                                    │                              │
-//!              ShutdownHandle ◀──────┤      Model: Sync | Threading | Pool | Forking | Prefork
+//!              ShutdownHandle ◀──────┤  Model: Sync | Threading | Pool | Forking | Prefork | Event
 //!              Stats          ◀──────┘                              │
 //!                   ▲                             H::clone() ─▶ setup ▶ handle ▶ finish
 //!                   └──────── Stream::server() ◀─────────────────────── on a Stream
 //! ```
 //!
-//! Choosing: `Threading` suits conversations that spend their time waiting
-//! on a person (chat, shell, FTP); `Pool` bounds threads and memory under
-//! heavy load of short requests; `Forking` isolates each conversation in
-//! its own process (a crash or a leak dies with it); `Prefork` gets that
-//! isolation per worker at the cost of a thread pool; `Sync` is for tests,
-//! teaching and strictly sequential work. The process models fork, so they
+//! Choosing: `Event` runs the same blocking-style handler the way a tokio
+//! server runs async code: thousands of conversations per loop thread, a
+//! few KiB each while they wait, no context switch per message; it is the
+//! fastest and leanest model, for any handler that waits only through its
+//! `Stream`s and the [`event`] helpers (a handler that calls a blocking
+//! function directly holds every conversation of its loop meanwhile: give
+//! such work to [`event::blocking`]). `Threading` suits any handler at
+//! all, blocking calls included, at a thread per conversation; `Pool`
+//! bounds threads and memory under heavy load of short requests;
+//! `Forking` isolates each conversation in its own process (a crash or a
+//! leak dies with it); `Prefork` gets that isolation per worker at the
+//! cost of a thread pool; `Sync` is for tests, teaching and strictly
+//! sequential work. The process models fork, so they
 //! refuse a process that has other threads ([`Error::ForkWithThreads`]):
 //! build and serve them before starting any.
 //!
@@ -83,8 +91,8 @@
 //!    limit it is refused at once, the handler's
 //!    [`refuse`](RequestHandler::refuse) saying why. Then it is handed to
 //!    the model.
-//! 4. With [TLS](#tls), the handshake runs, on the connection's own thread
-//!    or process. The handler value is cloned; `setup`, `handle` and
+//! 4. With [TLS](#tls), the handshake runs, on the connection's own thread,
+//!    process or coroutine. The handler value is cloned; `setup`, `handle` and
 //!    `finish` run on a [`Stream`]; errors and panics go to
 //!    `handle_error`.
 //! 5. Buffered output is flushed, the socket closed, the slot freed.

@@ -10,6 +10,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
+use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use corosensei::stack::DefaultStack;
@@ -53,15 +54,20 @@ pub(crate) struct Scheduler {
     ready: Vec<usize>,
     mail: Mail,
     order: Order,
+    /// The thread that runs the live tasks.
+    owner: Option<ThreadId>,
 }
 
 // SAFETY: a `Coroutine` is not `Send` because its stack may hold values
 // that must not change threads (thread-local borrows, `!Send` types). A
-// scheduler changes threads only while it holds no suspended coroutine:
-// a remote loop's scheduler is moved into its thread before it runs any;
-// the accept loop's own (loop 0) is driven only inside the server's
-// methods, each of which runs its coroutines to their end (or drops them)
-// before it returns, and a `Server` can move only between such calls.
+// scheduler's coroutines never run, and are never dropped, on another
+// thread than the one they started on: a remote loop's scheduler is moved
+// into its thread before it runs any; the accept loop's own (loop 0) is
+// driven only inside the server's methods, each of which runs its
+// coroutines to their end (or drops them) before it returns; and should
+// one return early (an error) and the server move, `adopt` and `Drop`
+// see that the thread changed and leak the coroutines left, never
+// resuming or unwinding them elsewhere.
 unsafe impl Send for Scheduler {}
 
 impl Scheduler {
@@ -84,7 +90,32 @@ impl Scheduler {
             ready: Vec::new(),
             mail: Mail::default(),
             order: Order::Run,
+            owner: None,
         })
+    }
+
+    /// Makes this thread the one that runs the tasks. Tasks started on
+    /// another thread (left by a server method that failed, the server
+    /// moved since) are leaked: resuming or unwinding them here could
+    /// break what their stacks hold of their thread.
+    fn adopt(&mut self) {
+        let here = thread::current().id();
+        if self.owner == Some(here) {
+            return;
+        }
+        if self.live() > 0 {
+            log::error!(
+                "{} conversations were left on another thread by a failed server call; \
+                 leaking them",
+                self.live()
+            );
+            for task in self.tasks.iter_mut().filter_map(Option::take) {
+                std::mem::forget(task);
+            }
+            self.free = (0..self.tasks.len()).collect();
+            self.timers.clear();
+        }
+        self.owner = Some(here);
     }
 
     pub(crate) fn inbox(&self) -> Arc<Inbox> {
@@ -114,6 +145,7 @@ impl Scheduler {
     /// Starts a conversation: a coroutine that runs the request, resumed
     /// at once until it first waits.
     pub(crate) fn spawn(&mut self, admitted: Admitted) {
+        self.adopt();
         let stack = match self.stacks.take() {
             Ok(stack) => stack,
             Err(e) => {
@@ -153,6 +185,7 @@ impl Scheduler {
     /// One turn: waits for events up to `timeout` (and the nearest
     /// deadline), then resumes every task that has one.
     pub(crate) fn turn(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.adopt();
         let timeout = match self.next_deadline() {
             Some(at) => {
                 let left = at.saturating_duration_since(Instant::now());
@@ -275,6 +308,7 @@ impl Scheduler {
     /// Drops every task left, unwinding their stacks (the server was
     /// dropped, or they outlived the drain and its grace).
     pub(crate) fn drop_all(&mut self) {
+        self.adopt();
         for index in 0..self.tasks.len() {
             if let Some(task) = self.tasks[index].take() {
                 log::warn!("{}: conversation abandoned", task.peer);
