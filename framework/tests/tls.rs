@@ -15,7 +15,9 @@ use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, Stream
 use socketserver::tls::{self, TlsFailure};
 use socketserver::{Builder, Model, RequestHandler, Server, Stream, WhenDraining};
 
-use crate::util::{forking_allowed, isolated, serve, wait_until, Chat, Running, BYE, TIMEOUT};
+use crate::util::{
+    forking_allowed, isolated, serve, wait_until, Chat, Running, BYE, EVENT, TIMEOUT,
+};
 
 use socketserver::tls::rustls;
 
@@ -156,6 +158,12 @@ fn echo_over_tls_in_thread_models() {
             workers: 2,
             queue: 2,
         },
+        EVENT,
+        // One loop: a handshake that waits holds nothing but its coroutine.
+        Model::Event {
+            threads: 1,
+            stack_size: socketserver::event::DEFAULT_STACK_SIZE,
+        },
     ] {
         let case = format!("{model:?}");
         let running = serve(bind(TlsEcho).tls(id.server_config()).model(model));
@@ -272,6 +280,12 @@ fn a_stall_in_the_handshake_is_cut_at_the_idle_timeout() {
         Model::Pool {
             workers: 2,
             queue: 2,
+        },
+        EVENT,
+        // One loop: a handshake that waits holds nothing but its coroutine.
+        Model::Event {
+            threads: 1,
+            stack_size: socketserver::event::DEFAULT_STACK_SIZE,
         },
     ] {
         let case = format!("{model:?}");
