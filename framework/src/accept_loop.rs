@@ -54,6 +54,12 @@ pub(crate) trait Dispatch: Send {
         Ok(())
     }
 
+    /// True if the model's connections are non-blocking (the event
+    /// model): the loop makes them so, and sets no socket timeouts.
+    fn nonblocking(&self) -> bool {
+        false
+    }
+
     /// True if requests run in the loop's own thread, which then cannot
     /// watch the stop descriptor while one runs.
     fn runs_in_loop(&self) -> bool {
@@ -394,6 +400,12 @@ impl AcceptLoop {
             if self.settings.nodelay {
                 tcp.set_nodelay(true)?;
             }
+        }
+        if self.model.nonblocking() {
+            // The model waits itself, with the timeouts its `Connection`
+            // keeps: the socket's own would be two system calls for
+            // nothing.
+            return socket.set_nonblocking(true);
         }
         let timeout = self.shared().limits().idle_timeout;
         if timeout.is_some() {

@@ -177,10 +177,16 @@ impl Connection {
         write: Option<Duration>,
     ) -> io::Result<()> {
         self.socket.set_nonblocking(true)?;
+        self.waits_here(read, write);
+        Ok(())
+    }
+
+    /// Takes note that the socket is non-blocking already (the accept
+    /// loop made it so), with these timeouts.
+    pub(crate) fn waits_here(&self, read: Option<Duration>, write: Option<Duration>) {
         self.waits.nonblocking.store(true, Ordering::Relaxed);
         self.waits.read.store(encode(read), Ordering::Relaxed);
         self.waits.write.store(encode(write), Ordering::Relaxed);
-        Ok(())
     }
 
     /// True if the socket is non-blocking (see [`Waits`]).

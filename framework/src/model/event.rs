@@ -100,12 +100,9 @@ impl Dispatch for Event {
             gate.shared().abandon(admitted.slot);
             return;
         };
+        // The accept loop made the socket non-blocking (`nonblocking`).
         let idle = gate.shared().limits().idle_timeout;
-        if let Err(e) = conn.make_nonblocking(idle, idle) {
-            log::warn!("{}: cannot make the socket non-blocking: {e}", conn.peer);
-            gate.shared().abandon(admitted.slot);
-            return;
-        }
+        conn.waits_here(idle, idle);
         if std::mem::take(&mut self.apart) {
             if self.remotes.is_empty() {
                 if let Err(e) = self.start_remote() {
@@ -127,6 +124,10 @@ impl Dispatch for Event {
 
     fn ready(&self) -> Result<(), Error> {
         Ok(())
+    }
+
+    fn nonblocking(&self) -> bool {
+        true
     }
 
     fn watched(&self) -> Vec<BorrowedFd<'_>> {
