@@ -58,7 +58,9 @@ def rows_of(results):
         ("greeted", "burst", "greeted", "higher"),
         ("time to the last greeting, ms", "burst", "last_greeting_ms", "lower"),
     ]))
-    sections.append((f"Shutdown (SIGTERM) with {down:,} connections", [
+    busy = next((w["held"] for w in results["workloads"] if w["id"] == "shutdown_busy"), 0)
+    sections.append((f"Shutdown (SIGTERM): {down:,} idle connections, or {busy:,} mid-conversation", [
+        ("idle: the port refuses after, ms", "shutdown_idle", "refused_ms", "lower"),
         ("idle: exit after, ms (ours: --drain-timeout 0)", "shutdown_idle", "exit_ms", "lower"),
         ("mid-conversation: exit after, ms", "shutdown_busy", "exit_ms", None),
         ("mid-conversation: conversations ended whole", "shutdown_busy", "completed", None),

@@ -40,6 +40,21 @@ pub struct Bench {
     pub clock_ticks: f64,
 }
 
+/// When connecting to `addr` is first refused, trying every 100 µs for
+/// at most `limit` (each try that connects is closed at once).
+fn refused_within(addr: std::net::SocketAddr, limit: Duration) -> Option<Instant> {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                return Some(Instant::now())
+            }
+            _ => thread::sleep(Duration::from_micros(100)),
+        }
+    }
+    None
+}
+
 /// `done a=1 b=2 error=any text` -> its fields.
 fn fields_of(line: &str) -> Option<BTreeMap<String, String>> {
     let rest = line.strip_prefix("done ")?;
@@ -96,10 +111,12 @@ impl Bench {
         let pss_before = tree_pss_kb(pid)?;
         let mut pss_held = None;
         let mut exit_after = None;
+        let mut refused_after = None;
         match workload {
             Workload::ShutdownIdle { .. } => {
                 let sent = Instant::now();
                 running.process.terminate()?;
+                refused_after = refused_within(running.addr, EXIT_LIMIT).map(|at| at - sent);
                 exit_after = running
                     .process
                     .wait_within(EXIT_LIMIT)
@@ -191,6 +208,10 @@ impl Bench {
             Workload::ShutdownIdle { .. } | Workload::ShutdownBusy { .. } => {
                 let exit_ms = exit_after.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
                 metrics.push(("exit_ms", exit_ms));
+                if matches!(workload, Workload::ShutdownIdle { .. }) {
+                    let refused_ms = refused_after.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
+                    metrics.push(("refused_ms", refused_ms));
+                }
                 if matches!(workload, Workload::ShutdownBusy { .. }) {
                     metrics.push(("completed", ok));
                     metrics.push(("cut", missing));

@@ -138,7 +138,11 @@ impl Server {
                     | Workload::Burst { .. }
             );
         }
-        !(matches!(workload, Workload::Idle { .. }) && self.process_per_connection())
+        let many_held = matches!(
+            workload,
+            Workload::Idle { .. } | Workload::ShutdownIdle { .. }
+        );
+        !(many_held && self.process_per_connection())
     }
 }
 

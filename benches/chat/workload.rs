@@ -20,7 +20,8 @@ pub enum Workload {
     /// sending `q`: all greeted? when was the last greeting?
     Burst { conns: usize },
     /// `conns` idle connections held, then SIGTERM: how long until the
-    /// server has exited (ours with `--drain-timeout 0`)?
+    /// port refuses connections, and until the server has exited (ours
+    /// with `--drain-timeout 0`)?
     ShutdownIdle { conns: usize },
     /// `conns` connections making round trips for `talk_ms`, then `q`;
     /// SIGTERM a quarter of the way in: how long until the server has
@@ -158,7 +159,7 @@ impl Plan {
                     threads: 8,
                 },
                 Workload::Burst { conns: 1_000 },
-                Workload::ShutdownIdle { conns: 100 },
+                Workload::ShutdownIdle { conns: 10_000 },
                 Workload::ShutdownBusy {
                     conns: 100,
                     talk_ms: 1_000,

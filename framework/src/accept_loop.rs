@@ -230,6 +230,9 @@ pub(crate) struct AcceptLoop {
     /// The last such pause, doubled for the next error until an accept
     /// succeeds.
     last_pause: Option<Duration>,
+    /// Stopped (drained) or dropped; the listener may go before, when a
+    /// stop signal arrives.
+    closed: bool,
 }
 
 impl AcceptLoop {
@@ -253,6 +256,7 @@ impl AcceptLoop {
             hooks,
             pause: None,
             last_pause: None,
+            closed: false,
         }
     }
 
@@ -307,6 +311,9 @@ impl AcceptLoop {
         }
         if stop && !shared.shutdown_requested() {
             log::info!("stop requested (a signal?); draining");
+            // The port refuses first: ending the idle conversations (a
+            // system call each) may take a while with thousands of them.
+            self.listener = None;
             shared.request_shutdown();
         }
         Ok(readable)
@@ -418,7 +425,11 @@ impl AcceptLoop {
     /// Closes the listener, drains, and stops the model; `None` if the
     /// listener was closed already.
     fn stop(&mut self) -> Option<DrainReport> {
-        self.listener.take()?;
+        if self.closed {
+            return None;
+        }
+        self.closed = true;
+        self.listener = None;
         let shared = Arc::clone(self.shared());
         let deadline = Instant::now() + shared.drain_timeout();
         let report = self.model.drain(&shared, deadline);
@@ -437,11 +448,11 @@ impl AcceptLoop {
 
 impl ModelLoop for AcceptLoop {
     fn is_open(&self) -> bool {
-        self.listener.is_some()
+        !self.closed
     }
 
     fn ready(&self) -> Result<(), Error> {
-        if self.listener.is_none() {
+        if self.closed {
             return Err(Error::Closed);
         }
         self.model.ready()
@@ -504,7 +515,9 @@ impl ModelLoop for AcceptLoop {
 
 impl Drop for AcceptLoop {
     fn drop(&mut self) {
-        if self.listener.take().is_some() {
+        if !self.closed {
+            self.closed = true;
+            self.listener = None;
             let shared = Arc::clone(self.shared());
             shared.cut_all();
             self.model.abandon(&shared);

@@ -294,13 +294,15 @@ impl Shared {
             }
             registry.live_at_shutdown = registry.live.len();
             self.draining.store(true, Ordering::SeqCst);
+            // The loop closes the listener meanwhile: ending thousands of
+            // idle conversations takes a system call each.
+            self.waker.wake();
             registry
                 .live
                 .values()
                 .filter(|c| !c.as_ref().is_some_and(|c| c.close_if_idle()))
                 .count()
         };
-        self.waker.wake();
         if busy > 0 && self.needs_watchdog {
             let shared = Arc::clone(self);
             let deadline = Instant::now() + self.drain_timeout;
