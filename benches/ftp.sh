@@ -193,6 +193,20 @@ gets "$url/big.bin" | row ours_retr_off "RETR, not hashed (off): sendfile"
 puts "$url" "$work/root" | row ours_stor_off "STOR, not hashed (off)"
 stop_last
 
+# The event model, one loop: the same transfers as the threading model's
+# (serve's default) above, which the report compares them with.
+start_serve --hash-transfers always --mode event --threads 1
+url="ftp://bench:bench@127.0.0.1:$port"
+gets "$url/big.bin" | row ours_event_retr_hashed "RETR, hashed (always), event model" ratio
+puts "$url" "$work/root" | row ours_event_stor_hashed "STOR, hashed, event model" ratio
+stop_last
+
+start_serve --hash-transfers off --mode event --threads 1
+url="ftp://bench:bench@127.0.0.1:$port"
+gets "$url/big.bin" | row ours_event_retr_off "RETR, not hashed (off), event model"
+puts "$url" "$work/root" | row ours_event_stor_off "STOR, not hashed (off), event model"
+stop_last
+
 if python3 -c 'import pyftpdlib' 2>/dev/null; then
     log="$work/pyftpdlib.log"
     python3 -m pyftpdlib -i 127.0.0.1 -p 0 -w -d "$work/py" -u bench -P bench 2>"$log" &

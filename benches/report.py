@@ -156,12 +156,18 @@ def ftp_section(ftp):
         peer = "—"
         if r["id"].startswith("ours_") and m and way and peers[way]:
             peer = f"{m / peers[way]:.2f}×"
-        lines.append([r["label"], f"{number(m)} ({number(top)})", vs("md5sum"), vs("raw"), peer])
+        # The event model's rows against the same transfer in the threading model.
+        threading = "—"
+        if r["id"].startswith("ours_event_") and m and med.get("ours_" + r["id"][len("ours_event_"):]):
+            threading = f"{m / med['ours_' + r['id'][len('ours_event_'):]]:.2f}×"
+        lines.append([r["label"], f"{number(m)} ({number(top)})", vs("md5sum"), vs("raw"), peer, threading])
     size = ftp["size_bytes"] / (1 << 20)
     return [f"{size:,.0f} MiB file on tmpfs, {ftp['rounds']} rounds, curl over loopback; MB/s = 10^6 bytes/s. "
             "\"vs the best peer\": ours against the faster of pyftpdlib and vsftpd moving the same way "
-            "(above 1.00×, ours is faster).\n\n"
-            + table(["transfer", "MB/s, median (best)", "vs md5sum", "vs raw copy", "vs the best peer"], lines)]
+            "(above 1.00×, ours is faster); \"vs threading\": an event-model row against the same transfer "
+            "in the threading model (serve's default), the rows above it.\n\n"
+            + table(["transfer", "MB/s, median (best)", "vs md5sum", "vs raw copy", "vs the best peer",
+                     "vs threading"], lines)]
 
 
 def chat_plots(results, med, plot_dir, md_dir):
