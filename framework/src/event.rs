@@ -42,8 +42,8 @@ mod wait;
 
 pub use blocking::blocking;
 pub use park::Interest;
-pub use wait::{sleep, wait};
 pub(crate) use wait::wait_socket;
+pub use wait::{sleep, wait};
 
 /// The default virtual size of a conversation's stack: 256 KiB, which the
 /// shipped handlers (FTP and its TLS included) fit in with room to spare.
