@@ -587,3 +587,54 @@ fn a_stream_waited_on_with_event_wait_still_wakes_its_reads() {
         );
     });
 }
+
+/// On `spin`, runs for half a second without waiting, yielding to its
+/// loop every millisecond; echoes any other line.
+#[derive(Clone)]
+struct SpinsYielding;
+
+impl RequestHandler for SpinsYielding {
+    fn handle(&mut self, stream: &mut Stream) -> io::Result<()> {
+        while let Some(line) = stream.next_line()? {
+            if line == "spin\n" {
+                let started = Instant::now();
+                while started.elapsed() < Duration::from_millis(500) {
+                    let slice = Instant::now();
+                    while slice.elapsed() < Duration::from_millis(1) {}
+                    socketserver::event::yield_now();
+                }
+            }
+            stream.write_all(line.as_bytes())?;
+            stream.flush()?;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_conversation_that_yields_lets_the_others_of_its_loop_run() {
+    // One loop: both conversations share its thread.
+    let model = socketserver::Model::Event {
+        threads: 1,
+        stack_size: socketserver::event::DEFAULT_STACK_SIZE,
+    };
+    let running = serve(bind(Family::Tcp, SpinsYielding).model(model));
+    let mut spinner = running.connect();
+    let mut other = running.connect();
+    other.send(b"warm\n");
+    assert_eq!(other.line(), "warm\n");
+    spinner.send(b"spin\n");
+    // The pings come while the spin runs (it lasts 500 ms; they take a
+    // few): without the yields, the first would wait for its end.
+    for n in 0..20 {
+        let asked = Instant::now();
+        other.send(format!("ping {n}\n").as_bytes());
+        assert_eq!(other.line(), format!("ping {n}\n"));
+        assert!(
+            asked.elapsed() < Duration::from_millis(100),
+            "ping {n} waited {:?} behind the spinning conversation",
+            asked.elapsed()
+        );
+    }
+    assert_eq!(spinner.line(), "spin\n");
+}

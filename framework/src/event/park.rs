@@ -111,6 +111,10 @@ pub enum Interest {
     Readable,
     /// Until it may be written (or has an error).
     Writable,
+    /// Until it may be read or written, whichever comes first: a TLS
+    /// connection driven by hand that reads may have records of its own
+    /// to send first, and must not wait for only one of the two.
+    ReadableOrWritable,
 }
 
 impl Interest {
@@ -118,6 +122,7 @@ impl Interest {
         match self {
             Interest::Readable => MioInterest::READABLE,
             Interest::Writable => MioInterest::WRITABLE,
+            Interest::ReadableOrWritable => MioInterest::READABLE | MioInterest::WRITABLE,
         }
     }
 }
