@@ -17,10 +17,11 @@ use crate::util::{wait_exit, wait_until, ServerProcess, TIMEOUT};
 const SHUTTING_DOWN: &str = "421 Server shutting down; closing the control connection.";
 
 /// The models, as `serve` flags.
-const MODES: [&[&str]; 3] = [
+const MODES: [&[&str]; 4] = [
     &["--mode", "threading"],
     &["--mode", "forking"],
     &["--mode", "prefork", "--workers", "2"],
+    &["--mode", "event", "--threads", "2"],
 ];
 
 /// Logs in, says so, waits for a line on stdin (the test's go), then reads

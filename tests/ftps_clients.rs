@@ -14,13 +14,18 @@ use crate::ftp_util::{PASSWORD, USER};
 use crate::ftps_util::{curl_tls_ok, data_handshakes, serve_ftps, serve_ftps_logged, TestCert};
 use crate::util::{IO_TIMEOUT, TIMEOUT};
 
+threads_and_events!(
+    lftp_mirrors_both_ways_over_ftps,
+    lftp_mirrors_both_ways_over_ftps_event,
+    lftp_mirrors_both_ways_over_ftps_in
+);
+
 /// lftp with `ftp:ssl-force` (AUTH TLS, PROT P on every data connection)
 /// mirrors a tree up and back down against a server with
 /// `--tls-required`, which would refuse any login or transfer in clear:
 /// both copies equal the original, byte for byte, and every data
 /// connection resumed the control connection's TLS session.
-#[test]
-fn lftp_mirrors_both_ways_over_ftps() {
+fn lftp_mirrors_both_ways_over_ftps_in(mode: &[&str]) {
     let cert = TestCert::new();
     let root = TempDir::new("ftps-lftp-root");
     let local = TempDir::new("ftps-lftp-local");
@@ -30,7 +35,8 @@ fn lftp_mirrors_both_ways_over_ftps() {
     std::fs::write(original.join("a.txt"), b"alpha\n").unwrap();
     std::fs::write(original.join("目录/big.bin"), pattern(2_500_000, 41)).unwrap();
     std::fs::write(original.join("目录/deeper/b c.txt"), b"two words\n").unwrap();
-    let (server, log) = serve_ftps_logged(root.path(), &cert, &["--tls-required"]);
+    let (server, log) =
+        serve_ftps_logged(root.path(), &cert, &[mode, &["--tls-required"]].concat());
     let (host, port) = server.host_port();
     let back = local.join("back");
     let script = format!(
@@ -108,19 +114,24 @@ fn implicit_ftps_on_its_own_listener() {
     assert!(refused.is_err(), "the implicit listener is still open");
 }
 
+threads_and_events!(
+    client_ftp_over_tls_with_md5_ok,
+    client_ftp_over_tls_with_md5_ok_event,
+    client_ftp_over_tls_with_md5_ok_in
+);
+
 /// `client ftp --tls --ca CERT` against a server that requires TLS: a
 /// 20 MiB put and get with `md5 ok` both ways, a resumed get, a listing;
 /// without `--ca` the self-signed certificate is not trusted: one line,
 /// exit 1, nothing sent in clear (the server would have refused it).
-#[test]
-fn client_ftp_over_tls_with_md5_ok() {
+fn client_ftp_over_tls_with_md5_ok_in(mode: &[&str]) {
     let cert = TestCert::new();
     let root = TempDir::new("ftps-client-root");
     let local = TempDir::new("ftps-client-local");
     let data = random_bytes(20 << 20, 43);
     std::fs::write(local.join("big.bin"), &data).unwrap();
     let md5 = md5_hex(&data);
-    let server = serve_ftps(root.path(), &cert, &["--tls-required"]);
+    let server = serve_ftps(root.path(), &cert, &[mode, &["--tls-required"]].concat());
     let user = format!("{USER}:{PASSWORD}");
     let tls = ["--tls", "--ca", cert.cert_str(), "--user", &user];
     let run = |args: &[&str]| {

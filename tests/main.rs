@@ -1,6 +1,7 @@
 //! End-to-end tests: real programs, real sockets, real clients written by
 //! others (the tutorial's own programs are in examples/tutorial).
 
+#[macro_use]
 mod util;
 
 mod echo;
