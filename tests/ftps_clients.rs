@@ -12,7 +12,7 @@ use crate::ftp_lftp::{lftp_ok, tree};
 use crate::ftp_util::{client_ftp, md5_hex, random_bytes, texts, FtpPeer, TempDir};
 use crate::ftp_util::{PASSWORD, USER};
 use crate::ftps_util::{curl_tls_ok, data_handshakes, serve_ftps, serve_ftps_logged, TestCert};
-use crate::util::{IO_TIMEOUT, TIMEOUT};
+use crate::util::{model_name, IO_TIMEOUT, TIMEOUT};
 
 threads_and_events!(
     lftp_mirrors_both_ways_over_ftps,
@@ -61,21 +61,30 @@ fn lftp_mirrors_both_ways_over_ftps_in(mode: &[&str]) {
     assert!(resumed >= 6, "{resumed} resumed");
 }
 
+threads_and_events!(
+    implicit_ftps_on_its_own_listener,
+    implicit_ftps_on_its_own_listener_event,
+    implicit_ftps_on_its_own_listener_in
+);
+
 /// `--implicit-tls-bind`: a second listener where TLS starts with the
 /// first byte (curl's `ftps://` lists, downloads, uploads there), while
 /// the explicit one goes on; a client that speaks no TLS there gets a
 /// TLS alert and no greeting; one SIGTERM stops both listeners.
-#[test]
-fn implicit_ftps_on_its_own_listener() {
+fn implicit_ftps_on_its_own_listener_in(mode: &[&str]) {
     let cert = TestCert::new();
     let root = TempDir::new("ftps-implicit");
     let data = pattern(1_200_000, 42);
     std::fs::write(root.join("data.bin"), &data).unwrap();
-    let mut server = serve_ftps(root.path(), &cert, &["--implicit-tls-bind", "127.0.0.1:0"]);
+    let mut server = serve_ftps(
+        root.path(),
+        &cert,
+        &[mode, &["--implicit-tls-bind", "127.0.0.1:0"]].concat(),
+    );
     let second = server.next_stdout_line();
     let implicit = second
         .strip_prefix("serving ftp (implicit TLS) on ")
-        .and_then(|rest| rest.strip_suffix(" (threading)"))
+        .and_then(|rest| rest.strip_suffix(&format!(" ({})", model_name(mode))))
         .unwrap_or_else(|| panic!("second line {second:?}"))
         .to_string();
     let base = format!("ftps://{USER}:{PASSWORD}@{implicit}/");

@@ -319,7 +319,7 @@ fn serve_tls_flags_errors() {
                 key,
             ],
             "serve: --implicit-tls-bind serves beside --bind in a thread: use --mode \
-             threading, pool or sync\n",
+             threading, pool, sync or event\n",
             2,
         ),
     ];
