@@ -5,6 +5,7 @@
 mod util;
 
 mod echo;
+mod event_loop;
 mod examples;
 mod ftp_client;
 mod ftp_confinement;

@@ -235,6 +235,12 @@ impl Raw {
     /// `LEN STATUS time=SECS`. Waits up to `within` for the reply.
     pub(crate) fn run_within(&mut self, command: &str, within: Duration) -> (String, Vec<u8>) {
         self.send(format!("{command}\n").as_bytes());
+        self.reply_within(within)
+    }
+
+    /// Status mode: the reply to a command sent already, as
+    /// [`Raw::run_within`] gives it.
+    pub(crate) fn reply_within(&mut self, within: Duration) -> (String, Vec<u8>) {
         self.set_read_timeout(within);
         let header = self.read_line();
         self.set_read_timeout(IO_TIMEOUT);
