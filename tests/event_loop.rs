@@ -2,9 +2,10 @@
 //! waits holds no event loop. `serve --mode event --threads 1` runs every
 //! conversation on one thread (the accept loop's own), so while one
 //! conversation waits (a download its client does not read, an upload
-//! its client pauses, a passive data connection not yet made, a shell
-//! command that sleeps), twenty others must be greeted and answered at
-//! once, each within [`PROMPT`]. A handler that blocked its thread in any
+//! its client pauses, a passive data connection not yet made, a TLS data
+//! connection whose handshake has not begun, a shell command that
+//! sleeps), twenty others must be greeted and answered at once, each
+//! within [`PROMPT`]. A handler that blocked its thread in any
 //! of those waits would hold them all until it was done (seconds here),
 //! and these tests would fail.
 
@@ -12,7 +13,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use crate::ftp_drain::Script;
 use crate::ftp_util::{md5_hex, random_bytes, serve_ftp, FtpPeer, TempDir};
+use crate::ftps_util::{serve_ftps, TestCert};
 use crate::shell::{serve_shell, Raw};
 use crate::util::IO_TIMEOUT;
 
@@ -140,6 +143,62 @@ fn ftp_a_passive_listener_waiting_for_its_client_holds_no_loop() {
         "226 Transfer complete. MD5={}",
         md5_hex(b"on time\n")
     ));
+}
+
+/// FTPS: logs in over TLS with `PROT P`, makes the passive data
+/// connection and sends `RETR`, prints its `150`; then, on the test's go,
+/// does the data connection's TLS handshake (the server has waited for
+/// it since), reads the file and prints it and the `226`.
+const STALLED_HANDSHAKE: &str = r#"
+import ftplib, socket, ssl, sys
+host, port, user, password, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+context = ssl.create_default_context(cafile=ca)
+ftp = ftplib.FTP_TLS(context=context)
+ftp.connect(host, port, timeout=10)
+ftp.auth()
+ftp.login(user, password)
+ftp.prot_p()
+data_port = int(ftp.sendcmd("EPSV").split("|||")[1].rstrip("|)"))
+plain = socket.create_connection((host, data_port), timeout=10)
+ftp.putcmd("RETR small.txt")
+print(ftp.getresp(), flush=True)
+sys.stdin.readline()
+data = context.wrap_socket(plain, server_hostname=host)
+got = b""
+while chunk := data.recv(65536):
+    got += chunk
+data.close()
+print(got.decode().strip(), flush=True)
+print(ftp.voidresp(), flush=True)
+ftp.quit()
+"#;
+
+/// A TLS data connection (`PROT P`) made but whose client has not begun
+/// its handshake: the server waits for it. Then the handshake comes, and
+/// the file.
+#[test]
+fn ftp_a_tls_data_handshake_not_begun_holds_no_loop() {
+    let cert = TestCert::new();
+    let root = TempDir::new("event-tls");
+    std::fs::write(root.join("small.txt"), b"encrypted\n").unwrap();
+    let server = serve_ftps(
+        root.path(),
+        &cert,
+        &[ONE_LOOP, &["--max-per-ip", "0"]].concat(),
+    );
+    let mut script = Script::start_with(STALLED_HANDSHAKE, &server, &[cert.cert_str()]);
+    let opened = script.line();
+    assert!(opened.starts_with("150 "), "{opened:?}");
+
+    others_answered_meanwhile(&server.addr);
+
+    script.go();
+    assert_eq!(script.line(), "encrypted");
+    assert_eq!(
+        script.line(),
+        format!("226 Transfer complete. MD5={}", md5_hex(b"encrypted\n"))
+    );
+    script.succeeds();
 }
 
 /// A shell command that sleeps: its conversation waits for its output and
