@@ -4,6 +4,7 @@
 //! Run it:   cargo run --example echo                              (threading, the default)
 //!           cargo run --example echo -- 127.0.0.1:9999 pool 8     (8 worker threads)
 //!           cargo run --example echo -- 127.0.0.1:9999 sync       (one client at a time)
+//!           cargo run --example echo -- 127.0.0.1:9999 event      (event loops, one per CPU)
 //! Poke it:  nc 127.0.0.1 9999
 //!      or:  python3 -c 'import socket; s = socket.create_connection(("127.0.0.1", 9999)); s.sendall(b"hi\n"); print(s.recv(100))'
 //!
@@ -60,6 +61,7 @@ fn main() -> Result<(), socketserver::Error> {
     let model = match args.next().as_deref() {
         None | Some("threading") => Model::Threading,
         Some("sync") => Model::Sync,
+        Some("event") => Model::event(),
         Some("pool") => {
             let workers = args.next().and_then(|n| n.parse().ok()).unwrap_or(4);
             Model::Pool {
@@ -68,7 +70,9 @@ fn main() -> Result<(), socketserver::Error> {
             }
         }
         Some(other) => {
-            eprintln!("echo: unknown model {other:?}; usage: echo [ADDR] [sync|threading|pool N]");
+            eprintln!(
+                "echo: unknown model {other:?}; usage: echo [ADDR] [sync|threading|pool N|event]"
+            );
             std::process::exit(2);
         }
     };

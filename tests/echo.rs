@@ -33,11 +33,16 @@ fn tutorial_chat(server: &ServerProcess, input: &str) -> String {
     String::from_utf8(out.stdout).expect("the transcript is UTF-8")
 }
 
+threads_and_events!(
+    tutorial_chat_client_gets_the_tutorials_transcript,
+    tutorial_chat_client_gets_the_tutorials_transcript_event,
+    tutorial_chat_client_gets_the_tutorials_transcript_in
+);
+
 /// The tutorial's own transcript, byte for byte: the chat client sends
 /// each message without a newline and prints each answer.
-#[test]
-fn tutorial_chat_client_gets_the_tutorials_transcript() {
-    let server = serve(&[]);
+fn tutorial_chat_client_gets_the_tutorials_transcript_in(mode: &[&str]) {
+    let server = serve(mode);
     let transcript = tutorial_chat(&server, "我\n你\n他\n");
     assert_eq!(
         transcript,
@@ -49,12 +54,17 @@ fn tutorial_chat_client_gets_the_tutorials_transcript() {
     );
 }
 
+threads_and_events!(
+    q_ends_the_conversation_in_message_mode,
+    q_ends_the_conversation_in_message_mode_event,
+    q_ends_the_conversation_in_message_mode_in
+);
+
 /// "q" from the tutorial's client ends the conversation; a raw client that
 /// sends the same "q" (no newline) and keeps its socket open sees the
 /// server close: end of input.
-#[test]
-fn q_ends_the_conversation_in_message_mode() {
-    let server = serve(&[]);
+fn q_ends_the_conversation_in_message_mode_in(mode: &[&str]) {
+    let server = serve(mode);
     let transcript = tutorial_chat(&server, "q\n");
     assert_eq!(transcript, format!("{GREETING}\n{PROMPT}"));
 
@@ -65,11 +75,16 @@ fn q_ends_the_conversation_in_message_mode() {
     peer.expect_eof();
 }
 
+threads_and_events!(
+    line_client_gets_one_answer_per_line,
+    line_client_gets_one_answer_per_line_event,
+    line_client_gets_one_answer_per_line_in
+);
+
 /// A line client gets one answer per line, each on its own line, also when
 /// three lines (one ending in CRLF) arrive in one write.
-#[test]
-fn line_client_gets_one_answer_per_line() {
-    let server = serve(&[]);
+fn line_client_gets_one_answer_per_line_in(mode: &[&str]) {
+    let server = serve(mode);
     let mut peer = Peer::greeted(&server.addr);
     peer.send(b"hello\n");
     peer.expect("hello好\n".as_bytes());
@@ -86,11 +101,16 @@ fn line_client_gets_one_answer_per_line() {
     peer.expect_eof();
 }
 
+threads_and_events!(
+    q_line_closes_the_connection,
+    q_line_closes_the_connection_event,
+    q_line_closes_the_connection_in
+);
+
 /// "q\n" and "q\r\n" close the connection: the client reads end of input.
 /// Lines after a "q" in the same write are not answered.
-#[test]
-fn q_line_closes_the_connection() {
-    let server = serve(&[]);
+fn q_line_closes_the_connection_in(mode: &[&str]) {
+    let server = serve(mode);
     for quit in [&b"q\n"[..], b"q\r\n", b"x\nq\nnever\n"] {
         let mut peer = Peer::greeted(&server.addr);
         peer.send(b"hi\n");
@@ -103,11 +123,16 @@ fn q_line_closes_the_connection() {
     }
 }
 
+threads_and_events!(
+    partial_line_waits_for_its_end,
+    partial_line_waits_for_its_end_event,
+    partial_line_waits_for_its_end_in
+);
+
 /// In line mode a partial line waits for its end: no answer until the
 /// newline comes, then one answer for the whole line.
-#[test]
-fn partial_line_waits_for_its_end() {
-    let server = serve(&[]);
+fn partial_line_waits_for_its_end_in(mode: &[&str]) {
+    let server = serve(mode);
     let mut peer = Peer::greeted(&server.addr);
     peer.send(b"first\n");
     peer.expect("first好\n".as_bytes());
@@ -117,11 +142,16 @@ fn partial_line_waits_for_its_end() {
     peer.expect("partial好\n".as_bytes());
 }
 
+threads_and_events!(
+    last_line_without_newline_is_answered_at_end_of_input,
+    last_line_without_newline_is_answered_at_end_of_input_event,
+    last_line_without_newline_is_answered_at_end_of_input_in
+);
+
 /// In line mode the last line, cut short by the end of input (the client
 /// half-closes), is answered like a line, and then the server closes.
-#[test]
-fn last_line_without_newline_is_answered_at_end_of_input() {
-    let server = serve(&[]);
+fn last_line_without_newline_is_answered_at_end_of_input_in(mode: &[&str]) {
+    let server = serve(mode);
     let mut peer = Peer::greeted(&server.addr);
     peer.send(b"one\n");
     peer.expect("one好\n".as_bytes());
@@ -131,11 +161,16 @@ fn last_line_without_newline_is_answered_at_end_of_input() {
     peer.expect_eof();
 }
 
+threads_and_events!(
+    split_character_in_line_mode_comes_back_whole,
+    split_character_in_line_mode_comes_back_whole_event,
+    split_character_in_line_mode_comes_back_whole_in
+);
+
 /// Line mode: a character split across two writes (two TCP segments, Nagle
 /// off) comes back whole, once.
-#[test]
-fn split_character_in_line_mode_comes_back_whole() {
-    let server = serve(&[]);
+fn split_character_in_line_mode_comes_back_whole_in(mode: &[&str]) {
+    let server = serve(mode);
     let wo = "我".as_bytes(); // e6 88 91
     for cut in 1..wo.len() {
         let mut peer = Peer::greeted(&server.addr);
@@ -152,12 +187,17 @@ fn split_character_in_line_mode_comes_back_whole() {
     }
 }
 
+threads_and_events!(
+    split_character_in_message_mode_comes_back_whole,
+    split_character_in_message_mode_comes_back_whole_event,
+    split_character_in_message_mode_comes_back_whole_in
+);
+
 /// Message mode (the tutorial's client, no newline): a read that ends
 /// inside a character waits for the rest of it (the handler waits up to
 /// 500 ms), so the answer is exactly "我好", not two mangled answers.
-#[test]
-fn split_character_in_message_mode_comes_back_whole() {
-    let server = serve(&[]);
+fn split_character_in_message_mode_comes_back_whole_in(mode: &[&str]) {
+    let server = serve(mode);
     let wo = "我".as_bytes();
     for cut in 1..wo.len() {
         let mut peer = Peer::greeted(&server.addr);
@@ -170,12 +210,17 @@ fn split_character_in_message_mode_comes_back_whole() {
     }
 }
 
+threads_and_events!(
+    unfinished_character_is_answered_after_a_bounded_wait,
+    unfinished_character_is_answered_after_a_bounded_wait_event,
+    unfinished_character_is_answered_after_a_bounded_wait_in
+);
+
 /// A message that ends with the start of a character that never completes
 /// is answered as it came once the wait (500 ms) is over; the wait is
 /// bounded.
-#[test]
-fn unfinished_character_is_answered_after_a_bounded_wait() {
-    let server = serve(&[]);
+fn unfinished_character_is_answered_after_a_bounded_wait_in(mode: &[&str]) {
+    let server = serve(mode);
     let mut peer = Peer::greeted(&server.addr);
     let started = Instant::now();
     peer.send(&[b'a', 0xE6]);
@@ -189,15 +234,20 @@ fn unfinished_character_is_answered_after_a_bounded_wait() {
     peer.expect_eof();
 }
 
+threads_and_events!(
+    a_long_first_message_comes_back_whole,
+    a_long_first_message_comes_back_whole_event,
+    a_long_first_message_comes_back_whole_in
+);
+
 /// A 60,000-byte message as the first thing a client sends (one write,
 /// under the 64 KiB limit) comes back whole, with the suffix once at its
 /// end: a read that filled the server's 16 KiB buffer does not end the
 /// message (it used to be answered as four messages, the first cut after
 /// byte 16,384). Without a newline (message mode), and with one (a line),
 /// in text whose characters straddle the 16 KiB reads.
-#[test]
-fn a_long_first_message_comes_back_whole() {
-    let server = serve(&[]);
+fn a_long_first_message_comes_back_whole_in(mode: &[&str]) {
+    let server = serve(mode);
     let ascii: Vec<u8> = (0..60_000u32).map(|i| b'a' + (i % 26) as u8).collect();
     let mut peer = Peer::greeted(&server.addr);
     peer.send(&ascii);
@@ -215,12 +265,17 @@ fn a_long_first_message_comes_back_whole() {
     peer.expect_eof();
 }
 
+threads_and_events!(
+    a_message_the_size_of_the_read_buffer_is_answered,
+    a_message_the_size_of_the_read_buffer_is_answered_event,
+    a_message_the_size_of_the_read_buffer_is_answered_in
+);
+
 /// A message of exactly 16 KiB fills the server's read buffer with nothing
 /// behind it: the server waits briefly (500 ms) for more, then answers
 /// the message whole; the client is not left waiting for ever.
-#[test]
-fn a_message_the_size_of_the_read_buffer_is_answered() {
-    let server = serve(&[]);
+fn a_message_the_size_of_the_read_buffer_is_answered_in(mode: &[&str]) {
+    let server = serve(mode);
     let message = vec![b'x'; 16 * 1024];
     let mut peer = Peer::greeted(&server.addr);
     let started = Instant::now();
@@ -235,11 +290,16 @@ fn a_message_the_size_of_the_read_buffer_is_answered() {
     peer.expect_eof();
 }
 
+threads_and_events!(
+    over_long_message_gets_one_error_line_then_eof,
+    over_long_message_gets_one_error_line_then_eof_event,
+    over_long_message_gets_one_error_line_then_eof_in
+);
+
 /// A message over --max-line (no newline: message mode) gets one error
 /// line and an orderly end of input, as an over-long line does.
-#[test]
-fn over_long_message_gets_one_error_line_then_eof() {
-    let server = serve(&["--max-line", "1024"]);
+fn over_long_message_gets_one_error_line_then_eof_in(mode: &[&str]) {
+    let server = serve(&[mode, &["--max-line", "1024"]].concat());
     let mut peer = Peer::greeted(&server.addr);
     peer.send(b"short");
     peer.expect("short好".as_bytes());
@@ -248,11 +308,16 @@ fn over_long_message_gets_one_error_line_then_eof() {
     peer.expect_eof();
 }
 
+threads_and_events!(
+    invalid_utf8_is_echoed_as_it_came,
+    invalid_utf8_is_echoed_as_it_came_event,
+    invalid_utf8_is_echoed_as_it_came_in
+);
+
 /// Bytes, not strings: invalid UTF-8 comes back exactly as it came, with
 /// the suffix's bytes after it, in message mode and in line mode.
-#[test]
-fn invalid_utf8_is_echoed_as_it_came() {
-    let server = serve(&[]);
+fn invalid_utf8_is_echoed_as_it_came_in(mode: &[&str]) {
+    let server = serve(mode);
     let suffix = "好".as_bytes();
 
     let mut peer = Peer::greeted(&server.addr);
@@ -276,12 +341,17 @@ fn invalid_utf8_is_echoed_as_it_came() {
     );
 }
 
+threads_and_events!(
+    over_long_line_gets_one_error_line_then_eof,
+    over_long_line_gets_one_error_line_then_eof_event,
+    over_long_line_gets_one_error_line_then_eof_in
+);
+
 /// An over-long line (--max-line 1024; 2000 bytes, then the newline in a
 /// second write) gets exactly one error line and then an orderly end of
 /// input; the server goes on serving the next client.
-#[test]
-fn over_long_line_gets_one_error_line_then_eof() {
-    let server = serve(&["--max-line", "1024"]);
+fn over_long_line_gets_one_error_line_then_eof_in(mode: &[&str]) {
+    let server = serve(&[mode, &["--max-line", "1024"]].concat());
     let mut peer = Peer::greeted(&server.addr);
     peer.send(b"short\n"); // line mode
     peer.expect("short好\n".as_bytes());
@@ -295,13 +365,18 @@ fn over_long_line_gets_one_error_line_then_eof() {
     next.expect("still here好\n".as_bytes());
 }
 
+threads_and_events!(
+    over_long_line_with_input_behind_it_still_ends_in_eof,
+    over_long_line_with_input_behind_it_still_ends_in_eof_event,
+    over_long_line_with_input_behind_it_still_ends_in_eof_in
+);
+
 /// The same over-long line, sent by a client that pipelines: the line and
 /// more input behind it in one write (more than the server reads at
 /// once). The client still gets the error line and an orderly end of
 /// input, not a connection reset.
-#[test]
-fn over_long_line_with_input_behind_it_still_ends_in_eof() {
-    let server = serve(&["--max-line", "1024"]);
+fn over_long_line_with_input_behind_it_still_ends_in_eof_in(mode: &[&str]) {
+    let server = serve(&[mode, &["--max-line", "1024"]].concat());
     let mut peer = Peer::greeted(&server.addr);
     peer.send(b"short\n");
     peer.expect("short好\n".as_bytes());
@@ -316,10 +391,15 @@ fn over_long_line_with_input_behind_it_still_ends_in_eof() {
     next.expect("still here好\n".as_bytes());
 }
 
+threads_and_events!(
+    greeting_and_suffix_are_configurable,
+    greeting_and_suffix_are_configurable_event,
+    greeting_and_suffix_are_configurable_in
+);
+
 /// --greeting and --suffix replace the tutorial's, in both modes.
-#[test]
-fn greeting_and_suffix_are_configurable() {
-    let server = serve(&["--greeting", "hello, 世界", "--suffix", "!!"]);
+fn greeting_and_suffix_are_configurable_in(mode: &[&str]) {
+    let server = serve(&[mode, &["--greeting", "hello, 世界", "--suffix", "!!"]].concat());
     let mut peer = Peer::connect(&server.addr);
     peer.expect("hello, 世界".as_bytes());
     peer.send(b"hi");
@@ -334,11 +414,16 @@ fn greeting_and_suffix_are_configurable() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello, 世界\n你!!\n");
 }
 
+threads_and_events!(
+    client_echo_piped_against_serve,
+    client_echo_piped_against_serve_event,
+    client_echo_piped_against_serve_in
+);
+
 /// `client echo` with piped input (no prompt): prints the greeting and one
 /// answer per line, stops at "q", exits 0.
-#[test]
-fn client_echo_piped_against_serve() {
-    let server = serve(&[]);
+fn client_echo_piped_against_serve_in(mode: &[&str]) {
+    let server = serve(mode);
     let mut client = client_command();
     client.args(["echo", &server.addr]);
     let out = run_with_input(client, b"hello\nworld\nq\n");

@@ -36,7 +36,7 @@ fn upper_serves_the_tutorials_phone_client() {
 /// The `echo` example sends back each line, under each model.
 #[test]
 fn echo_example_answers_lines_in_every_model() {
-    for model in [&["sync"][..], &["threading"], &["pool", "2"]] {
+    for model in [&["sync"][..], &["threading"], &["pool", "2"], &["event"]] {
         let mut command = Command::new(example("echo"));
         command
             .arg("127.0.0.1:0")

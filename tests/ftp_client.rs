@@ -39,18 +39,23 @@ pub fn assert_transferred(stdout: &str, prefix: &str, bytes: u64, md5: &str, res
     assert_eq!(lines[1], format!("md5 ok {md5}"));
 }
 
+threads_and_events!(
+    put_then_get_100_mib_with_md5_ok,
+    put_then_get_100_mib_with_md5_ok_event,
+    put_then_get_100_mib_with_md5_ok_in
+);
+
 /// A 100 MiB random file goes up and comes back: `md5 ok` both ways (the
 /// client's own MD5 of the bytes it sent or received equals the server's),
 /// and the bytes are equal. Piped, no progress bar: standard error stays
 /// empty.
-#[test]
-fn put_then_get_100_mib_with_md5_ok() {
+fn put_then_get_100_mib_with_md5_ok_in(mode: &[&str]) {
     let root = TempDir::new("client-root");
     let local = TempDir::new("client-local");
     let data = random_bytes(100 << 20, 1);
     std::fs::write(local.join("big.bin"), &data).unwrap();
     let md5 = md5_hex(&data);
-    let server = serve_ftp(root.path(), &[]);
+    let server = serve_ftp(root.path(), mode);
 
     let out = client_ftp(
         local.path(),
@@ -75,18 +80,23 @@ fn put_then_get_100_mib_with_md5_ok() {
     assert!(std::fs::read(local.join("back.bin")).unwrap() == data);
 }
 
+threads_and_events!(
+    get_resumes_after_a_kill_and_catches_a_bad_partial_file,
+    get_resumes_after_a_kill_and_catches_a_bad_partial_file_event,
+    get_resumes_after_a_kill_and_catches_a_bad_partial_file_in
+);
+
 /// A get killed (SIGKILL) at about half, then `get --resume`: only the
 /// missing part moves (REST), the MD5 of the whole file is checked (the
 /// part already there is hashed first), the bytes are equal. A partial
 /// file that is not the server's is caught: exit 1.
-#[test]
-fn get_resumes_after_a_kill_and_catches_a_bad_partial_file() {
+fn get_resumes_after_a_kill_and_catches_a_bad_partial_file_in(mode: &[&str]) {
     let root = TempDir::new("client-resume-root");
     let local = TempDir::new("client-resume-local");
     let data = random_bytes(100 << 20, 2);
     std::fs::write(root.join("big.bin"), &data).unwrap();
     let md5 = md5_hex(&data);
-    let server = serve_ftp(root.path(), &[]);
+    let server = serve_ftp(root.path(), mode);
 
     // 40 MiB/s: half the file in about 1.25 s, enough to stop it there.
     let mut get = Command::new(env!("CARGO_BIN_EXE_client"));
@@ -230,17 +240,22 @@ fn get_cut_by_the_servers_shutdown_says_how_far_and_resumes() {
     assert!(std::fs::read(local.join("big.bin")).unwrap() == data);
 }
 
+threads_and_events!(
+    put_resumes_and_catches_a_different_start,
+    put_resumes_and_catches_a_different_start_event,
+    put_resumes_and_catches_a_different_start_in
+);
+
 /// `put --resume` sends only what the server lacks (SIZE, then APPE); the
 /// server's MD5 of the stored file is checked. A server file that does not
 /// start as the local one does is caught: exit 1.
-#[test]
-fn put_resumes_and_catches_a_different_start() {
+fn put_resumes_and_catches_a_different_start_in(mode: &[&str]) {
     let root = TempDir::new("client-put-root");
     let local = TempDir::new("client-put-local");
     let data = random_bytes(20 << 20, 3);
     std::fs::write(local.join("p.bin"), &data).unwrap();
     std::fs::write(root.join("p.bin"), &data[..7 << 20]).unwrap();
-    let server = serve_ftp(root.path(), &[]);
+    let server = serve_ftp(root.path(), mode);
     let out = client_ftp(
         local.path(),
         &server.addr,

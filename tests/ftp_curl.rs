@@ -70,17 +70,22 @@ fn no_login_possible_is_a_usage_error() {
     );
 }
 
+threads_and_events!(
+    curl_lists_gets_and_puts,
+    curl_lists_gets_and_puts_event,
+    curl_lists_gets_and_puts_in
+);
+
 /// curl lists (LIST, and NLST with --list-only), downloads, uploads with
 /// -T, makes folders with --ftp-create-dirs, renames and deletes with -Q;
 /// every byte on disk is what was sent.
-#[test]
-fn curl_lists_gets_and_puts() {
+fn curl_lists_gets_and_puts_in(mode: &[&str]) {
     let root = TempDir::new("curl");
     let data = pattern(3 * 1024 * 1024 + 17, 1);
     std::fs::write(root.join("data.bin"), &data).unwrap();
     std::fs::create_dir(root.join("docs")).unwrap();
     std::fs::write(root.join("docs/a.txt"), "a\n").unwrap();
-    let server = serve_ftp(root.path(), &[]);
+    let server = serve_ftp(root.path(), mode);
 
     let listing = String::from_utf8(curl_ok(&[&url(&server, "")])).unwrap();
     // Listings come in the folder's order: sorted by name here.
@@ -137,14 +142,19 @@ fn curl_lists_gets_and_puts() {
     assert_eq!(root.names(""), ["data.bin", "docs", "new"]);
 }
 
+threads_and_events!(
+    curl_resumes_both_ways,
+    curl_resumes_both_ways_event,
+    curl_resumes_both_ways_in
+);
+
 /// `curl -C -` resumes a download (REST + RETR) and an upload (SIZE, then
 /// APPE), ending with the whole file on both sides.
-#[test]
-fn curl_resumes_both_ways() {
+fn curl_resumes_both_ways_in(mode: &[&str]) {
     let root = TempDir::new("resume");
     let data = pattern(2 * 1024 * 1024 + 5, 3);
     std::fs::write(root.join("data.bin"), &data).unwrap();
-    let server = serve_ftp(root.path(), &[]);
+    let server = serve_ftp(root.path(), mode);
     let local = TempDir::new("resume-local");
 
     let partial = local.join("data.bin");
@@ -174,15 +184,20 @@ fn curl_resumes_both_ways() {
     assert_eq!(root.names(""), ["data.bin", "up.bin"]);
 }
 
+threads_and_events!(
+    curl_active_mode,
+    curl_active_mode_event,
+    curl_active_mode_in
+);
+
 /// `curl -P` (active mode): the server connects back, with PORT over IPv4
 /// (--disable-eprt) and EPRT.
-#[test]
-fn curl_active_mode() {
+fn curl_active_mode_in(mode: &[&str]) {
     let root = TempDir::new("active");
     let data = pattern(600_000, 5);
     std::fs::write(root.join("data.bin"), &data).unwrap();
     // curl runs on this machine: active mode to loopback must be allowed.
-    let server = serve_ftp(root.path(), &["--allow-loopback-active"]);
+    let server = serve_ftp(root.path(), &[mode, &["--allow-loopback-active"]].concat());
     assert_eq!(
         curl_ok(&["-P", "127.0.0.1", &url(&server, "data.bin")]),
         data
@@ -209,7 +224,10 @@ fn curl_active_mode() {
     assert_eq!(std::fs::read(root.join("up.bin")).unwrap(), &data[..1000]);
 
     // --no-active turns PORT and EPRT off.
-    let passive_only = serve_ftp(root.path(), &["--no-active", "--allow-loopback-active"]);
+    let passive_only = serve_ftp(
+        root.path(),
+        &[mode, &["--no-active", "--allow-loopback-active"]].concat(),
+    );
     let out = curl(&["-P", "127.0.0.1", &url(&passive_only, "data.bin")]);
     assert!(!out.status.success());
 }
@@ -252,6 +270,7 @@ fn every_model_serves_a_session() {
         (&["--mode", "pool", "--workers", "2"], "pool"),
         (&["--mode", "forking", "--max-children", "4"], "forking"),
         (&["--mode", "prefork", "--workers", "2"], "prefork"),
+        (&["--mode", "event", "--threads", "2"], "event"),
     ] {
         let server = serve_ftp(root.path(), args);
         assert_eq!(

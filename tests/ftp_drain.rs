@@ -17,10 +17,11 @@ use crate::util::{wait_exit, wait_until, ServerProcess, TIMEOUT};
 const SHUTTING_DOWN: &str = "421 Server shutting down; closing the control connection.";
 
 /// The models, as `serve` flags.
-const MODES: [&[&str]; 3] = [
+const MODES: [&[&str]; 4] = [
     &["--mode", "threading"],
     &["--mode", "forking"],
     &["--mode", "prefork", "--workers", "2"],
+    &["--mode", "event", "--threads", "2"],
 ];
 
 /// Logs in, says so, waits for a line on stdin (the test's go), then reads
@@ -75,7 +76,7 @@ except ftplib.error_temp as e:
 
 /// A Python script run with the server's address and the test user, its
 /// output read line by line with a deadline, its stdin the test's "go".
-struct Script {
+pub(crate) struct Script {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
@@ -83,9 +84,15 @@ struct Script {
 
 impl Script {
     fn start(code: &str, server: &ServerProcess) -> Script {
+        Script::start_with(code, server, &[])
+    }
+
+    /// As [`Script::start`], with `more` arguments after the user's.
+    pub(crate) fn start_with(code: &str, server: &ServerProcess, more: &[&str]) -> Script {
         let (host, port) = server.host_port();
         let mut child = Command::new("python3")
             .args(["-c", code, &host, &port, USER, PASSWORD])
+            .args(more)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -110,18 +117,18 @@ impl Script {
     }
 
     /// The next line the script prints; panics after [`TIMEOUT`].
-    fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         self.lines
             .recv_timeout(TIMEOUT)
             .expect("a line from the Python script")
     }
 
-    fn go(&mut self) {
+    pub(crate) fn go(&mut self) {
         let mut stdin = self.stdin.take().expect("go once");
         stdin.write_all(b"go\n").expect("tell the script to go on");
     }
 
-    fn succeeds(mut self) {
+    pub(crate) fn succeeds(mut self) {
         let status = wait_exit(&mut self.child, TIMEOUT);
         assert!(status.success(), "the Python script failed: {status}");
     }

@@ -58,14 +58,19 @@ XMD5 nothing 501 XMD5 needs a file name.
 221 Goodbye.
 ";
 
+threads_and_events!(
+    ftplib_checks_every_digest_with_hashlib,
+    ftplib_checks_every_digest_with_hashlib_event,
+    ftplib_checks_every_digest_with_hashlib_in
+);
+
 /// ftplib against hashlib, on files of 0 B, 1 B, 10 MiB and 100 MiB: the
 /// 226 of STOR and RETR, XMD5, XSHA1, XSHA256, OPTS HASH + HASH with each
 /// algorithm; SITE CHKHASH with a right digest commits, with a wrong one
 /// discards (nothing is left on disk, not even a temp file).
-#[test]
-fn ftplib_checks_every_digest_with_hashlib() {
+fn ftplib_checks_every_digest_with_hashlib_in(mode: &[&str]) {
     let root = TempDir::new("hashes");
-    let server = serve_ftp(root.path(), &[]);
+    let server = serve_ftp(root.path(), mode);
     let (host, port) = server.host_port();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ftp_hashes.py");
     let mut python = Command::new("python3");
@@ -116,17 +121,22 @@ fn wait_settled(path: &Path) {
     });
 }
 
+threads_and_events!(
+    hash_transfers_modes_and_the_cache,
+    hash_transfers_modes_and_the_cache_event,
+    hash_transfers_modes_and_the_cache_in
+);
+
 /// `--hash-transfers off`: no MD5 in a 226, unless the digest is cached
 /// (a settled file hashed once); `SITE CHKHASH` still hashes its upload.
 /// `--hash-transfers always`: a cached file is hashed again.
-#[test]
-fn hash_transfers_modes_and_the_cache() {
+fn hash_transfers_modes_and_the_cache_in(mode: &[&str]) {
     let root = TempDir::new("hash-modes");
     let data = crate::ftp_util::random_bytes(300_000, 5);
     std::fs::write(root.join("a.bin"), &data).unwrap();
     wait_settled(&root.join("a.bin"));
     let md5 = md5_hex(&data);
-    let server = serve_ftp(root.path(), &["--hash-transfers", "off"]);
+    let server = serve_ftp(root.path(), &[mode, &["--hash-transfers", "off"]].concat());
     let mut ftp = FtpPeer::logged_in(&server.addr);
     assert_eq!(
         ftp.download_with_reply("RETR a.bin"),
@@ -162,7 +172,10 @@ fn hash_transfers_modes_and_the_cache() {
     ftp.expect_reply(&format!("226 Transfer complete. MD5={bee}"));
     drop(server);
 
-    let server = serve_ftp(root.path(), &["--hash-transfers", "always"]);
+    let server = serve_ftp(
+        root.path(),
+        &[mode, &["--hash-transfers", "always"]].concat(),
+    );
     let mut ftp = FtpPeer::logged_in(&server.addr);
     ftp.expect("REST 1000", "350 Restart position accepted (1000).");
     assert_eq!(
@@ -182,11 +195,16 @@ fn hash_transfers_modes_and_the_cache() {
     assert_eq!(root.names(""), ["a.bin", "b.bin", "c.bin"]);
 }
 
+threads_and_events!(
+    hash_computations_are_bounded_and_abortable,
+    hash_computations_are_bounded_and_abortable_event,
+    hash_computations_are_bounded_and_abortable_in
+);
+
 /// At most --max-hashes computations at once: while one hashes a large
 /// (sparse) file, another is answered 450; STAT reports the hashing, ABOR
 /// stops it (426, 226), and the place is free again.
-#[test]
-fn hash_computations_are_bounded_and_abortable() {
+fn hash_computations_are_bounded_and_abortable_in(mode: &[&str]) {
     let root = TempDir::new("hash-busy");
     let sparse = std::fs::File::create(root.join("sparse.bin")).unwrap();
     sparse.set_len(64 << 30).unwrap();
@@ -194,7 +212,7 @@ fn hash_computations_are_bounded_and_abortable() {
     std::fs::write(root.join("small.txt"), "small\n").unwrap();
     let server = serve_ftp(
         root.path(),
-        &["--max-hashes", "1", "--hash-max-size", "unlimited"],
+        &[mode, &["--max-hashes", "1", "--hash-max-size", "unlimited"]].concat(),
     );
     let mut busy = FtpPeer::logged_in(&server.addr);
     busy.send("XMD5 sparse.bin");

@@ -10,14 +10,15 @@ use crate::ftp_curl::pattern;
 use crate::ftp_util::{serve_ftp, TempDir, PASSWORD, USER};
 use crate::util::run_with_input;
 
-#[test]
-fn lftp_session() {
+threads_and_events!(lftp_session, lftp_session_event, lftp_session_in);
+
+fn lftp_session_in(mode: &[&str]) {
     let root = TempDir::new("lftp");
     std::fs::write(root.join("a.txt"), "x\n").unwrap();
     let local = TempDir::new("lftp-local");
     let data = pattern(2_000_000, 21);
     std::fs::write(local.join("up.bin"), &data).unwrap();
-    let server = serve_ftp(root.path(), &[]);
+    let server = serve_ftp(root.path(), mode);
     let (host, port) = server.host_port();
     let up = local.join("up.bin");
     let back = local.join("back.bin");
@@ -89,11 +90,16 @@ pub fn tree(dir: &std::path::Path) -> Vec<(String, Option<Vec<u8>>)> {
     out
 }
 
+threads_and_events!(
+    lftp_mirrors_a_tree_both_ways,
+    lftp_mirrors_a_tree_both_ways_event,
+    lftp_mirrors_a_tree_both_ways_in
+);
+
 /// lftp's `mirror -R` uploads a tree (nested folders, spaces, UTF-8
 /// names, an empty file, an empty folder) and `mirror` brings it back:
 /// both copies equal the original, byte for byte.
-#[test]
-fn lftp_mirrors_a_tree_both_ways() {
+fn lftp_mirrors_a_tree_both_ways_in(mode: &[&str]) {
     let root = TempDir::new("lftp-mirror-root");
     let local = TempDir::new("lftp-mirror-local");
     let original = local.join("tree");
@@ -114,7 +120,7 @@ fn lftp_mirrors_a_tree_both_ways() {
     for (name, bytes) in &files {
         std::fs::write(original.join(name), bytes).unwrap();
     }
-    let server = serve_ftp(root.path(), &[]);
+    let server = serve_ftp(root.path(), mode);
     let (host, port) = server.host_port();
     let back = local.join("back");
     let script = format!(

@@ -85,12 +85,17 @@ fn navigation_and_settings() {
     );
 }
 
+threads_and_events!(
+    ascii_mode_converts_line_ends,
+    ascii_mode_converts_line_ends_event,
+    ascii_mode_converts_line_ends_in
+);
+
 /// TYPE A converts line ends both ways; TYPE I moves bytes as they are.
-#[test]
-fn ascii_mode_converts_line_ends() {
+fn ascii_mode_converts_line_ends_in(mode: &[&str]) {
     let root = TempDir::new("proto-ascii");
     std::fs::write(root.join("unix.txt"), "a\nb\r\nc\n").unwrap();
-    let server = serve_ftp(root.path(), &[]);
+    let server = serve_ftp(root.path(), mode);
     let mut ftp = FtpPeer::logged_in(&server.addr);
     ftp.expect("TYPE A", "200 Switching to ASCII mode.");
     assert_eq!(ftp.download("RETR unix.txt"), b"a\r\nb\r\nc\r\n");
@@ -109,15 +114,20 @@ fn ascii_mode_converts_line_ends() {
     assert_eq!(ftp.download("RETR unix.txt"), b"a\nb\r\nc\n");
 }
 
+threads_and_events!(
+    the_control_connection_is_read_during_transfers,
+    the_control_connection_is_read_during_transfers_event,
+    the_control_connection_is_read_during_transfers_in
+);
+
 /// During a transfer the control connection is read: STAT answers at
 /// once, other commands wait for the transfer's end, QUIT ends the session
 /// after the transfer's 226, and an ABOR after Telnet's IP and DM (as
 /// ftp.exe sends it) is answered 426 then 226.
-#[test]
-fn the_control_connection_is_read_during_transfers() {
+fn the_control_connection_is_read_during_transfers_in(mode: &[&str]) {
     let root = TempDir::new("proto-during");
     std::fs::write(root.join("big.bin"), vec![3u8; 16 * 1024 * 1024]).unwrap();
-    let server = serve_ftp(root.path(), &[]);
+    let server = serve_ftp(root.path(), mode);
     let mut ftp = FtpPeer::logged_in(&server.addr);
 
     // STAT and a queued NOOP while the client does not read the data.
@@ -164,16 +174,21 @@ fn the_control_connection_is_read_during_transfers() {
     ftp.expect_closed();
 }
 
+threads_and_events!(
+    aborted_uploads_leave_nothing_and_rest_stor_resumes,
+    aborted_uploads_leave_nothing_and_rest_stor_resumes_event,
+    aborted_uploads_leave_nothing_and_rest_stor_resumes_in
+);
+
 /// An upload aborted midway (ABOR) leaves neither the file nor a temp
 /// file, hashed (copied through the server) or not (spliced: `--hash-transfers
 /// off`); REST + STOR keeps the first bytes and replaces the rest.
-#[test]
-fn aborted_uploads_leave_nothing_and_rest_stor_resumes() {
-    for mode in ["auto", "off"] {
-        aborted_upload_leaves_nothing(mode);
+fn aborted_uploads_leave_nothing_and_rest_stor_resumes_in(mode: &[&str]) {
+    for hashing in ["auto", "off"] {
+        aborted_upload_leaves_nothing(hashing, mode);
     }
     let root = TempDir::new("proto-rest-stor");
-    let server = serve_ftp(root.path(), &[]);
+    let server = serve_ftp(root.path(), mode);
     let mut ftp = FtpPeer::logged_in(&server.addr);
     std::fs::write(root.join("r.bin"), b"0123456789").unwrap();
     ftp.expect("REST 4", "350 Restart position accepted (4).");
@@ -195,9 +210,12 @@ fn aborted_uploads_leave_nothing_and_rest_stor_resumes() {
     assert_eq!(root.names(""), ["r.bin"]);
 }
 
-fn aborted_upload_leaves_nothing(mode: &str) {
-    let root = TempDir::new(&format!("proto-abort-up-{mode}"));
-    let server = serve_ftp(root.path(), &["--hash-transfers", mode]);
+fn aborted_upload_leaves_nothing(hashing: &str, mode: &[&str]) {
+    let root = TempDir::new(&format!("proto-abort-up-{hashing}"));
+    let server = serve_ftp(
+        root.path(),
+        &[mode, &["--hash-transfers", hashing]].concat(),
+    );
     let mut ftp = FtpPeer::logged_in(&server.addr);
     let addr = ftp.epsv();
     let mut data = TcpStream::connect(addr).unwrap();
@@ -211,5 +229,5 @@ fn aborted_upload_leaves_nothing(mode: &str) {
     ftp.expect_reply("426 Connection closed; transfer aborted.");
     ftp.expect_reply("226 ABOR successful.");
     drop(data);
-    assert_eq!(root.names(""), Vec::<String>::new(), "{mode}");
+    assert_eq!(root.names(""), Vec::<String>::new(), "{hashing} {mode:?}");
 }

@@ -61,13 +61,18 @@ nlst ['big.bin']
 221 Goodbye.
 ";
 
-#[test]
-fn ftplib_full_session() {
+threads_and_events!(
+    ftplib_full_session,
+    ftplib_full_session_event,
+    ftplib_full_session_in
+);
+
+fn ftplib_full_session_in(mode: &[&str]) {
     let root = TempDir::new("ftplib");
     // Large enough that its RETR cannot end before the ABOR arrives (more
     // than both sockets' buffers hold).
     std::fs::write(root.join("big.bin"), vec![7u8; 32 * 1024 * 1024]).unwrap();
-    let server = serve_ftp(root.path(), &[]);
+    let server = serve_ftp(root.path(), mode);
     let (host, port) = server.host_port();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ftp_session.py");
     let mut python = Command::new("python3");

@@ -21,12 +21,17 @@ fn connect(addr: &str) -> FtpStream {
     ftp
 }
 
-#[test]
-fn suppaftp_session() {
+threads_and_events!(
+    suppaftp_session,
+    suppaftp_session_event,
+    suppaftp_session_in
+);
+
+fn suppaftp_session_in(mode: &[&str]) {
     let root = TempDir::new("suppaftp");
     std::fs::write(root.join("big.bin"), vec![1u8; 32 * 1024 * 1024]).unwrap();
     // The client is on this machine: its active mode needs the flag.
-    let server = serve_ftp(root.path(), &["--allow-loopback-active"]);
+    let server = serve_ftp(root.path(), &[mode, &["--allow-loopback-active"]].concat());
     let mut ftp = connect(&server.addr);
     assert_eq!(ftp.get_welcome_msg(), Some("220 socketserver FTP ready"));
     ftp.login(USER, PASSWORD).unwrap();

@@ -127,6 +127,12 @@ impl FtpPeer {
         let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
         stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        FtpPeer::from_stream(stream)
+    }
+
+    /// A client on a connected `stream`, whose timeouts are set already;
+    /// nothing read yet.
+    pub fn from_stream(stream: TcpStream) -> FtpPeer {
         FtpPeer {
             reader: BufReader::new(stream.try_clone().unwrap()),
             writer: stream,

@@ -15,17 +15,22 @@ use crate::ftps_util::{curl_tls_ok, data_handshakes, serve_ftps, serve_ftps_logg
 use crate::ftps_util::{starttls_session, TestCert};
 use crate::util::{run_with_input, ServerProcess};
 
+threads_and_events!(
+    curl_over_explicit_ftps,
+    curl_over_explicit_ftps_event,
+    curl_over_explicit_ftps_in
+);
+
 /// curl `--ssl-reqd` lists, downloads, uploads and resumes both ways;
 /// every byte on disk is what was sent, and every data connection resumed
 /// the control connection's TLS session. Meanwhile a plain client uses the
 /// same server (TLS is offered on loopback, not required).
-#[test]
-fn curl_over_explicit_ftps() {
+fn curl_over_explicit_ftps_in(mode: &[&str]) {
     let cert = TestCert::new();
     let root = TempDir::new("ftps-curl");
     let data = pattern(3 * 1024 * 1024 + 17, 31);
     std::fs::write(root.join("data.bin"), &data).unwrap();
-    let (server, log) = serve_ftps_logged(root.path(), &cert, &[]);
+    let (server, log) = serve_ftps_logged(root.path(), &cert, mode);
 
     // A plain session stays open, logged in, through all the TLS ones.
     let mut plain = FtpPeer::logged_in(&server.addr);
@@ -90,15 +95,20 @@ fn curl_over_explicit_ftps() {
     assert_eq!(data_handshakes(&log), (6, 0));
 }
 
+threads_and_events!(
+    starttls_handshake_and_security_verbs,
+    starttls_handshake_and_security_verbs_event,
+    starttls_handshake_and_security_verbs_in
+);
+
 /// `openssl s_client -starttls ftp`: AUTH TLS, the certificate verified,
 /// then FEAT (with AUTH TLS, PBSZ, PROT), the login, PBSZ, PROT P, CCC
 /// refused, STAT saying what is TLS, PROT C, the refusals of other
 /// levels, over TLS.
-#[test]
-fn starttls_handshake_and_security_verbs() {
+fn starttls_handshake_and_security_verbs_in(mode: &[&str]) {
     let cert = TestCert::new();
     let root = TempDir::new("ftps-starttls");
-    let server = serve_ftps(root.path(), &cert, &[]);
+    let server = serve_ftps(root.path(), &cert, mode);
     let login_user = format!("USER {USER}");
     let login_pass = format!("PASS {PASSWORD}");
     let (answers, summary) = starttls_session(
@@ -294,15 +304,20 @@ every data connection tls True 8
 221 Goodbye.
 ";
 
+threads_and_events!(
+    ftplib_ftp_tls_every_transfer_verb,
+    ftplib_ftp_tls_every_transfer_verb_event,
+    ftplib_ftp_tls_every_transfer_verb_in
+);
+
 /// Python's `ftplib.FTP_TLS` with `prot_p()`: every transfer verb over TLS
 /// data connections (tests/ftps_session.py), MD5s checked by hashlib; a
 /// data connection that speaks no TLS gets 425 and the session goes on;
 /// STAT and ABOR act during a TLS download.
-#[test]
-fn ftplib_ftp_tls_every_transfer_verb() {
+fn ftplib_ftp_tls_every_transfer_verb_in(mode: &[&str]) {
     let cert = TestCert::new();
     let root = TempDir::new("ftps-ftplib");
-    let server = serve_ftps(root.path(), &cert, &[]);
+    let server = serve_ftps(root.path(), &cert, mode);
     let (host, port) = server.host_port();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ftps_session.py");
     let mut python = Command::new("python3");

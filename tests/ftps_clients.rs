@@ -12,15 +12,20 @@ use crate::ftp_lftp::{lftp_ok, tree};
 use crate::ftp_util::{client_ftp, md5_hex, random_bytes, texts, FtpPeer, TempDir};
 use crate::ftp_util::{PASSWORD, USER};
 use crate::ftps_util::{curl_tls_ok, data_handshakes, serve_ftps, serve_ftps_logged, TestCert};
-use crate::util::{IO_TIMEOUT, TIMEOUT};
+use crate::util::{model_name, IO_TIMEOUT, TIMEOUT};
+
+threads_and_events!(
+    lftp_mirrors_both_ways_over_ftps,
+    lftp_mirrors_both_ways_over_ftps_event,
+    lftp_mirrors_both_ways_over_ftps_in
+);
 
 /// lftp with `ftp:ssl-force` (AUTH TLS, PROT P on every data connection)
 /// mirrors a tree up and back down against a server with
 /// `--tls-required`, which would refuse any login or transfer in clear:
 /// both copies equal the original, byte for byte, and every data
 /// connection resumed the control connection's TLS session.
-#[test]
-fn lftp_mirrors_both_ways_over_ftps() {
+fn lftp_mirrors_both_ways_over_ftps_in(mode: &[&str]) {
     let cert = TestCert::new();
     let root = TempDir::new("ftps-lftp-root");
     let local = TempDir::new("ftps-lftp-local");
@@ -30,7 +35,8 @@ fn lftp_mirrors_both_ways_over_ftps() {
     std::fs::write(original.join("a.txt"), b"alpha\n").unwrap();
     std::fs::write(original.join("目录/big.bin"), pattern(2_500_000, 41)).unwrap();
     std::fs::write(original.join("目录/deeper/b c.txt"), b"two words\n").unwrap();
-    let (server, log) = serve_ftps_logged(root.path(), &cert, &["--tls-required"]);
+    let (server, log) =
+        serve_ftps_logged(root.path(), &cert, &[mode, &["--tls-required"]].concat());
     let (host, port) = server.host_port();
     let back = local.join("back");
     let script = format!(
@@ -55,21 +61,30 @@ fn lftp_mirrors_both_ways_over_ftps() {
     assert!(resumed >= 6, "{resumed} resumed");
 }
 
+threads_and_events!(
+    implicit_ftps_on_its_own_listener,
+    implicit_ftps_on_its_own_listener_event,
+    implicit_ftps_on_its_own_listener_in
+);
+
 /// `--implicit-tls-bind`: a second listener where TLS starts with the
 /// first byte (curl's `ftps://` lists, downloads, uploads there), while
 /// the explicit one goes on; a client that speaks no TLS there gets a
 /// TLS alert and no greeting; one SIGTERM stops both listeners.
-#[test]
-fn implicit_ftps_on_its_own_listener() {
+fn implicit_ftps_on_its_own_listener_in(mode: &[&str]) {
     let cert = TestCert::new();
     let root = TempDir::new("ftps-implicit");
     let data = pattern(1_200_000, 42);
     std::fs::write(root.join("data.bin"), &data).unwrap();
-    let mut server = serve_ftps(root.path(), &cert, &["--implicit-tls-bind", "127.0.0.1:0"]);
+    let mut server = serve_ftps(
+        root.path(),
+        &cert,
+        &[mode, &["--implicit-tls-bind", "127.0.0.1:0"]].concat(),
+    );
     let second = server.next_stdout_line();
     let implicit = second
         .strip_prefix("serving ftp (implicit TLS) on ")
-        .and_then(|rest| rest.strip_suffix(" (threading)"))
+        .and_then(|rest| rest.strip_suffix(&format!(" ({})", model_name(mode))))
         .unwrap_or_else(|| panic!("second line {second:?}"))
         .to_string();
     let base = format!("ftps://{USER}:{PASSWORD}@{implicit}/");
@@ -108,19 +123,24 @@ fn implicit_ftps_on_its_own_listener() {
     assert!(refused.is_err(), "the implicit listener is still open");
 }
 
+threads_and_events!(
+    client_ftp_over_tls_with_md5_ok,
+    client_ftp_over_tls_with_md5_ok_event,
+    client_ftp_over_tls_with_md5_ok_in
+);
+
 /// `client ftp --tls --ca CERT` against a server that requires TLS: a
 /// 20 MiB put and get with `md5 ok` both ways, a resumed get, a listing;
 /// without `--ca` the self-signed certificate is not trusted: one line,
 /// exit 1, nothing sent in clear (the server would have refused it).
-#[test]
-fn client_ftp_over_tls_with_md5_ok() {
+fn client_ftp_over_tls_with_md5_ok_in(mode: &[&str]) {
     let cert = TestCert::new();
     let root = TempDir::new("ftps-client-root");
     let local = TempDir::new("ftps-client-local");
     let data = random_bytes(20 << 20, 43);
     std::fs::write(local.join("big.bin"), &data).unwrap();
     let md5 = md5_hex(&data);
-    let server = serve_ftps(root.path(), &cert, &["--tls-required"]);
+    let server = serve_ftps(root.path(), &cert, &[mode, &["--tls-required"]].concat());
     let user = format!("{USER}:{PASSWORD}");
     let tls = ["--tls", "--ca", cert.cert_str(), "--user", &user];
     let run = |args: &[&str]| {

@@ -290,7 +290,7 @@ fn read_to_end(stream: &mut TcpStream) -> String {
 /// served; when a 127.0.0.1 client leaves, its place is free again.
 #[test]
 fn max_per_ip_holds_in_every_model() {
-    for mode in ["threading", "pool", "forking", "prefork"] {
+    for mode in ["threading", "pool", "forking", "prefork", "event"] {
         let server = serve(&["--mode", mode, "--workers", "4", "--max-per-ip", "2"]);
         let mut first = connect_from("127.0.0.1", &server.addr);
         expect_bytes(&mut first, GREETING.as_bytes());
@@ -323,7 +323,7 @@ fn max_per_ip_holds_in_every_model() {
 #[test]
 fn ftp_over_max_per_ip_is_told_421_in_every_model() {
     let root = TempDir::new("per-ip");
-    for mode in ["threading", "forking", "prefork"] {
+    for mode in ["threading", "forking", "prefork", "event"] {
         let server = serve_ftp(
             root.path(),
             &["--mode", mode, "--workers", "3", "--max-per-ip", "1"],

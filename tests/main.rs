@@ -1,9 +1,11 @@
 //! End-to-end tests: real programs, real sockets, real clients written by
 //! others (the tutorial's own programs are in examples/tutorial).
 
+#[macro_use]
 mod util;
 
 mod echo;
+mod event_loop;
 mod examples;
 mod ftp_client;
 mod ftp_confinement;

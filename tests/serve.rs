@@ -46,6 +46,7 @@ fn every_model_serves_the_same_conversation() {
             &["--mode", "prefork", "--workers", "1", "--max-requests", "1"],
             "prefork",
         ),
+        (&["--mode", "event", "--threads", "2"], "event"),
     ] {
         let server = serve(args);
         assert_eq!(
@@ -155,6 +156,7 @@ fn sigterm_keeps_a_chat_in_every_model() {
         (&["--mode", "pool", "--workers", "2"], "pool"),
         (&["--mode", "forking"], "forking"),
         (&["--mode", "prefork", "--workers", "2"], "prefork"),
+        (&["--mode", "event", "--threads", "2"], "event"),
     ] {
         let mut server = serve(&[args, &["--drain-timeout", "10"]].concat());
         let mut peer = Peer::greeted(&server.addr);
@@ -193,6 +195,11 @@ fn a_chat_open_at_the_drain_deadline_is_cut() {
         (&["--mode", "threading", "--drain-timeout", "0.5"], 450),
         (&["--mode", "threading", "--drain-timeout", "0"], 0),
         (&["--mode", "prefork", "--drain-timeout", "0"], 0),
+        (&["--mode", "event", "--drain-timeout", "0.5"], 450),
+        (
+            &["--mode", "event", "--threads", "1", "--drain-timeout", "0"],
+            0,
+        ),
     ] {
         let case = args.join(" ");
         let mut server = serve(args);
@@ -401,7 +408,7 @@ fn help_names_every_flag_with_its_default() {
             "{flag} does not say {default:?}:\n{entry}"
         );
     }
-    for mode in ["sync", "threading", "pool"] {
+    for mode in ["sync", "threading", "pool", "event"] {
         assert!(help_entry(&help, "--mode <MODE>").contains(mode), "{mode}");
     }
 }

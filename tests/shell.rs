@@ -235,6 +235,12 @@ impl Raw {
     /// `LEN STATUS time=SECS`. Waits up to `within` for the reply.
     pub(crate) fn run_within(&mut self, command: &str, within: Duration) -> (String, Vec<u8>) {
         self.send(format!("{command}\n").as_bytes());
+        self.reply_within(within)
+    }
+
+    /// Status mode: the reply to a command sent already, as
+    /// [`Raw::run_within`] gives it.
+    pub(crate) fn reply_within(&mut self, within: Duration) -> (String, Vec<u8>) {
         self.set_read_timeout(within);
         let header = self.read_line();
         self.set_read_timeout(IO_TIMEOUT);
@@ -337,16 +343,21 @@ pub(crate) fn status_lines(stderr: &[u8]) -> Vec<String> {
 
 // ------------------------------------------------------ the tutorial's client
 
+threads_and_events!(
+    tutorial_client_prints_the_tutorials_transcript,
+    tutorial_client_prints_the_tutorials_transcript_event,
+    tutorial_client_prints_the_tutorials_transcript_in
+);
+
 /// The tutorial's fixed client, unmodified, typing `echo hello`, `ls`, a
 /// command with no output and one whose output is over 1024 bytes (the case
 /// the size/ack fix exists for): each reply prints as the tutorial's
 /// client prints it, length first, then the whole output.
-#[test]
-fn tutorial_client_prints_the_tutorials_transcript() {
+fn tutorial_client_prints_the_tutorials_transcript_in(mode: &[&str]) {
     let dir = TempDir::new("tutorial");
     fs::write(dir.join("a.txt"), "a").unwrap();
     fs::write(dir.join("b.txt"), "b").unwrap();
-    let server = serve_shell(dir.path(), &[]);
+    let server = serve_shell(dir.path(), mode);
     let numbers: String = (1..=400).map(|n| format!("{n}\n")).collect();
     assert!(numbers.len() > 1024);
     let transcript = tutorial_client(&server, "echo hello\nls\ntrue\nseq 1 400\n");
@@ -363,13 +374,18 @@ fn tutorial_client_prints_the_tutorials_transcript() {
     );
 }
 
+threads_and_events!(
+    tutorial_mode_waits_for_the_acknowledgement,
+    tutorial_mode_waits_for_the_acknowledgement_event,
+    tutorial_mode_waits_for_the_acknowledgement_in
+);
+
 /// On the wire, in tutorial mode: the length alone, then nothing until the
 /// client acknowledges (the tutorial's 方式2), then exactly the output. The
 /// length can never arrive glued to the output.
-#[test]
-fn tutorial_mode_waits_for_the_acknowledgement() {
+fn tutorial_mode_waits_for_the_acknowledgement_in(mode: &[&str]) {
     let dir = TempDir::new("ack");
-    let server = serve_shell(dir.path(), &[]);
+    let server = serve_shell(dir.path(), mode);
     let mut raw = Raw::connect(&server.addr);
     raw.send(b"seq 1 400");
     raw.expect(b"1492");
@@ -381,13 +397,18 @@ fn tutorial_mode_waits_for_the_acknowledgement() {
     raw.tutorial("true", b"cmd has no output...");
 }
 
+threads_and_events!(
+    line_client_gets_a_length_line_then_the_output,
+    line_client_gets_a_length_line_then_the_output_event,
+    line_client_gets_a_length_line_then_the_output_in
+);
+
 /// Line mode (nc, scripts): each line is a command, answered with its
 /// length, a newline and the output; several lines in one write each get
 /// their reply, in order; no acknowledgement is waited for.
-#[test]
-fn line_client_gets_a_length_line_then_the_output() {
+fn line_client_gets_a_length_line_then_the_output_in(mode: &[&str]) {
     let dir = TempDir::new("lines");
-    let server = serve_shell(dir.path(), &[]);
+    let server = serve_shell(dir.path(), mode);
     let mut raw = Raw::connect(&server.addr);
     raw.send(b"echo hello\n");
     raw.expect(b"6\nhello\n");
@@ -397,12 +418,17 @@ fn line_client_gets_a_length_line_then_the_output() {
 
 // ----------------------------------------------------------- client shell
 
+threads_and_events!(
+    client_shell_shows_output_and_exit_status,
+    client_shell_shows_output_and_exit_status_event,
+    client_shell_shows_output_and_exit_status_in
+);
+
 /// `client shell` prints each command's output exactly on standard output
 /// and its exit status on standard error, one reply after the other.
-#[test]
-fn client_shell_shows_output_and_exit_status() {
+fn client_shell_shows_output_and_exit_status_in(mode: &[&str]) {
     let dir = TempDir::new("client");
-    let server = serve_shell(dir.path(), &[]);
+    let server = serve_shell(dir.path(), mode);
     let out = client_shell(
         &server.addr,
         &[],
@@ -422,13 +448,18 @@ fn client_shell_shows_output_and_exit_status() {
     assert_eq!(out.status.code(), Some(0));
 }
 
+threads_and_events!(
+    status_mode_reports_how_each_command_ended,
+    status_mode_reports_how_each_command_ended_event,
+    status_mode_reports_how_each_command_ended_in
+);
+
 /// On the wire, in status mode: the `#shell/1` hello is answered
 /// `#shell/1 ok`, and each reply is `LEN STATUS time=SECS` then exactly the
 /// output (empty output is empty: no tutorial text).
-#[test]
-fn status_mode_reports_how_each_command_ended() {
+fn status_mode_reports_how_each_command_ended_in(mode: &[&str]) {
     let dir = TempDir::new("status");
-    let server = serve_shell(dir.path(), &[]);
+    let server = serve_shell(dir.path(), mode);
     let mut raw = Raw::status_mode(&server.addr);
     assert_eq!(raw.run("echo hi"), ("exit=0".to_string(), b"hi\n".to_vec()));
     assert_eq!(raw.run("exit 7"), ("exit=7".to_string(), Vec::new()));
@@ -444,12 +475,17 @@ fn status_mode_reports_how_each_command_ended() {
     assert_eq!(raw.run("#shell/1"), ("exit=0".to_string(), Vec::new()));
 }
 
+threads_and_events!(
+    over_long_line_gets_an_error_then_eof,
+    over_long_line_gets_an_error_then_eof_event,
+    over_long_line_gets_an_error_then_eof_in
+);
+
 /// A line over the limit (64 KiB) gets one error reply, then the server
 /// closes in order.
-#[test]
-fn over_long_line_gets_an_error_then_eof() {
+fn over_long_line_gets_an_error_then_eof_in(mode: &[&str]) {
     let dir = TempDir::new("long");
-    let server = serve_shell(dir.path(), &[]);
+    let server = serve_shell(dir.path(), mode);
     let mut raw = Raw::status_mode(&server.addr);
     raw.send(&vec![b'x'; 70 * 1024]);
     raw.send(b"\n");
@@ -517,15 +553,20 @@ server.close()
 
 // ------------------------------------------------------------------ limits
 
+threads_and_events!(
+    binary_output_arrives_intact,
+    binary_output_arrives_intact_event,
+    binary_output_arrives_intact_in
+);
+
 /// 10 MiB of binary output (every byte value) comes through byte for byte:
 /// through `client shell` to a pipe, and raw in status mode; the MD5 sums
 /// (md5sum's) agree with the file's.
-#[test]
-fn binary_output_arrives_intact() {
+fn binary_output_arrives_intact_in(mode: &[&str]) {
     let dir = TempDir::new("binary");
     let blob = pseudo_random(10 * 1024 * 1024);
     fs::write(dir.join("blob"), &blob).unwrap();
-    let server = serve_shell(dir.path(), &[]);
+    let server = serve_shell(dir.path(), mode);
 
     let out = client_shell(&server.addr, &[], b"cat blob\n");
     assert_eq!(status_lines(&out.stderr), ["[exit 0]"]);
@@ -564,16 +605,21 @@ pub(crate) fn md5sum(bytes: &[u8]) -> String {
 
 // --------------------------------------------------------------------- cd
 
+threads_and_events!(
+    cd_persists_within_a_connection_only,
+    cd_persists_within_a_connection_only_event,
+    cd_persists_within_a_connection_only_in
+);
+
 /// `cd` changes the connection's directory for its later commands, and
 /// replies with the new directory or the error; another connection starts
 /// where the server started; a `cd` inside a compound command lasts for
 /// that command only.
-#[test]
-fn cd_persists_within_a_connection_only() {
+fn cd_persists_within_a_connection_only_in(mode: &[&str]) {
     let dir = TempDir::new("cd");
     fs::create_dir(dir.join("sub")).unwrap();
     fs::create_dir(dir.join("my dir")).unwrap();
-    let server = serve_shell(dir.path(), &[]);
+    let server = serve_shell(dir.path(), mode);
     let top = format!("{}\n", dir.path().display());
     let sub = format!("{}/sub\n", dir.path().display());
 
@@ -635,13 +681,18 @@ fn cd_persists_within_a_connection_only() {
 
 // -------------------------------------------------------------------- log
 
+threads_and_events!(
+    every_command_is_logged,
+    every_command_is_logged_event,
+    every_command_is_logged_in
+);
+
 /// Every command is logged with the peer's address, how it ended, how long
 /// it took and how much output it gave.
-#[test]
-fn every_command_is_logged() {
+fn every_command_is_logged_in(mode: &[&str]) {
     let dir = TempDir::new("log");
     let log = dir.join("serve.log");
-    let server = serve_shell_logging(dir.path(), &log, &["--no-token"]);
+    let server = serve_shell_logging(dir.path(), &log, &[mode, &["--no-token"]].concat());
     let mut raw = Raw::status_mode(&server.addr);
     let peer = raw.stream().local_addr().unwrap();
     raw.run("echo hello");

@@ -28,14 +28,19 @@ fn mode(path: &Path) -> u32 {
     fs::symlink_metadata(path).unwrap().mode() & 0o777
 }
 
+threads_and_events!(
+    auth_is_required_and_enforced,
+    auth_is_required_and_enforced_event,
+    auth_is_required_and_enforced_in
+);
+
 /// With a token, every request before `auth TOKEN` gets an error reply
 /// through the connection's own framing, a wrong token too; the third
 /// failure closes the connection. The right token opens the shell.
-#[test]
-fn auth_is_required_and_enforced() {
+fn auth_is_required_and_enforced_in(mode: &[&str]) {
     let dir = TempDir::new("auth");
     write_secret(&dir.join("token"), "s3cret token, long enough\n");
-    let server = serve_shell_secured(dir.path(), &["--token-file", "token"]);
+    let server = serve_shell_secured(dir.path(), &[mode, &["--token-file", "token"]].concat());
 
     // Tutorial mode: length, ack, error; the third failure ends it.
     let mut raw = Raw::connect(&server.addr);
@@ -357,15 +362,20 @@ fn weak_setups_are_refused_or_warned_about_at_start() {
 
 // ------------------------------------------------------------- guessing
 
+threads_and_events!(
+    wrong_tokens_wait_longer_each_time,
+    wrong_tokens_wait_longer_each_time_event,
+    wrong_tokens_wait_longer_each_time_in
+);
+
 /// Each wrong token waits longer than the last (0.5 s, 1 s, 2 s: lower
 /// bounds only), the third closes the connection; the right token, from
 /// a new connection, still gets in.
-#[test]
-fn wrong_tokens_wait_longer_each_time() {
+fn wrong_tokens_wait_longer_each_time_in(mode: &[&str]) {
     let dir = TempDir::new("guess");
     let token = "the right token, 32 bytes long..";
     write_secret(&dir.join("token"), token);
-    let server = serve_shell_secured(dir.path(), &["--token-file", "token"]);
+    let server = serve_shell_secured(dir.path(), &[mode, &["--token-file", "token"]].concat());
     let mut raw = Raw::connect(&server.addr);
     raw.send(b"#shell/1\n");
     raw.expect(b"#shell/1 ok auth=required\n");
@@ -421,16 +431,21 @@ fn browser_post(port: &str, file: &Path) -> Vec<u8> {
     .into_bytes()
 }
 
+threads_and_events!(
+    http_requests_are_closed_with_nothing_run,
+    http_requests_are_closed_with_nothing_run_event,
+    http_requests_are_closed_with_nothing_run_in
+);
+
 /// The dangerous mode (--no-token): an HTTP request, from curl or as a
 /// browser sends it, gets one error line and the connection closes, with
 /// nothing run (the file the body would create does not appear); a
 /// `Host:` line later in a line-mode connection closes it too; the
 /// server goes on serving real clients.
-#[test]
-fn http_requests_are_closed_with_nothing_run() {
+fn http_requests_are_closed_with_nothing_run_in(mode: &[&str]) {
     let dir = TempDir::new("http");
     let log = dir.join("serve.log");
-    let server = serve_shell_logging(dir.path(), &log, &["--no-token"]);
+    let server = serve_shell_logging(dir.path(), &log, &[mode, &["--no-token"]].concat());
     let port = server.host_port().1;
     const REFUSED: &[u8] = b"error: this is a remote shell, not an HTTP server: nothing was run\n";
 

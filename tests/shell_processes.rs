@@ -193,7 +193,7 @@ fn disconnect_mid_command_kills_the_group() {
 /// first three before the reply arrives.
 #[test]
 fn every_model_leaves_no_zombies_and_no_orphans() {
-    for mode in ["sync", "threading", "pool", "forking", "prefork"] {
+    for mode in ["sync", "threading", "pool", "forking", "prefork", "event"] {
         let dir = TempDir::new(mode);
         let server = serve_shell(
             dir.path(),
@@ -249,8 +249,8 @@ fn every_model_leaves_no_zombies_and_no_orphans() {
 
 /// The server stops (SIGTERM, then the drain timeout passes) or dies
 /// (SIGKILL) while a command runs: the command's group is killed all the
-/// same. Threading: the drain cuts the connection, and the handler kills
-/// and reaps the group. Forking: the busy child is killed by SIGTERM at the
+/// same. Threading and event: the drain cuts the connection, and the
+/// handler kills and reaps the group. Forking: the busy child is killed by SIGTERM at the
 /// drain deadline, and the group's watcher kills the group. SIGKILL: the
 /// watcher too. (Processes killed after their reaper died are left to PID 1
 /// to reap, so only live processes are looked for in those two cases.)
@@ -260,6 +260,8 @@ fn a_server_that_stops_or_dies_mid_command_leaves_no_command_running() {
         ("threading", "TERM"),
         ("forking", "TERM"),
         ("threading", "KILL"),
+        ("event", "TERM"),
+        ("event", "KILL"),
     ] {
         let dir = TempDir::new(&format!("stop-{mode}-{signal}"));
         let mut server = serve_shell(dir.path(), &["--mode", mode, "--drain-timeout", "1"]);
@@ -274,7 +276,7 @@ fn a_server_that_stops_or_dies_mid_command_leaves_no_command_running() {
         if signal == "TERM" {
             assert!(status.success(), "{mode}: serve exited with {status}");
         }
-        if mode == "threading" && signal == "TERM" {
+        if matches!(mode, "threading" | "event") && signal == "TERM" {
             wait_group_gone(pgid);
         } else {
             wait_until(

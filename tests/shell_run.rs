@@ -282,7 +282,7 @@ impl Drop for Daemon {
 }
 
 /// A command that leaves its process group (`setsid`) and starts a daemon
-/// does not outlive its reply, under the threading and the forking model:
+/// does not outlive its reply, under the threading, forking and event models:
 /// whether the command ends by itself (the daemon is killed when its
 /// shell exits) or at the time limit, the daemon is killed and reaped
 /// (not left a zombie of the server, which adopts it as a child
@@ -291,7 +291,7 @@ impl Drop for Daemon {
 /// the warning the server logs instead, and says so.
 #[test]
 fn a_command_that_calls_setsid_does_not_outlive_its_reply() {
-    for mode in ["threading", "forking"] {
+    for mode in ["threading", "forking", "event"] {
         let dir = TempDir::new("setsid");
         let log = dir.join("serve.log");
         let (server, cgroup) = serve_contained(&dir, &log, mode, &["--command-timeout", "2"]);
@@ -341,10 +341,16 @@ fn a_command_that_calls_setsid_does_not_outlive_its_reply() {
 
 /// A server that dies mid-command (SIGKILL; or, forking, a child killed at
 /// the drain deadline) leaves no daemon of the command running: the
-/// command's watcher kills its cgroup, and removes it.
+/// command's watcher kills its cgroup, and removes it. In the event model
+/// the drain deadline cuts the conversation, which kills and removes the
+/// cgroup itself, off its event loop.
 #[test]
 fn a_server_that_dies_leaves_no_daemon_of_a_command() {
-    for (mode, signal) in [("threading", "KILL"), ("forking", "TERM")] {
+    for (mode, signal) in [
+        ("threading", "KILL"),
+        ("forking", "TERM"),
+        ("event", "TERM"),
+    ] {
         let dir = TempDir::new("setsid-dies");
         let log = dir.join("serve.log");
         let args = ["--drain-timeout", "1"];

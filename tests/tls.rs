@@ -12,8 +12,8 @@ use std::thread;
 
 use crate::shell::{client_shell, serve_shell_secured, TempDir};
 use crate::util::{
-    client_command, run_with_input, serve, serve_command, wait_exit, ServerProcess, IO_TIMEOUT,
-    TIMEOUT,
+    client_command, model_name, run_with_input, serve, serve_command, wait_exit, ServerProcess,
+    IO_TIMEOUT, TIMEOUT,
 };
 
 /// The files of one test's certificates.
@@ -82,16 +82,25 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+threads_and_events!(
+    client_echo_over_tls_with_ca,
+    client_echo_over_tls_with_ca_event,
+    client_echo_over_tls_with_ca_in
+);
+
 /// `client echo --tls --ca` against `serve --handler echo --tls-cert
 /// --tls-key`: the same transcript as in plain text, by address and by
 /// host name; the first line says tls.
-#[test]
-fn client_echo_over_tls_with_ca() {
+fn client_echo_over_tls_with_ca_in(mode: &[&str]) {
     let certs = certificates();
-    let server = serve(&certs.serve_args());
+    let server = serve(&[mode, &certs.serve_args()].concat());
     assert_eq!(
         server.first_line,
-        format!("serving echo on {} (threading, tls)", server.addr)
+        format!(
+            "serving echo on {} ({}, tls)",
+            server.addr,
+            model_name(mode)
+        )
     );
     let port = server.addr.rsplit_once(':').unwrap().1;
     let by_name = format!("localhost:{port}");
@@ -108,12 +117,17 @@ fn client_echo_over_tls_with_ca() {
     }
 }
 
+threads_and_events!(
+    openssl_s_client_gets_the_echo,
+    openssl_s_client_gets_the_echo_event,
+    openssl_s_client_gets_the_echo_in
+);
+
 /// OpenSSL's client, checking the certificate against the authority:
 /// it gets the greeting, then the echo of its line.
-#[test]
-fn openssl_s_client_gets_the_echo() {
+fn openssl_s_client_gets_the_echo_in(mode: &[&str]) {
     let certs = certificates();
-    let server = serve(&certs.serve_args());
+    let server = serve(&[mode, &certs.serve_args()].concat());
     let mut s_client = Command::new("openssl")
         .args(["s_client", "-connect", &server.addr, "-CAfile"])
         .arg(&certs.ca)
@@ -199,18 +213,28 @@ fn insecure_works_with_a_warning() {
     assert_eq!(out.status.code(), Some(0));
 }
 
+threads_and_events!(
+    shell_over_tls_with_a_token,
+    shell_over_tls_with_a_token_event,
+    shell_over_tls_with_a_token_in
+);
+
 /// The shell over TLS with its token, with `client shell --tls --ca`.
-#[test]
-fn shell_over_tls_with_a_token() {
+fn shell_over_tls_with_a_token_in(mode: &[&str]) {
     let certs = certificates();
     let dir = TempDir::new("tls-shell");
     let token = "a token long enough for the shell";
     let mut args = vec!["--token", token];
     args.extend(certs.serve_args());
+    args.extend(mode);
     let server = serve_shell_secured(dir.path(), &args);
     assert_eq!(
         server.first_line,
-        format!("serving shell on {} (threading, tls)", server.addr)
+        format!(
+            "serving shell on {} ({}, tls)",
+            server.addr,
+            model_name(mode)
+        )
     );
     let ca = certs.ca.to_str().unwrap();
     let out = client_shell(
@@ -295,7 +319,7 @@ fn serve_tls_flags_errors() {
                 key,
             ],
             "serve: --implicit-tls-bind serves beside --bind in a thread: use --mode \
-             threading, pool or sync\n",
+             threading, pool, sync or event\n",
             2,
         ),
     ];

@@ -13,6 +13,38 @@ use std::time::{Duration, Instant};
 /// How long any single step of a test may take before it fails.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
+/// `serve`'s flags for the event model as the tests run it: two event
+/// loops, so that conversations are dealt to two threads.
+pub const EVENT: &[&str] = &["--mode", "event", "--threads", "2"];
+
+/// The model that `serve`'s flags `mode` choose, as its first line names
+/// it: `--mode`'s value, or the default, threading.
+pub fn model_name<'a>(mode: &[&'a str]) -> &'a str {
+    mode.iter()
+        .position(|arg| *arg == "--mode")
+        .and_then(|i| mode.get(i + 1))
+        .copied()
+        .unwrap_or("threading")
+}
+
+/// Two tests from one body that takes `serve`'s model flags: the first
+/// name runs it under the default model (threading, no flag), the second
+/// under the event model ([`EVENT`]), each a test of its own (they run in
+/// parallel, and a failure names its model).
+macro_rules! threads_and_events {
+    ($threads:ident, $event:ident, $body:path) => {
+        #[test]
+        fn $threads() {
+            $body(&[]);
+        }
+
+        #[test]
+        fn $event() {
+            $body(crate::util::EVENT);
+        }
+    };
+}
+
 /// One of the tutorial's Python programs, made runnable, in
 /// `examples/tutorial/` (each says which section of the tutorial it comes
 /// from and how to run it).

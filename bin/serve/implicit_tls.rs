@@ -22,7 +22,7 @@ pub fn implicit_builder(cli: &Cli, ftp: &Ftp) -> Result<Option<Builder<Ftp>>, Ex
     if matches!(cli.mode, Mode::Forking | Mode::Prefork) {
         eprintln!(
             "serve: --implicit-tls-bind serves beside --bind in a thread: use --mode \
-             threading, pool or sync"
+             threading, pool, sync or event"
         );
         return Err(ExitCode::from(2));
     }

@@ -43,7 +43,7 @@ mod wait;
 pub use blocking::blocking;
 pub use park::Interest;
 pub(crate) use wait::wait_socket;
-pub use wait::{sleep, wait};
+pub use wait::{sleep, wait, yield_now};
 
 /// The default virtual size of a conversation's stack: 256 KiB, which the
 /// shipped handlers (FTP and its TLS included) fit in with room to spare.

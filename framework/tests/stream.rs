@@ -530,3 +530,111 @@ fn read_timeout_fails_with_timed_out() {
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
     }
 }
+
+/// Reads a line, waits with `event::wait` on the stream's own socket for
+/// the next, reads it, and then waits by reading for a third that comes
+/// later: the socket must still wake the conversation after the wait (in
+/// the event model, the socket is registered with its loop for life at
+/// its first wait, and `wait` must not undo that).
+#[derive(Clone)]
+struct WaitsOnItsOwnSocket;
+
+impl RequestHandler for WaitsOnItsOwnSocket {
+    fn handle(&mut self, stream: &mut Stream) -> io::Result<()> {
+        use socketserver::event::{wait, Interest};
+        use std::os::fd::AsFd;
+        let first = stream.next_line()?.unwrap_or_default();
+        stream.write_all(first.as_bytes())?;
+        stream.flush()?;
+        let ready = wait(&[(stream.as_fd(), Interest::Readable)], Some(TIMEOUT))?;
+        stream.write_all(format!("ready {ready:?}\n").as_bytes())?;
+        stream.flush()?;
+        let second = stream.next_line()?.unwrap_or_default();
+        stream.write_all(second.as_bytes())?;
+        stream.flush()?;
+        let third = stream.next_line()?.unwrap_or_default();
+        stream.write_all(third.as_bytes())?;
+        Ok(())
+    }
+}
+
+#[test]
+fn a_stream_waited_on_with_event_wait_still_wakes_its_reads() {
+    each_model_and_family(|model, family| {
+        let running = serve(
+            bind(family, WaitsOnItsOwnSocket)
+                .model(model)
+                .idle_timeout(Some(TIMEOUT)),
+        );
+        let mut client = running.connect();
+        // The pauses let the handler wait before each line comes (the
+        // case under test), whichever way the race goes it passes if the
+        // server is right.
+        std::thread::sleep(Duration::from_millis(50));
+        client.send(b"one\n");
+        assert_eq!(client.line(), "one\n", "{model:?} {family:?}");
+        std::thread::sleep(Duration::from_millis(50));
+        client.send(b"two\n");
+        assert_eq!(client.line(), "ready [true]\n", "{model:?} {family:?}");
+        assert_eq!(client.line(), "two\n", "{model:?} {family:?}");
+        std::thread::sleep(Duration::from_millis(50));
+        let asked = Instant::now();
+        client.send(b"three\n");
+        assert_eq!(client.line(), "three\n", "{model:?} {family:?}");
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "{model:?} {family:?}"
+        );
+    });
+}
+
+/// On `spin`, runs for half a second without waiting, yielding to its
+/// loop every millisecond; echoes any other line.
+#[derive(Clone)]
+struct SpinsYielding;
+
+impl RequestHandler for SpinsYielding {
+    fn handle(&mut self, stream: &mut Stream) -> io::Result<()> {
+        while let Some(line) = stream.next_line()? {
+            if line == "spin\n" {
+                let started = Instant::now();
+                while started.elapsed() < Duration::from_millis(500) {
+                    let slice = Instant::now();
+                    while slice.elapsed() < Duration::from_millis(1) {}
+                    socketserver::event::yield_now();
+                }
+            }
+            stream.write_all(line.as_bytes())?;
+            stream.flush()?;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_conversation_that_yields_lets_the_others_of_its_loop_run() {
+    // One loop: both conversations share its thread.
+    let model = socketserver::Model::Event {
+        threads: 1,
+        stack_size: socketserver::event::DEFAULT_STACK_SIZE,
+    };
+    let running = serve(bind(Family::Tcp, SpinsYielding).model(model));
+    let mut spinner = running.connect();
+    let mut other = running.connect();
+    other.send(b"warm\n");
+    assert_eq!(other.line(), "warm\n");
+    spinner.send(b"spin\n");
+    // The pings come while the spin runs (it lasts 500 ms; they take a
+    // few): without the yields, the first would wait for its end.
+    for n in 0..20 {
+        let asked = Instant::now();
+        other.send(format!("ping {n}\n").as_bytes());
+        assert_eq!(other.line(), format!("ping {n}\n"));
+        assert!(
+            asked.elapsed() < Duration::from_millis(100),
+            "ping {n} waited {:?} behind the spinning conversation",
+            asked.elapsed()
+        );
+    }
+    assert_eq!(spinner.line(), "spin\n");
+}

@@ -111,6 +111,10 @@ pub enum Interest {
     Readable,
     /// Until it may be written (or has an error).
     Writable,
+    /// Until it may be read or written, whichever comes first: a TLS
+    /// connection driven by hand that reads may have records of its own
+    /// to send first, and must not wait for only one of the two.
+    ReadableOrWritable,
 }
 
 impl Interest {
@@ -118,6 +122,7 @@ impl Interest {
         match self {
             Interest::Readable => MioInterest::READABLE,
             Interest::Writable => MioInterest::WRITABLE,
+            Interest::ReadableOrWritable => MioInterest::READABLE | MioInterest::WRITABLE,
         }
     }
 }
@@ -142,19 +147,26 @@ pub(crate) fn register_for_life(fd: RawFd) -> io::Result<()> {
 }
 
 /// Registers `fds` with the running coroutine's loop for one wait, parks
-/// until an event or `deadline`, and deregisters them.
+/// until an event or `deadline`, and deregisters them. A descriptor that
+/// was registered already (the conversation's own socket, registered for
+/// life at its first wait: a handler may watch it beside another, as FTP
+/// watches its control connection during a transfer) gets its life's
+/// registration back instead, or its later waits would never be woken.
 pub(crate) fn park_on(fds: &[(RawFd, Interest)], deadline: Park) -> io::Result<Wake> {
+    // Which of `fds` were registered before this wait.
+    let mut kept = vec![false; fds.len()];
     let registered = with_loop(|context, token| -> io::Result<usize> {
         for (n, &(fd, interest)) in fds.iter().enumerate() {
             let source = &mut SourceFd(&fd);
             let result = match context.registry.register(source, token, interest.mio()) {
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                    kept[n] = true;
                     context.registry.reregister(source, token, interest.mio())
                 }
                 other => other,
             };
             if let Err(e) = result {
-                deregister(context, &fds[..n]);
+                restore(context, token, &fds[..n], &kept[..n]);
                 return Err(e);
             }
         }
@@ -162,13 +174,24 @@ pub(crate) fn park_on(fds: &[(RawFd, Interest)], deadline: Park) -> io::Result<W
     })
     .unwrap_or(Ok(0))?;
     let wake = park(deadline);
-    with_loop(|context, _| deregister(context, &fds[..registered]));
+    with_loop(|context, token| {
+        restore(context, token, &fds[..registered], &kept[..registered]);
+    });
     Ok(wake)
 }
 
-fn deregister(context: &LoopContext, fds: &[(RawFd, Interest)]) {
-    for &(fd, _) in fds {
-        let _ = context.registry.deregister(&mut SourceFd(&fd));
+/// Undoes [`park_on`]'s registrations: deregisters the descriptors it
+/// registered, gives those that were registered before (`kept`) their
+/// life's registration back.
+fn restore(context: &LoopContext, token: Token, fds: &[(RawFd, Interest)], kept: &[bool]) {
+    let life = MioInterest::READABLE | MioInterest::WRITABLE;
+    for (&(fd, _), &kept) in fds.iter().zip(kept) {
+        let source = &mut SourceFd(&fd);
+        let _ = if kept {
+            context.registry.reregister(source, token, life)
+        } else {
+            context.registry.deregister(source)
+        };
     }
 }
 

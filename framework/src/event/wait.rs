@@ -87,6 +87,7 @@ fn poll(fds: &[(BorrowedFd<'_>, Interest)], timeout: Option<Duration>) -> io::Re
             let flags = match interest {
                 Interest::Readable => PollFlags::POLLIN,
                 Interest::Writable => PollFlags::POLLOUT,
+                Interest::ReadableOrWritable => PollFlags::POLLIN | PollFlags::POLLOUT,
             };
             PollFd::new(*fd, flags)
         })
@@ -117,5 +118,30 @@ pub fn sleep(duration: Duration) {
     let until = Instant::now() + duration;
     while Instant::now() < until {
         park::park(Some(until));
+    }
+}
+
+/// Lets the loop serve its other conversations before this one goes on:
+/// in a conversation of the event model it parks until the loop's next
+/// turn (after the others that are ready have run); anywhere else it
+/// returns at once.
+///
+/// For a handler that may run long without waiting: one that moves a
+/// file over a socket that is always ready (a fast client on a fast
+/// network) never parks otherwise, and would hold its loop, and every
+/// other conversation on it, until it is done. Called every few
+/// megabytes, it costs one loop turn each time.
+///
+/// # Examples
+/// ```
+/// for chunk in 0..4 {
+///     // ... move a chunk ...
+///     socketserver::event::yield_now();
+/// #   let _ = chunk;
+/// }
+/// ```
+pub fn yield_now() {
+    if park::in_coroutine() {
+        park::park(Some(Instant::now()));
     }
 }

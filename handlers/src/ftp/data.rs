@@ -14,15 +14,22 @@
 //! `ssh -L`) shows up as 127.0.0.1, and "its" address is then this machine,
 //! where `PORT 127,0,0,1,39,14` would aim the server at a local service
 //! such as the remote shell.
+//!
+//! Every data socket is non-blocking from the start, in every model: the
+//! accept, the connect and each wait of a transfer go through
+//! [`socketserver::event::wait`], which parks the conversation in the
+//! event model (its loop serves the others meanwhile) and is `poll(2)`
+//! elsewhere.
 
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::ops::RangeInclusive;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use socket2::{Domain, Protocol, Socket, Type};
+use socketserver::event::{self, Interest};
 
 /// What the next transfer will use, set by `PASV`/`EPSV`/`PORT`/`EPRT`.
 #[derive(Debug, Default)]
@@ -139,7 +146,7 @@ pub(crate) fn refuse_active(
 
 /// Waits until `deadline` for a connection from `peer_ip` on `listener`;
 /// connections from other addresses are closed at once (and logged) and
-/// the wait goes on.
+/// the wait goes on. The connection comes non-blocking.
 pub(crate) fn accept_from(
     listener: &TcpListener,
     peer_ip: IpAddr,
@@ -150,7 +157,8 @@ pub(crate) fn accept_from(
         match listener.accept() {
             Ok((stream, from)) => {
                 if canonical(from.ip()) == canonical(peer_ip) {
-                    stream.set_nonblocking(false)?;
+                    // Not inherited from the listener (Linux).
+                    stream.set_nonblocking(true)?;
                     return Ok(stream);
                 }
                 log::warn!(
@@ -164,33 +172,54 @@ pub(crate) fn accept_from(
             Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
             Err(e) => return Err(e),
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        if !wait_until(listener.as_fd(), Interest::Readable, deadline)? {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "no data connection in time",
             ));
         }
-        wait_readable(listener, left)?;
     }
 }
 
-/// Connects to the client's `addr` for an active-mode transfer.
+/// Connects to the client's `addr` for an active-mode transfer, within
+/// `timeout`: a non-blocking connect, waited for as a transfer waits. The
+/// connection comes non-blocking.
 pub(crate) fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-    TcpStream::connect_timeout(&addr, timeout)
+    let deadline = Instant::now() + timeout;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => return Ok(socket.into()),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    if !wait_until(socket.as_fd(), Interest::Writable, deadline)? {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "connecting timed out",
+        ));
+    }
+    // Writable: connected, or failed (the error is the socket's).
+    if let Some(e) = socket.take_error()? {
+        return Err(e);
+    }
+    Ok(socket.into())
 }
 
-/// Waits up to `timeout` for `fd` to be readable (or closed, or failed).
-fn wait_readable(fd: &impl AsFd, timeout: Duration) -> io::Result<()> {
-    let millis = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
-    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-    match poll(
-        &mut fds,
-        PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX),
-    ) {
-        Ok(_) | Err(nix::errno::Errno::EINTR) => Ok(()),
-        Err(e) => Err(e.into()),
+/// Waits until `fd` may be ready as `interest` says, or `deadline`: true
+/// if it may be (the caller tries again; a wait cut short by a signal says
+/// so too), false once the deadline has passed.
+pub(crate) fn wait_until(
+    fd: BorrowedFd<'_>,
+    interest: Interest,
+    deadline: Instant,
+) -> io::Result<bool> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Ok(false);
     }
+    let ready = event::wait(&[(fd, interest)], Some(left))?;
+    Ok(ready.contains(&true) || Instant::now() < deadline)
 }
 
 #[cfg(test)]

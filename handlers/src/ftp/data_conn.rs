@@ -1,18 +1,23 @@
 //! A data connection as the transfer loop drives it: a plain TCP socket,
-//! or TLS over one (`PROT P`), non-blocking either way.
+//! or TLS over one (`PROT P`), non-blocking either way, from its accept
+//! or connect to its close.
 //!
-//! The transfer loop (`transfer.rs`) polls the data socket together with
-//! the control connection, so a data connection must behave like a
+//! The transfer loop (`transfer.rs`) waits on the data socket together
+//! with the control connection, so a data connection must behave like a
 //! non-blocking socket: `read` and `write` return `WouldBlock` when the
-//! socket is not ready, and [`DataConnection::poll_events`] says what to
+//! socket is not ready, and [`DataConnection::interest`] says what to
 //! wait for. For TLS that takes a little bookkeeping, done here with
 //! rustls's state machine driven by hand: encrypted records not yet sent
 //! wait inside rustls, and a write is refused (`WouldBlock`) until they
 //! are out, so memory stays bounded by one buffer of records.
 //!
-//! The TLS handshake itself is done before the transfer starts, blocking,
-//! within a deadline ([`DataConnection::tls`]): a client that connects and
-//! never completes it costs a `522` reply, not a stuck session.
+//! The TLS handshake is done before the transfer starts, within a
+//! deadline ([`DataConnection::tls`]): a client that connects and never
+//! completes it costs a `425` reply, not a stuck session. It and the
+//! lingering close wait through [`socketserver::event::wait`] like the
+//! transfer, never on a blocking socket: in the event model a blocking
+//! read would hold the conversation's event loop, and every other
+//! conversation on it, for as long as the client stays silent.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -20,8 +25,10 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::poll::PollFlags;
+use socketserver::event::Interest;
 use socketserver::tls::rustls::{HandshakeKind, ServerConfig, ServerConnection};
+
+use super::data::wait_until;
 
 /// How long a finished download's TLS connection waits for the client's
 /// side of the close (its `close_notify`, or its FIN): closing with the
@@ -58,8 +65,8 @@ pub(crate) enum Handshake {
 }
 
 impl DataConnection {
-    /// A TLS data connection over `socket`: the server's side of the
-    /// handshake, done now, blocking, and given up after `timeout`.
+    /// A TLS data connection over `socket` (non-blocking): the server's
+    /// side of the handshake, done now, given up after `timeout`.
     pub(crate) fn tls(
         socket: TcpStream,
         config: Arc<ServerConfig>,
@@ -67,37 +74,19 @@ impl DataConnection {
     ) -> io::Result<(DataConnection, Handshake)> {
         let mut tls = ServerConnection::new(config).map_err(io::Error::other)?;
         let deadline = Instant::now() + timeout;
-        socket.set_nonblocking(false)?;
+        socket.set_nonblocking(true)?;
         let mut socket = socket;
         while tls.is_handshaking() || tls.wants_write() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            let Some(interest) = handshake_step(&mut tls, &mut socket)? else {
+                continue;
+            };
+            if !wait_until(socket.as_fd(), interest, deadline)? {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "the TLS handshake timed out",
                 ));
             }
-            socket.set_read_timeout(Some(left))?;
-            socket.set_write_timeout(Some(left))?;
-            match tls.complete_io(&mut socket) {
-                Ok((0, 0)) if tls.is_handshaking() => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the client closed the data connection during the TLS handshake",
-                    ));
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the TLS handshake timed out",
-                    ));
-                }
-                Err(e) => return Err(e),
-            }
         }
-        socket.set_read_timeout(None)?;
-        socket.set_write_timeout(None)?;
         let kind = match tls.handshake_kind() {
             Some(HandshakeKind::Resumed) => Handshake::Resumed,
             _ => Handshake::Full,
@@ -135,13 +124,15 @@ impl DataConnection {
         self.socket().set_nonblocking(on)
     }
 
-    /// What `poll(2)` must wait for before `events` (`POLLIN` to read,
-    /// `POLLOUT` to write) can make progress: TLS may first have records
-    /// of its own to send.
-    pub(crate) fn poll_events(&self, events: PollFlags) -> PollFlags {
+    /// What to wait for before `want` (reading, or writing) can make
+    /// progress: TLS may first have records of its own to send.
+    pub(crate) fn interest(&self, want: Interest) -> Interest {
         match self {
-            DataConnection::Tls(data) if data.tls.wants_write() => events | PollFlags::POLLOUT,
-            _ => events,
+            DataConnection::Tls(data) if data.tls.wants_write() => match want {
+                Interest::Writable => Interest::Writable,
+                _ => Interest::ReadableOrWritable,
+            },
+            _ => want,
         }
     }
 
@@ -164,7 +155,7 @@ impl DataConnection {
 
     /// After the last byte of a download: sends what TLS still holds and
     /// its `close_notify`. `Ok(true)` when all is sent, `Ok(false)` when
-    /// the socket is full (wait for `POLLOUT` and call again).
+    /// the socket is full (wait until it is writable and call again).
     pub(crate) fn finish_sending(&mut self) -> io::Result<bool> {
         let DataConnection::Tls(data) = self else {
             return Ok(true);
@@ -189,27 +180,88 @@ impl DataConnection {
             return;
         };
         let deadline = Instant::now() + CLOSE_LINGER;
-        let blocking = data.socket.set_nonblocking(false).is_ok()
-            && data.socket.set_write_timeout(Some(CLOSE_LINGER)).is_ok();
-        if blocking {
-            data.close_notify_queued();
-            let _ = data.flush_records();
+        data.close_notify_queued();
+        loop {
+            match data.flush_records() {
+                Ok(()) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            }
+            if !matches!(
+                wait_until(data.socket.as_fd(), Interest::Writable, deadline),
+                Ok(true)
+            ) {
+                return;
+            }
         }
         let socket = data.socket;
-        if !blocking || socket.shutdown(Shutdown::Write).is_err() {
+        if socket.shutdown(Shutdown::Write).is_err() {
             return;
         }
         let mut scratch = [0u8; 4096];
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || socket.set_read_timeout(Some(left)).is_err() {
+            match (&socket).read(&mut scratch) {
+                Ok(0) => return,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            }
+            if !matches!(
+                wait_until(socket.as_fd(), Interest::Readable, deadline),
+                Ok(true)
+            ) {
                 return;
             }
-            match (&socket).read(&mut scratch) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
         }
+    }
+}
+
+/// One step of a TLS handshake on a non-blocking socket: sends the
+/// records rustls has, or reads and processes the client's. `None` when
+/// it made progress (the caller steps again); otherwise what the socket
+/// must be ready for before the next step can.
+fn handshake_step(
+    tls: &mut ServerConnection,
+    socket: &mut TcpStream,
+) -> io::Result<Option<Interest>> {
+    if tls.wants_write() {
+        match tls.write_tls(socket) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        if !tls.is_handshaking() {
+            // Only the last records are left to send.
+            return Ok(Some(Interest::Writable));
+        }
+    }
+    if !tls.wants_read() {
+        return Ok(Some(Interest::Writable));
+    }
+    match tls.read_tls(socket) {
+        Ok(0) => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the client closed the data connection during the TLS handshake",
+        )),
+        Ok(_) => match tls.process_new_packets() {
+            Ok(_) => Ok(None),
+            Err(e) => {
+                // The alert that says why goes out if it can.
+                let _ = tls.write_tls(socket);
+                Err(io::Error::new(io::ErrorKind::InvalidData, e))
+            }
+        },
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Some(if tls.wants_write() {
+            Interest::ReadableOrWritable
+        } else {
+            Interest::Readable
+        })),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -263,7 +315,7 @@ impl TlsData {
                 Err(e) => return Err(e),
             }
             // No plaintext yet: more records from the socket (WouldBlock
-            // goes back to the caller, who polls).
+            // goes back to the caller, who waits).
             self.tls.read_tls(&mut self.socket)?;
             if let Err(e) = self.tls.process_new_packets() {
                 // The alert that says why goes out if it can.

@@ -13,7 +13,13 @@
 //!
 //! When the kept part must be hashed (`SITE CHKHASH`, or
 //! `--hash-transfers always`), the hash has to see it first: it is then
-//! copied before the transfer and read back ([`observe_kept`]).
+//! copied before the transfer and read back ([`copy_and_observe`]).
+//!
+//! Copying gigabytes, reading them back, waiting for the copy's thread:
+//! each may take seconds, so each goes through
+//! [`socketserver::event::blocking`], which in the event model runs it on
+//! the framework's pool while the conversation waits (its event loop
+//! serves the others), and elsewhere runs it in place, as before.
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
@@ -24,6 +30,7 @@ use std::thread::JoinHandle;
 
 use nix::errno::Errno;
 use nix::fcntl::copy_file_range;
+use socketserver::event;
 
 use super::pipeline::{Observer, Pipeline, CHUNK};
 
@@ -108,7 +115,8 @@ impl KeptCopy {
             },
             Err(e) => {
                 log::warn!("no thread for the kept part ({e}); copying it first");
-                let done = copy_kept(&old, len, &temp, &stop);
+                let flag = Arc::clone(&stop);
+                let done = event::blocking(move || copy_kept(&old, len, &temp, &flag));
                 KeptCopy {
                     stop,
                     thread: None,
@@ -123,7 +131,8 @@ impl KeptCopy {
         if let Some(done) = self.done.take() {
             return done;
         }
-        match self.thread.take().map(JoinHandle::join) {
+        let thread = self.thread.take();
+        match event::blocking(move || thread.map(JoinHandle::join)) {
             Some(Ok(result)) => result,
             Some(Err(_)) => Err(io::Error::other("the copy of the kept part panicked")),
             None => Ok(()),
@@ -137,15 +146,35 @@ impl Drop for KeptCopy {
     }
 }
 
-/// Shows the first `len` bytes of the temp file to `pipe`'s observer
-/// (the kept part of a resumed upload, when its MD5 must be the whole
-/// stored file's). Leaves the file's position at `len`, where the new
-/// bytes go.
-pub(crate) fn observe_kept<O: Observer>(
-    mut temp: &File,
+/// Copies the first `len` bytes of `old` to the start of `temp`, then
+/// shows them to `pipe`'s observer (the kept part of a resumed upload,
+/// when its MD5 must be the whole stored file's); through
+/// [`event::blocking`]. Leaves `temp`'s position at `len`, where the new
+/// bytes go. Gives the pipeline back, with how it went.
+pub(crate) fn copy_and_observe<O: Observer>(
+    old: File,
     len: u64,
-    pipe: &mut Pipeline<O>,
-) -> io::Result<()> {
+    temp: &File,
+    pipe: Pipeline<O>,
+) -> (Pipeline<O>, io::Result<()>) {
+    // A copy of the descriptor, which the pool's thread can own; it shares
+    // the file's position.
+    let temp = match temp.try_clone() {
+        Ok(temp) => temp,
+        Err(e) => return (pipe, Err(e)),
+    };
+    event::blocking(move || {
+        let mut pipe = pipe;
+        let never = AtomicBool::new(false);
+        let done =
+            copy_kept(&old, len, &temp, &never).and_then(|()| observe_kept(&temp, len, &mut pipe));
+        (pipe, done)
+    })
+}
+
+/// Shows the first `len` bytes of the temp file to `pipe`'s observer.
+/// Leaves the file's position at `len`.
+fn observe_kept<O: Observer>(mut temp: &File, len: u64, pipe: &mut Pipeline<O>) -> io::Result<()> {
     temp.seek(SeekFrom::Start(0))?;
     if pipe.feed(&mut temp, len)? < len {
         return Err(io::ErrorKind::UnexpectedEof.into());

@@ -6,10 +6,20 @@
 //! [`Observer`] running in a thread of its own, off the copy path: the
 //! copy runs on one core and the hash on another, so a hashed transfer
 //! goes as fast as the slower of the two.
+//!
+//! When the hash is the slower, the copy waits for a buffer to come back
+//! from it, and at the end for it to finish. Those two waits go through
+//! [`socketserver::event::blocking`]: in place in the thread models (the
+//! channel's own wait, as fast as before), and in the event model on the
+//! framework's pool while the conversation parks, so a hash catching up
+//! never holds the event loop. A buffer already back is taken without
+//! any of that.
 
 use std::io::{self, Read};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::thread::JoinHandle;
+
+use socketserver::event;
 
 /// The size of each copy buffer.
 pub(crate) const CHUNK: usize = 256 * 1024;
@@ -93,10 +103,20 @@ impl<O: Observer> Pipeline<O> {
         if let Some(buf) = self.spare.take() {
             return buf;
         }
-        self.free
-            .as_ref()
-            .and_then(|free| free.recv().ok())
-            .unwrap_or_else(|| vec![0; CHUNK])
+        let Some(free) = self.free.take() else {
+            return vec![0; CHUNK];
+        };
+        let got = match free.try_recv() {
+            Ok(buf) => Some(buf),
+            Err(TryRecvError::Disconnected) => None,
+            Err(TryRecvError::Empty) => {
+                let (got, free) = event::blocking(move || (free.recv().ok(), free));
+                self.free = Some(free);
+                return got.unwrap_or_else(|| vec![0; CHUNK]);
+            }
+        };
+        self.free = Some(free);
+        got.unwrap_or_else(|| vec![0; CHUNK])
     }
 
     /// Gives back a buffer whose bytes `start..end` went through.
@@ -125,7 +145,8 @@ impl<O: Observer> Pipeline<O> {
         if let Some(inline) = self.inline.take() {
             return Some(inline);
         }
-        self.thread.take().and_then(|t| t.join().ok().flatten())
+        let thread = self.thread.take()?;
+        event::blocking(move || thread.join().ok().flatten())
     }
 }
 

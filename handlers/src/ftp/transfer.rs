@@ -1,11 +1,22 @@
 //! Moving a file's bytes over a data connection, while the control
 //! connection is still listened to.
 //!
-//! The data socket is non-blocking and `poll(2)` waits on it and on the
-//! control socket together, so `ABOR`, `STAT` and `QUIT` are answered
+//! The data socket is non-blocking and [`event::wait`] waits on it and on
+//! the control socket together, so `ABOR`, `STAT` and `QUIT` are answered
 //! during a transfer, a silent client is cut after the idle timeout, and a
 //! client that vanishes (its control connection closes) is noticed. The
 //! same watch runs while a file is hashed on demand (`XMD5`, `HASH`).
+//!
+//! In the event model that wait parks the conversation, and its loop
+//! serves the others; a transfer whose sockets are always ready (a fast
+//! client on loopback) never waits, so it also yields to its loop every
+//! [`YIELD_EVERY`] bytes. The hash of an on-demand digest reads the file
+//! and hashes it through [`event::blocking`], a slice at a time (it is
+//! the one job here that reads a whole file, maybe cold, back to back,
+//! paced by nothing); a transfer's own file reads stay on the loop: they
+//! are paced by the network, and read ahead by the kernel. In the other
+//! models all of this is what it was: `poll(2)`, no yield, the slice
+//! read and hashed in place.
 //!
 //! Copies go through the buffers of a [`Pipeline`], whose observer (the
 //! hash) sees each buffer in a thread of its own once its bytes are
@@ -26,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use socketserver::event::{self, Interest};
 use socketserver::Stream;
 
 use super::ascii::{from_crlf, to_crlf};
@@ -37,8 +49,11 @@ use super::pipeline::{read_full, NoObserver, Observer, Pipeline, CHUNK};
 /// The most one `sendfile(2)` call is asked to move.
 const SENDFILE_CHUNK: usize = 16 * 1024 * 1024;
 /// While hashing on demand, how many chunks between two looks at the
-/// control connection (16 MiB: some 25 ms of MD5).
+/// control connection (16 MiB: some 25 ms of MD5): one slice of the work.
 const HASH_CHECK_EVERY: u32 = 64;
+/// A transfer lets its event loop serve the others at least once every
+/// this many bytes (in the event model; a few milliseconds on loopback).
+const YIELD_EVERY: u64 = 4 << 20;
 
 /// How a transfer (or an on-demand hash) ended.
 #[derive(Debug)]
@@ -118,7 +133,8 @@ impl Watch<'_> {
         Ok(())
     }
 
-    /// Answers the control connection if it has input, without waiting.
+    /// Answers the control connection if it has input, without waiting
+    /// (a `poll(2)` with no timeout never blocks, in any model).
     pub(crate) fn check(&mut self, bytes: u64, quit: &mut bool) -> Result<(), End> {
         if !self.control.wants_input() {
             return Ok(());
@@ -136,31 +152,41 @@ impl Watch<'_> {
 
 /// Reads all of `file` through `pipe` (whose observer hashes it), with
 /// the control connection watched every [`HASH_CHECK_EVERY`] chunks: the
-/// work of `XMD5` and `HASH`.
+/// work of `XMD5` and `HASH`. Each slice of chunks is read and hashed
+/// through [`event::blocking`]: in the event model on its pool, while the
+/// conversation waits (a large file, cold on a slow disk, would hold the
+/// loop for seconds); elsewhere in place.
 pub(crate) fn observe_file<O: Observer>(
     mut watch: Watch<'_>,
-    file: &mut File,
+    file: &File,
     mut pipe: Pipeline<O>,
 ) -> Report<O> {
     let started = Instant::now();
     let mut bytes = 0u64;
     let mut quit = false;
-    let mut chunks = 0u32;
-    let end = loop {
-        let n = match pipe.feed_chunk(file, u64::MAX) {
-            Ok(n) => n,
-            Err(e) => break End::File(e),
-        };
-        bytes += n as u64;
-        if n < CHUNK {
-            break End::Complete;
-        }
-        chunks += 1;
-        if chunks.is_multiple_of(HASH_CHECK_EVERY) {
+    // The slices read through a copy of the descriptor, which the pool's
+    // thread can own (and which shares the file's position).
+    let end = match file.try_clone() {
+        Err(e) => End::File(e),
+        Ok(mut source) => loop {
+            let fed;
+            (pipe, source, fed) = event::blocking(move || {
+                let fed = feed_slice(&mut pipe, &mut source);
+                (pipe, source, fed)
+            });
+            match fed {
+                Ok((n, more)) => {
+                    bytes += n;
+                    if !more {
+                        break End::Complete;
+                    }
+                }
+                Err(e) => break End::File(e),
+            }
             if let Err(end) = watch.check(bytes, &mut quit) {
                 break end;
             }
-        }
+        },
     };
     Report {
         end,
@@ -169,6 +195,20 @@ pub(crate) fn observe_file<O: Observer>(
         observer: pipe.finish(),
         quit,
     }
+}
+
+/// Feeds up to [`HASH_CHECK_EVERY`] chunks of `source` to `pipe`: how many
+/// bytes, and whether more may follow.
+fn feed_slice<O: Observer>(pipe: &mut Pipeline<O>, source: &mut File) -> io::Result<(u64, bool)> {
+    let mut bytes = 0;
+    for _ in 0..HASH_CHECK_EVERY {
+        let n = pipe.feed_chunk(source, u64::MAX)?;
+        bytes += n as u64;
+        if n < CHUNK {
+            return Ok((bytes, false));
+        }
+    }
+    Ok((bytes, true))
 }
 
 /// One transfer over `data`, with the control connection watched.
@@ -192,6 +232,7 @@ impl Transfer<'_> {
         let mut converted = Vec::with_capacity(if self.ascii { 2 * CHUNK } else { 0 });
         let mut after_cr = false;
         let mut bytes = 0u64;
+        let mut yielded = 0u64;
         let mut quit = false;
         let end = match self.data.set_nonblocking(true) {
             Err(e) => End::Data(e),
@@ -222,6 +263,7 @@ impl Transfer<'_> {
                 if let Err(end) = sent {
                     break end;
                 }
+                pace(bytes, &mut yielded);
             },
         };
         self.report(end, bytes, started, quit, pipe.finish())
@@ -235,6 +277,7 @@ impl Transfer<'_> {
         use nix::sys::sendfile::sendfile;
         let started = Instant::now();
         let mut bytes = 0u64;
+        let mut yielded = 0u64;
         let mut quit = false;
         if self.data.is_tls() {
             // TLS encrypts in this process: the bytes must pass through it.
@@ -252,6 +295,7 @@ impl Transfer<'_> {
                         if let Err(end) = self.watch.check(bytes, &mut quit) {
                             break end;
                         }
+                        pace(bytes, &mut yielded);
                         continue;
                     }
                     Err(Errno::EAGAIN) => {}
@@ -265,7 +309,7 @@ impl Transfer<'_> {
                     Err(e @ (Errno::EIO | Errno::ENOMEM)) => break End::File(e.into()),
                     Err(e) => break self.data_failed(e.into(), bytes, &mut quit),
                 }
-                if let Err(end) = self.wait_answering(PollFlags::POLLOUT, bytes, &mut quit) {
+                if let Err(end) = self.wait_answering(Interest::Writable, bytes, &mut quit) {
                     break end;
                 }
             },
@@ -299,6 +343,7 @@ impl Transfer<'_> {
     ) -> Report<O> {
         let started = Instant::now();
         let mut bytes = 0u64;
+        let mut yielded = 0u64;
         let mut quit = false;
         let end = match self.data.set_nonblocking(true) {
             Err(e) => End::Data(e),
@@ -317,13 +362,14 @@ impl Transfer<'_> {
                         if let Err(e) = kernel.drain_into(sink, n) {
                             break End::File(e);
                         }
+                        pace(bytes, &mut yielded);
                         continue;
                     }
                     Err(Errno::EAGAIN) => {}
                     Err(Errno::EINTR) => continue,
                     Err(e) => break self.data_failed(e.into(), bytes, &mut quit),
                 }
-                if let Err(end) = self.wait_answering(PollFlags::POLLIN, bytes, &mut quit) {
+                if let Err(end) = self.wait_answering(Interest::Readable, bytes, &mut quit) {
                     break end;
                 }
             },
@@ -336,6 +382,7 @@ impl Transfer<'_> {
         let started = Instant::now();
         let mut held_cr = false;
         let mut bytes = 0u64;
+        let mut yielded = 0u64;
         let mut quit = false;
         let end = match self.data.set_nonblocking(true) {
             Err(e) => End::Data(e),
@@ -360,6 +407,7 @@ impl Transfer<'_> {
                     break End::File(e);
                 }
                 pipe.give(buf, start, end);
+                pace(bytes, &mut yielded);
                 if eof {
                     // A client killed mid-upload closes both connections:
                     // look at the control connection before calling the
@@ -411,7 +459,7 @@ impl Transfer<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(self.data_failed(e, *bytes, quit)),
             }
-            self.wait_answering(PollFlags::POLLOUT, *bytes, quit)?;
+            self.wait_answering(Interest::Writable, *bytes, quit)?;
         }
         // Between chunks, a look at the control connection without waiting.
         self.watch.check(*bytes, quit)
@@ -428,7 +476,7 @@ impl Transfer<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(self.data_failed(e, bytes, quit)),
             }
-            self.wait_answering(PollFlags::POLLOUT, bytes, quit)?;
+            self.wait_answering(Interest::Writable, bytes, quit)?;
         }
     }
 
@@ -461,7 +509,7 @@ impl Transfer<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(self.data_failed(e, *bytes, quit)),
             }
-            self.wait_answering(PollFlags::POLLIN, *bytes, quit)?;
+            self.wait_answering(Interest::Readable, *bytes, quit)?;
         }
     }
 
@@ -477,38 +525,48 @@ impl Transfer<'_> {
         }
     }
 
-    /// Waits for the data socket to be ready for `events`, or for the
+    /// Waits for the data socket to be ready as `want` says, or for the
     /// control connection to speak, and then answers it. A silent client
     /// is cut after the idle timeout.
-    fn wait_answering(
-        &mut self,
-        events: PollFlags,
-        bytes: u64,
-        quit: &mut bool,
-    ) -> Result<(), End> {
+    fn wait_answering(&mut self, want: Interest, bytes: u64, quit: &mut bool) -> Result<(), End> {
         let watch = self.watch.control.wants_input();
         let control = if watch && !self.watch.stream.buffered().is_empty() {
             true
         } else {
-            let timeout = match self.idle {
-                Some(t) => PollTimeout::try_from(t).unwrap_or(PollTimeout::MAX),
-                None => PollTimeout::NONE,
-            };
-            let mut fds = [
-                PollFd::new(self.data.as_fd(), self.data.poll_events(events)),
-                PollFd::new(self.watch.stream.as_fd(), PollFlags::POLLIN),
+            let fds = [
+                (self.data.as_fd(), self.data.interest(want)),
+                (self.watch.stream.as_fd(), Interest::Readable),
             ];
             let count = if watch { 2 } else { 1 };
-            match poll(&mut fds[..count], timeout) {
-                Ok(0) => return Err(End::TimedOut),
-                Ok(_) => watch && fds[1].revents().is_some_and(|r| !r.is_empty()),
-                Err(Errno::EINTR) => false,
-                Err(e) => return Err(End::Data(e.into())),
+            let until = self.idle.map(|idle| Instant::now() + idle);
+            match event::wait(&fds[..count], self.idle) {
+                // Nothing ready: the idle timeout, or a signal (`poll(2)`'s
+                // EINTR), after which the caller tries again.
+                Ok(ready) if !ready.contains(&true) => {
+                    if until.is_some_and(|until| Instant::now() >= until) {
+                        return Err(End::TimedOut);
+                    }
+                    false
+                }
+                Ok(ready) => watch && ready[1],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
+                Err(e) => return Err(End::Data(e)),
             }
         };
         if control {
             self.watch.on_control(bytes, quit)?;
         }
         Ok(())
+    }
+}
+
+/// Lets the event loop serve its other conversations once `bytes` has
+/// grown by [`YIELD_EVERY`] since the last time (`yielded`): a transfer
+/// whose sockets are always ready never waits otherwise. Nothing outside
+/// the event model.
+fn pace(bytes: u64, yielded: &mut u64) {
+    if bytes - *yielded >= YIELD_EVERY {
+        *yielded = bytes;
+        event::yield_now();
     }
 }

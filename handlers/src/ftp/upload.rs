@@ -17,6 +17,11 @@
 //!
 //! Resumes (`APPE`, `REST` + `STOR`) start the temp file with the kept
 //! part of the old file: see `kept.rs`.
+//!
+//! The two `fsync`s of a commit wait for the disk, up to seconds for a
+//! large upload: they go through [`socketserver::event::blocking`] (in the
+//! event model on the framework's pool, so the conversation's event loop
+//! goes on serving the others; in place elsewhere).
 
 use std::ffi::{CStr, CString};
 use std::fs::File;
@@ -95,7 +100,7 @@ impl TempFile {
 
     /// Makes the bytes durable (fsync), not yet visible.
     pub(crate) fn sync(&mut self) -> io::Result<()> {
-        self.file.sync_all()?;
+        sync_all(&self.file)?;
         self.synced = true;
         Ok(())
     }
@@ -123,7 +128,8 @@ impl TempFile {
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
-        File::from(folder).sync_all()
+        let folder = File::from(folder);
+        socketserver::event::blocking(move || folder.sync_all())
     }
 
     /// Gives the unnamed file `target`'s name, replacing what is there.
@@ -189,6 +195,13 @@ impl Drop for TempFile {
             }
         }
     }
+}
+
+/// `fsync` of `file`, through a copy of its descriptor that the pool's
+/// thread can own (see the module's docs).
+fn sync_all(file: &File) -> io::Result<()> {
+    let file = file.try_clone()?;
+    socketserver::event::blocking(move || file.sync_all())
 }
 
 /// `.ftp-upload-<16 hex digits>.part`.

@@ -1,6 +1,8 @@
 //! The authentication gate of one connection: `auth TOKEN`, three strikes,
 //! and the [`Throttle`](crate::throttle::Throttle)'s growing delays, shared
-//! by all connections of the server.
+//! by all connections of the server. The delays are
+//! [`socketserver::event::sleep`]s: in the event model the conversation
+//! parks, and its loop serves the others meanwhile.
 
 use super::protocol::Status;
 use super::token::same_token;
@@ -28,7 +30,7 @@ impl Session<'_> {
                 self.peer,
                 wait.as_secs_f64()
             );
-            std::thread::sleep(wait);
+            socketserver::event::sleep(wait);
         }
         if same_token(given, token) {
             throttle.succeeded(ACCOUNT);
@@ -37,7 +39,7 @@ impl Session<'_> {
             return Reply::done("authenticated\n", Status::Exit(0));
         }
         let hold = throttle.failed(ACCOUNT, self.peer_ip);
-        std::thread::sleep(hold);
+        socketserver::event::sleep(hold);
         self.refuse("error: wrong token")
     }
 

@@ -22,6 +22,11 @@
 //!   command's or the application's exit statuses; and the directory is
 //!   removed.
 //!
+//! The waits of the end (the freeze, the kill, the members' exits) pause
+//! with `thread::sleep`: they run inside the command's kill-and-reap,
+//! which the event model runs on the framework's pool of threads for
+//! blocking work (`run.rs`), never on an event loop.
+//!
 //! Without cgroup v2 (not mounted, read-only, no permission), commands
 //! keep their process group, and one warning at start says that a command
 //! that calls `setsid` can escape. A PID namespace (`unshare --pid --fork`)
@@ -55,6 +60,9 @@ const SETTLE: Duration = Duration::from_secs(2);
 /// The longest pause between two looks at a cgroup that is settling.
 const MAX_PAUSE: Duration = Duration::from_millis(10);
 
+/// What [`containment`] found, once it has looked.
+static CONTAINMENT: OnceLock<Containment> = OnceLock::new();
+
 /// What contains the commands of this process, decided once (see
 /// [`containment`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,7 +94,6 @@ impl std::fmt::Display for Containment {
 /// group). `serve` calls it at start, so that forked children inherit the
 /// answer instead of probing again.
 pub fn containment() -> &'static Containment {
-    static CONTAINMENT: OnceLock<Containment> = OnceLock::new();
     CONTAINMENT.get_or_init(|| {
         let found = match probe() {
             Ok(dir) => Containment::Cgroup(dir),
@@ -206,7 +213,13 @@ impl CommandCgroup {
     /// A fresh cgroup for one command, when [`containment`] found cgroups
     /// usable; `None` otherwise.
     pub(crate) fn for_command() -> io::Result<Option<CommandCgroup>> {
-        match containment() {
+        // The first look runs a shell and waits for it: in the event model
+        // not on the conversation's loop (`serve` looks at start anyway).
+        let found = match CONTAINMENT.get() {
+            Some(found) => found,
+            None => socketserver::event::blocking(containment),
+        };
+        match found {
             Containment::Cgroup(base) => CommandCgroup::create(base).map(Some),
             Containment::ProcessGroup(_) => Ok(None),
         }

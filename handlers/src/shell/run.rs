@@ -17,13 +17,18 @@
 //!    group if this process dies without cleaning up (see
 //!    [`spawn_watcher`]).
 //! 2. **Collect.** The output goes to a spool file as it comes (never
-//!    whole in memory). `poll` on the pipe and on the client's socket until the
+//!    whole in memory). The pipe's end is non-blocking, and the handler
+//!    waits on it and on the client's socket ([`event::wait`]) until the
 //!    pipe's end of file (every process holding it closed it), the time
 //!    limit, the output limit, or the client hanging up (`POLLRDHUP`: its
 //!    FIN, or `POLLHUP`/`POLLERR`: a reset).
 //! 3. **Wait for the leader.** After end of file the shell may still run
 //!    (`exec >&-; sleep 5`): its exit is watched, without reaping it, within
-//!    the same deadline and with the same eye on the client.
+//!    the same deadline and with the same eye on the client: a look with
+//!    `waitid(WNOHANG)` between pauses that grow to 50 ms (no pidfd: nix
+//!    has no safe one, and this module has no `unsafe`; the usual exit is
+//!    seen at once, by the pipe's end of file, and this wait is for the
+//!    rare shell that closes its output first).
 //! 4. **Kill and reap.** The cgroup, if any, is frozen, killed and, after
 //!    the group, its adopted orphans reaped and it removed
 //!    ([`CommandCgroup`]). `killpg(SIGKILL)` always, while the leader is
@@ -39,6 +44,15 @@
 //! No zombie and no orphan is left, whatever the outcome, in every
 //! concurrency model: the reaping happens in the process that spawned the
 //! command (the server's, a forked child's, or a prefork worker's).
+//!
+//! In the event model a conversation shares its thread with the others of
+//! its event loop, so nothing here may block that thread: the waits of
+//! steps 2 and 3 park the conversation ([`event::wait`] is `poll(2)` in
+//! the other models), and step 4, whose `waitid` and cgroup settling may
+//! take a moment (or, for a process stuck in the kernel, long), runs
+//! through [`event::blocking`] (on the framework's pool in the event
+//! model, in place elsewhere). A command that writes without pause yields
+//! its loop every few megabytes it reads.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -51,10 +65,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use socketserver::event::{self, Interest};
 
 use super::cgroup::{self, CommandCgroup};
 use super::environment;
@@ -65,6 +81,13 @@ const CHUNK: usize = 64 * 1024;
 /// The longest pause between two looks at a shell that closed its output
 /// but has not exited yet.
 const MAX_EXIT_POLL: Duration = Duration::from_millis(50);
+/// How often a client that has sent more while its command runs (its
+/// socket stays readable, so it cannot be waited on) is looked at for a
+/// hang-up.
+const HANG_UP_LOOK: Duration = Duration::from_millis(50);
+/// Output read without a pause lets the event loop serve the others every
+/// this many bytes.
+const YIELD_EVERY: u64 = 4 << 20;
 
 /// The limits of one command.
 #[derive(Clone, Copy, Debug)]
@@ -127,7 +150,9 @@ pub(crate) fn run(
     become_subreaper();
     let mut output = Spool::new()?;
     let cgroup = CommandCgroup::for_command()?;
-    let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let (reader, writer) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    // Ours only: the command's end (another open file) stays blocking.
+    fcntl(&reader, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
     let child = {
         // The writer's two copies live in `sh`, and in `command` until it
         // is dropped at the end of this block: only then can the reader see
@@ -161,7 +186,14 @@ pub(crate) fn run(
     group.guard = Some(spawn_watcher(leader, watched.as_deref())?);
 
     let mut pipe = File::from(reader);
-    let stop = match collect(&mut pipe, client, deadline, limits.max_output, &mut output) {
+    let mut client = Client::new(client);
+    let stop = match collect(
+        &mut pipe,
+        &mut client,
+        deadline,
+        limits.max_output,
+        &mut output,
+    ) {
         Ok(stop) => stop,
         Err(e) => {
             group.kill_and_reap();
@@ -170,7 +202,7 @@ pub(crate) fn run(
     };
     drop(pipe);
     let stop = match stop {
-        Stop::EndOfOutput => match group.wait_for_leader(client, deadline) {
+        Stop::EndOfOutput => match group.wait_for_leader(&mut client, deadline) {
             Ok(stop) => stop,
             Err(e) => {
                 group.kill_and_reap();
@@ -204,34 +236,29 @@ pub(crate) fn run(
 /// time, whatever the output's size.
 fn collect(
     pipe: &mut File,
-    client: BorrowedFd<'_>,
+    client: &mut Client<'_>,
     deadline: Option<Instant>,
     max_output: usize,
     output: &mut Spool,
 ) -> io::Result<Stop> {
     let mut chunk = vec![0; CHUNK];
+    let mut yielded = 0;
     loop {
-        let Some(timeout) = poll_timeout(deadline) else {
+        let Some(timeout) = time_left(deadline) else {
             return Ok(Stop::Deadline);
         };
-        let mut fds = [
-            PollFd::new(pipe.as_fd(), PollFlags::POLLIN),
-            PollFd::new(client, hang_up_events()),
-        ];
-        match poll(&mut fds, timeout) {
-            Ok(_) => {}
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-        if client_gone(&fds[1]) {
+        // Ready at once while the command writes: no pause then.
+        let (readable, gone) = client.wait(Some(pipe.as_fd()), timeout)?;
+        if gone {
             return Ok(Stop::ClientGone);
         }
-        if !fds[0].any().unwrap_or(true) {
-            continue; // the poll timed out: the loop checks the deadline
+        if !readable {
+            continue; // the wait timed out: the loop checks the deadline
         }
         let n = match pipe.read(&mut chunk) {
             Ok(0) => return Ok(Stop::EndOfOutput),
             Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
@@ -241,6 +268,64 @@ fn collect(
             return Ok(Stop::Full);
         }
         output.append(&chunk[..n])?;
+        if output.len() - yielded >= YIELD_EVERY {
+            yielded = output.len();
+            event::yield_now();
+        }
+    }
+}
+
+/// The client's socket, watched for a hang-up while its command runs.
+struct Client<'a> {
+    fd: BorrowedFd<'a>,
+    /// The client has sent more (its next request): its socket stays
+    /// readable, so it is no longer waited on, only looked at for a
+    /// hang-up every [`HANG_UP_LOOK`].
+    talks: bool,
+}
+
+impl<'a> Client<'a> {
+    fn new(fd: BorrowedFd<'a>) -> Self {
+        Client { fd, talks: false }
+    }
+
+    /// Waits until `pipe` (if any) is readable, the client hangs up, or
+    /// `timeout` (`None`: no limit) passes; says whether the pipe is
+    /// readable and whether the client is gone. In the event model the
+    /// conversation parks meanwhile.
+    fn wait(
+        &mut self,
+        pipe: Option<BorrowedFd<'_>>,
+        timeout: Option<Duration>,
+    ) -> io::Result<(bool, bool)> {
+        let mut fds = Vec::with_capacity(2);
+        fds.extend(pipe.map(|pipe| (pipe, Interest::Readable)));
+        let timeout = if self.talks {
+            Some(timeout.map_or(HANG_UP_LOOK, |t| t.min(HANG_UP_LOOK)))
+        } else {
+            fds.push((self.fd, Interest::Readable));
+            timeout
+        };
+        let ready = event::wait(&fds, timeout)?;
+        let readable = pipe.is_some() && ready[0];
+        // Readable: a hang-up, or bytes of the next request.
+        let spoke = !self.talks && ready.last() == Some(&true);
+        if spoke || self.talks {
+            if self.hung_up() {
+                return Ok((readable, true));
+            }
+            self.talks = true;
+        }
+        Ok((readable, false))
+    }
+
+    /// Whether the client has hung up, looked at without waiting.
+    fn hung_up(&self) -> bool {
+        let mut fds = [PollFd::new(self.fd, hang_up_events())];
+        match poll(&mut fds, PollTimeout::ZERO) {
+            Ok(_) => client_gone(&fds[0]),
+            Err(_) => false,
+        }
     }
 }
 
@@ -264,19 +349,14 @@ fn client_gone(fd: &PollFd<'_>) -> bool {
     fd.any().unwrap_or(true)
 }
 
-/// The time left before `deadline` as a poll timeout (rounded up to the
-/// millisecond, so the deadline has passed when it expires); `None` once
-/// the deadline has passed.
-fn poll_timeout(deadline: Option<Instant>) -> Option<PollTimeout> {
+/// The time left before `deadline` (`Some(None)`: there is none); `None`
+/// once it has passed.
+fn time_left(deadline: Option<Instant>) -> Option<Option<Duration>> {
     let Some(deadline) = deadline else {
-        return Some(PollTimeout::NONE);
+        return Some(None);
     };
     let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
-        return None;
-    }
-    let millis = left.as_nanos().div_ceil(1_000_000);
-    Some(PollTimeout::try_from(millis.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX))
+    (!left.is_zero()).then_some(Some(left))
 }
 
 /// Asks the kernel to hand this process the orphans of its descendants
@@ -345,7 +425,7 @@ impl Group {
     /// within the deadline and while the client stays.
     fn wait_for_leader(
         &self,
-        client: BorrowedFd<'_>,
+        client: &mut Client<'_>,
         deadline: Option<Instant>,
     ) -> io::Result<Stop> {
         let mut pause = Duration::from_millis(1);
@@ -357,21 +437,11 @@ impl Group {
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(e.into()),
             }
-            let Some(left) = poll_timeout(deadline) else {
+            let Some(left) = time_left(deadline) else {
                 return Ok(Stop::Deadline);
             };
-            let pause_ms = PollTimeout::try_from(pause).unwrap_or(PollTimeout::MAX);
-            let wait = if left == PollTimeout::NONE || pause_ms < left {
-                pause_ms
-            } else {
-                left
-            };
-            let mut fds = [PollFd::new(client, hang_up_events())];
-            match poll(&mut fds, wait) {
-                Ok(_) | Err(Errno::EINTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-            if client_gone(&fds[0]) {
+            let wait = left.map_or(pause, |left| left.min(pause));
+            if client.wait(None, Some(wait))?.1 {
                 return Ok(Stop::ClientGone);
             }
             pause = (pause * 2).min(MAX_EXIT_POLL);
@@ -379,8 +449,28 @@ impl Group {
     }
 
     /// Kills the whole group and reaps the leader and every member handed
-    /// to this process. Returns the leader's status.
+    /// to this process. Returns the leader's status. Through
+    /// [`event::blocking`] (see the module's docs), except while a panic
+    /// unwinds, when a conversation must not park.
     fn kill_and_reap(&mut self) -> Option<WaitStatus> {
+        if self.reaped {
+            return None;
+        }
+        self.reaped = true;
+        let mut group = Group {
+            leader: self.leader,
+            reaped: false,
+            guard: self.guard.take(),
+            cgroup: self.cgroup.take(),
+        };
+        if std::thread::panicking() {
+            return group.reap_here();
+        }
+        event::blocking(move || group.reap_here())
+    }
+
+    /// [`Group::kill_and_reap`]'s work, done on this thread.
+    fn reap_here(&mut self) -> Option<WaitStatus> {
         if self.reaped {
             return None;
         }

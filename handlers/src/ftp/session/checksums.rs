@@ -61,7 +61,7 @@ impl Session {
         if !meta.is_file() {
             return answer(stream, 553, "Not a regular file.");
         }
-        let (mut file, meta) = match self.vfs.open_file(&path) {
+        let (file, meta) = match self.vfs.open_file(&path) {
             Ok(opened) => opened,
             Err(e) => return answer(stream, 550, &e.message()),
         };
@@ -98,8 +98,7 @@ impl Session {
             control: &mut self.control,
             busy_with: "Hashing",
         };
-        let report =
-            transfer::observe_file(watch, &mut file, Pipeline::new(Some(algorithm.hasher())));
+        let report = transfer::observe_file(watch, &file, Pipeline::new(Some(algorithm.hasher())));
         drop(permit);
         let unchanged = file.metadata().is_ok_and(|m| FileKey::of(&m) == key);
         let hex = report.observer.clone().map(Hasher::hex);

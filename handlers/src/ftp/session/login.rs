@@ -1,4 +1,8 @@
 //! Login: `USER` and `PASS`, the throttle's delays, anonymous access.
+//!
+//! The delays are [`socketserver::event::sleep`]s: in the event model the
+//! session parks, and its event loop serves the other sessions meanwhile
+//! (a `thread::sleep` would stop them all for the guesser's penalty).
 
 use std::io;
 use std::time::Instant;
@@ -47,7 +51,7 @@ impl Session {
         let wait = throttle.before_attempt(&name, ip);
         if !wait.is_zero() {
             log::info!("{}: login for {name:?} waits {wait:.1?}", self.peer);
-            std::thread::sleep(wait);
+            socketserver::event::sleep(wait);
         }
         if self.config.users.check(&name, password) {
             throttle.succeeded(&name);
@@ -67,7 +71,7 @@ impl Session {
             self.failures
         );
         stream.flush()?;
-        std::thread::sleep(throttle.failed(&name, ip));
+        socketserver::event::sleep(throttle.failed(&name, ip));
         reply(stream, 530, "Login incorrect.")?;
         if self.failures >= MAX_LOGIN_FAILURES {
             log::warn!("{}: too many failed logins; closing", self.peer);

@@ -12,7 +12,7 @@ use crate::ftp::config::HashTransfers;
 use crate::ftp::control::{printable, reply};
 use crate::ftp::entry::Entry;
 use crate::ftp::hash::{Algorithm, FileKey, Hasher};
-use crate::ftp::kept::{copy_kept, observe_kept, KeptCopy};
+use crate::ftp::kept::{copy_and_observe, KeptCopy};
 use crate::ftp::pipeline::Pipeline;
 use crate::ftp::transfer::{End, Report, Watch};
 use crate::ftp::upload::TempFile;
@@ -163,9 +163,9 @@ impl Session {
         let mut copy = None;
         if let Some((old, len)) = old {
             let started = if hash {
-                let never = std::sync::atomic::AtomicBool::new(false);
-                copy_kept(&old, len, temp.file(), &never)
-                    .and_then(|()| observe_kept(temp.file(), len, &mut pipe))
+                let done;
+                (pipe, done) = copy_and_observe(old, len, temp.file(), pipe);
+                done
             } else {
                 KeptCopy::start(old, len, temp.file()).map(|started| copy = Some(started))
             };
