@@ -28,5 +28,6 @@ mod shell;
 mod shell_auth;
 mod shell_processes;
 mod shell_run;
+mod shell_util;
 mod tls;
 mod udp;

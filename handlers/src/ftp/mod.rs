@@ -16,11 +16,13 @@
 //! | `upload.rs` | the `O_TMPFILE` temp file of an upload, linked in at commit |
 //! | `kept.rs` | the kept part of a resume: copied by the kernel beside the transfer |
 //! | `sweep.rs` | at start: named upload temp files a crash left |
-//! | `data.rs` | data connections: passive and active, tied to the control peer |
+//! | `data.rs` | data connections: passive and active, tied to the control peer; accepted and connected non-blocking |
 //! | `data_address.rs` | a data connection's address as `PORT`, `EPRT`, `227` and `229` write it: read and written by the server and the client |
-//! | `data_conn.rs` | a data connection as the transfer drives it: clear, or TLS (`PROT P`), non-blocking |
+//! | `data_conn.rs` | a data connection as the transfer drives it: clear, or TLS (`PROT P`), non-blocking from its handshake to its close |
 //! | `ascii.rs` | `TYPE A`: line ends converted chunk by chunk |
-//! | `transfer.rs` | copying with the control connection watched; the observer (hashing) hook; `sendfile(2)` |
+//! | `transfer.rs` | copying with the control connection watched; `sendfile(2)`; the on-demand hash, a slice at a time |
+//! | `pipeline.rs` | a transfer's buffers, and the observer (hashing) thread they circulate to |
+//! | `kernel_pipe.rs` | the pipe an unhashed upload is spliced through, socket to file |
 //! | `hash.rs` | MD5, SHA-1, SHA-256; the digest cache; the bound on hash computations |
 //! | `client/` | a small FTP client (`client ftp`): the connection and login (`mod.rs`), `control.rs`, `data_connections.rs` (passive mode), `listing.rs`, `transfers.rs` (resume), `verification.rs` (MD5) |
 //! | `listing.rs` | `LIST`, `NLST`, `MLSD`/`MLST` formats, streamed entry by entry; dates |
@@ -43,6 +45,22 @@
 //! `226` reply carries `MD5=<hex>`; `XMD5`, `XSHA1`, `XSHA256` and `HASH`
 //! answer on demand; `SITE CHKHASH <md5>` makes the next upload land only
 //! if its MD5 matches. Digests are cached per file version.
+//!
+//! Every model, the event model included ([`socketserver::Model::Event`],
+//! where a session shares its thread with every other session of its
+//! event loop): a session waits only through its control `Stream` and
+//! [`socketserver::event::wait`] (the data connection, its passive
+//! listener, its connect and TLS handshake, the control connection during
+//! a transfer, all non-blocking), sleeps only by
+//! [`socketserver::event::sleep`] (the login throttle), and hands to
+//! [`socketserver::event::blocking`] what may keep it waiting on something
+//! else: the observer's buffers and end when the hash is behind, the kept
+//! part of a resume, the on-demand hash, the `fsync`s of a commit. Outside
+//! the event model those are `poll(2)`, `thread::sleep` and a plain call,
+//! so the thread models copy exactly as fast as before. A transfer's own
+//! file reads and writes stay on the loop (paced by the network, read
+//! ahead and written back by the kernel); a transfer that never has to
+//! wait yields its loop every 4 MiB.
 //!
 //! Safety, in short: every path is confined to the root (lexically, then
 //! opened by the kernel beneath the root's descriptor, so no link or

@@ -24,6 +24,14 @@
 //! watched, killed and reaped). `cd DIR` is built in: it changes the
 //! connection's working directory.
 //!
+//! It runs in every model, the event model included, where a conversation
+//! shares its thread with the others of its event loop: a running
+//! command's output pipe and the client are waited on through
+//! [`socketserver::event::wait`], the throttle's delays are
+//! [`socketserver::event::sleep`]s, and the kill and reaping go through
+//! [`socketserver::event::blocking`]; so a command that runs for minutes
+//! holds no other conversation.
+//!
 //! A shell on a socket is a door into the account that runs it, and
 //! loopback is no wall: any local process, and any web page open in a
 //! browser here (a `fetch` POST to `127.0.0.1:9998`), can reach it. So the
