@@ -33,7 +33,7 @@ fn quick_start_is_anonymous_read_only_on_loopback() {
     let server = serve_ftp_on("127.0.0.1:0", root.path(), &[]);
     assert_eq!(
         server.first_line,
-        format!("serving ftp on {} (threading)", server.addr)
+        format!("serving ftp on {} (event)", server.addr)
     );
     let base = format!("ftp://{}/", server.addr);
     let listing = curl_ok(&["--list-only", &base]);

@@ -11,7 +11,7 @@ use crate::util::{
 };
 
 /// The first line on standard output is exactly
-/// `serving echo on 127.0.0.1:PORT (threading)` with the real port, and
+/// `serving echo on 127.0.0.1:PORT (event)` with the real port, and
 /// that port answers.
 #[test]
 fn first_line_names_handler_address_and_mode() {
@@ -19,13 +19,13 @@ fn first_line_names_handler_address_and_mode() {
     let port = server
         .first_line
         .strip_prefix("serving echo on 127.0.0.1:")
-        .and_then(|rest| rest.strip_suffix(" (threading)"))
+        .and_then(|rest| rest.strip_suffix(" (event)"))
         .unwrap_or_else(|| panic!("first line {:?}", server.first_line));
     let port: u16 = port.parse().expect("a port number");
     assert_ne!(port, 0);
     assert_eq!(
         server.first_line,
-        format!("serving echo on 127.0.0.1:{port} (threading)")
+        format!("serving echo on 127.0.0.1:{port} (event)")
     );
     let mut peer = Peer::greeted(&format!("127.0.0.1:{port}"));
     peer.send(b"ping\n");
@@ -381,7 +381,7 @@ fn help_names_every_flag_with_its_default() {
     for (flag, default) in [
         ("--bind <ADDR>", "9999 for echo,"),
         ("--bind <ADDR>", "2121 for ftp]"),
-        ("--mode <MODE>", "[default: threading]"),
+        ("--mode <MODE>", "[default: event; threading with --udp"),
         ("--workers <N>", "[default: 4 per CPU]"),
         ("--max-connections <N>", "[default: 1024]"),
         ("--idle-timeout <SECS>", "[default: 300]"),
@@ -443,7 +443,7 @@ fn unix_socket_serves_and_is_removed_after_sigterm() {
     let mut server = serve_on(&bind, &[]);
     assert_eq!(
         server.first_line,
-        format!("serving echo on {bind} (threading)")
+        format!("serving echo on {bind} (event)")
     );
     assert!(path.exists());
 
@@ -483,7 +483,7 @@ fn ipv6_loopback() {
     let port = server
         .first_line
         .strip_prefix("serving echo on [::1]:")
-        .and_then(|rest| rest.strip_suffix(" (threading)"))
+        .and_then(|rest| rest.strip_suffix(" (event)"))
         .unwrap_or_else(|| panic!("first line {:?}", server.first_line));
     let port: u16 = port.parse().expect("a port number");
     let mut peer = Peer::greeted(&format!("[::1]:{port}"));

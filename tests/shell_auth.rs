@@ -171,7 +171,7 @@ fn refuses_to_listen_beyond_loopback_without_a_token() {
     let port = server.host_port().1;
     assert_eq!(
         server.first_line,
-        format!("serving shell on 0.0.0.0:{port} (threading)")
+        format!("serving shell on 0.0.0.0:{port} (event)")
     );
     let mut raw = Raw::connect(&format!("127.0.0.1:{port}"));
     raw.send(b"#shell/1\n");
@@ -192,7 +192,7 @@ fn the_default_token_is_generated_and_found_by_client_shell() {
     let port = server.host_port().1;
     assert_eq!(
         server.first_line,
-        format!("serving shell on 127.0.0.1:{port} (threading)")
+        format!("serving shell on 127.0.0.1:{port} (event)")
     );
     let file = dir.join(&format!("run/socketserver/shell-{port}.token"));
     assert_eq!(

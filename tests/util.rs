@@ -17,25 +17,28 @@ pub const TIMEOUT: Duration = Duration::from_secs(20);
 /// loops, so that conversations are dealt to two threads.
 pub const EVENT: &[&str] = &["--mode", "event", "--threads", "2"];
 
+/// `serve`'s flags for the threading model.
+pub const THREADING: &[&str] = &["--mode", "threading"];
+
 /// The model that `serve`'s flags `mode` choose, as its first line names
-/// it: `--mode`'s value, or the default, threading.
+/// it: `--mode`'s value, or the default, event.
 pub fn model_name<'a>(mode: &[&'a str]) -> &'a str {
     mode.iter()
         .position(|arg| *arg == "--mode")
         .and_then(|i| mode.get(i + 1))
         .copied()
-        .unwrap_or("threading")
+        .unwrap_or("event")
 }
 
 /// Two tests from one body that takes `serve`'s model flags: the first
-/// name runs it under the default model (threading, no flag), the second
+/// name runs it under the threading model ([`THREADING`]), the second
 /// under the event model ([`EVENT`]), each a test of its own (they run in
 /// parallel, and a failure names its model).
 macro_rules! threads_and_events {
     ($threads:ident, $event:ident, $body:path) => {
         #[test]
         fn $threads() {
-            $body(&[]);
+            $body(crate::util::THREADING);
         }
 
         #[test]

@@ -35,9 +35,10 @@ pub struct Cli {
     #[arg(long)]
     pub udp: bool,
 
-    /// Concurrency model
-    #[arg(long, value_enum, default_value_t = Mode::Threading)]
-    pub mode: Mode,
+    /// Concurrency model [default: event; threading with --udp, which the
+    /// event model does not serve]
+    #[arg(long, value_enum)]
+    mode: Option<Mode>,
 
     /// Worker threads of the pool model [default: 4 per CPU], or worker
     /// processes of the prefork model [default: 1 per CPU]
@@ -288,6 +289,18 @@ impl HandlerKind {
     }
 }
 
+impl Cli {
+    /// The concurrency model: `--mode`, or the event model (threading for
+    /// `--udp`: the event model serves stream sockets only).
+    pub fn mode(&self) -> Mode {
+        match (self.mode, self.udp) {
+            (Some(mode), _) => mode,
+            (None, false) => Mode::Event,
+            (None, true) => Mode::Threading,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
     /// One connection at a time
@@ -305,7 +318,7 @@ pub enum Mode {
 }
 
 /// The mode as `--mode` spells it (the first line, `serving echo on ...
-/// (threading)`, says it so).
+/// (event)`, says it so).
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let value = self.to_possible_value().expect("no mode is hidden");

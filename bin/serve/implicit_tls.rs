@@ -19,7 +19,7 @@ pub fn implicit_builder(cli: &Cli, ftp: &Ftp) -> Result<Option<Builder<Ftp>>, Ex
     let Some(bind) = &cli.ftp.implicit_tls_bind else {
         return Ok(None);
     };
-    if matches!(cli.mode, Mode::Forking | Mode::Prefork) {
+    if matches!(cli.mode(), Mode::Forking | Mode::Prefork) {
         eprintln!(
             "serve: --implicit-tls-bind serves beside --bind in a thread: use --mode \
              threading, pool, sync or event"

@@ -1,7 +1,7 @@
 //! `serve`: runs one of the handlers on a socket.
 //!
 //! ```text
-//! serve --handler echo                      # 127.0.0.1:9999, threading
+//! serve --handler echo                      # 127.0.0.1:9999, event loops
 //! serve --handler echo --bind [::]:9999 --mode pool --workers 8
 //! ```
 //!
@@ -64,10 +64,10 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    if cli.udp && matches!(cli.mode, Mode::Prefork | Mode::Event) {
+    if cli.udp && matches!(cli.mode(), Mode::Prefork | Mode::Event) {
         eprintln!(
             "serve: --udp serves with --mode sync, threading, pool or forking, not {}",
-            cli.mode
+            cli.mode()
         );
         return ExitCode::from(2);
     }
@@ -147,7 +147,7 @@ fn main() -> ExitCode {
 
 fn model(cli: &Cli) -> Result<Model, String> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    match cli.mode {
+    match cli.mode() {
         Mode::Sync => Ok(Model::Sync),
         Mode::Threading => Ok(Model::Threading),
         Mode::Pool => {
@@ -271,7 +271,7 @@ fn run<H: Send + 'static>(
     println!(
         "serving {name} on {} ({}{transport})",
         server.local_addr(),
-        cli.mode
+        cli.mode()
     );
     if let Some(file) = &token_file {
         println!(
@@ -283,7 +283,7 @@ fn run<H: Send + 'static>(
         println!(
             "serving {name} (implicit TLS) on {} ({})",
             beside.local_addr(),
-            cli.mode
+            cli.mode()
         );
         std::thread::spawn(move || serve_until_stopped(&mut beside))
     });
