@@ -441,10 +441,7 @@ fn unix_socket_serves_and_is_removed_after_sigterm() {
     let _ = std::fs::remove_file(&path);
     let bind = format!("unix:{}", path.display());
     let mut server = serve_on(&bind, &[]);
-    assert_eq!(
-        server.first_line,
-        format!("serving echo on {bind} (event)")
-    );
+    assert_eq!(server.first_line, format!("serving echo on {bind} (event)"));
     assert!(path.exists());
 
     let mut peer = Peer::connect_unix(&path);
