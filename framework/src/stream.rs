@@ -1,20 +1,6 @@
 //! [`Stream`]: one conversation's socket, buffered both ways, with the
-//! framing helpers that end the tutorial's sticky-packet (粘包) trouble.
-//!
-//! TCP is a byte stream: one `send` on one side may arrive as two reads on
-//! the other, and two sends as one. A protocol therefore needs boundaries,
-//! and `Stream` offers the two usual ones, each with a size limit so a
-//! client cannot make the server buffer without end:
-//!
-//! * lines, ended by `\n` ([`Stream::next_line`], [`Stream::read_line_into`])
-//!   or another byte ([`Stream::read_until_limited`]); [`BufRead`]'s own
-//!   `read_line`, `read_until`, `lines` and `split` keep the line limit
-//!   too, so no way of reading a line buffers without end;
-//! * length-prefixed frames, a 4-byte big-endian length and then the payload
-//!   ([`Stream::read_frame`], [`Stream::write_frame`]).
-//!
-//! For protocols that have no boundaries at all (the tutorial's chat, where
-//! a message is whatever one `recv` returns) there is [`Stream::read_chunk`].
+//! framing helpers that end the tutorial's sticky-packet (粘包) trouble
+//! (the explanation is on [`Stream`] itself, where rustdoc shows it).
 //!
 //! Writes are buffered and go out in as few system calls as possible: the
 //! buffer is flushed when it fills, when [`Stream::flush`] is called, when
@@ -52,6 +38,51 @@ const FRAME_GROWTH: usize = 64 * 1024;
 
 /// One side of a connection: a TCP or Unix-domain stream socket with a read
 /// buffer, a write buffer, timeouts and size limits.
+///
+/// # Boundaries: the sticky-packet (粘包) problem
+///
+/// TCP is a byte stream: one `send` on one side may arrive as two reads on
+/// the other, and two sends as one. The Python tutorial this crate grew
+/// from meets it in its remote shell: the server sends a length and then
+/// the output, the client reads "the length" and gets part of the output
+/// with it. A sleep between the two sends hides it on a quiet machine and
+/// not under load; an acknowledgement costs a round trip. The cure is a
+/// protocol with boundaries, and `Stream` reads the two usual ones, each
+/// with a size limit so a client cannot make the server buffer without
+/// end:
+///
+/// * lines, ended by `\n` ([`Stream::next_line`], [`Stream::read_line_into`])
+///   or another byte ([`Stream::read_until_limited`]); [`BufRead`]'s own
+///   `read_line`, `read_until`, `lines` and `split` keep the line limit
+///   too, so no way of reading a line buffers without end;
+/// * length-prefixed frames, a 4-byte big-endian length and then the payload
+///   ([`Stream::read_frame`], [`Stream::write_frame`]).
+///
+/// For protocols that have no boundaries at all (the tutorial's chat, where
+/// a message is whatever one `recv` returns) there is [`Stream::read_chunk`].
+///
+/// Two messages sent in one write, read back one by one:
+///
+/// ```
+/// use std::io::Write;
+/// use std::os::unix::net::UnixStream;
+/// use socketserver::Stream;
+///
+/// let (mut peer, ours) = UnixStream::pair()?;
+/// peer.write_all(b"ls -l\necho hi\n")?; // one write, "stuck" together
+/// let mut stream = Stream::try_from(ours)?;
+/// assert_eq!(stream.next_line()?.as_deref(), Some("ls -l\n"));
+/// assert_eq!(stream.next_line()?.as_deref(), Some("echo hi\n"));
+///
+/// // A frame carries its length: the reader takes exactly that many bytes.
+/// let mut writer = Stream::try_from(peer)?;
+/// writer.write_frame(b"8 bytes!")?;
+/// writer.write_frame(b"and more")?;
+/// writer.flush()?;
+/// assert_eq!(stream.read_frame()?.as_deref(), Some(&b"8 bytes!"[..]));
+/// assert_eq!(stream.read_frame()?.as_deref(), Some(&b"and more"[..]));
+/// # Ok::<(), std::io::Error>(())
+/// ```
 ///
 /// A server hands each handler a `Stream`; a client can make one with
 /// [`Stream::connect`] or [`Stream::connect_unix`] and use the same framing.
