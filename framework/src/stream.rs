@@ -1,6 +1,6 @@
 //! [`Stream`]: one conversation's socket, buffered both ways, with the
 //! framing helpers that end the tutorial's sticky-packet (粘包) trouble
-//! (the explanation is on [`Stream`] itself, where rustdoc shows it).
+//! (explained on [`Stream`] itself, where rustdoc shows it).
 //!
 //! Writes are buffered and go out in as few system calls as possible: the
 //! buffer is flushed when it fills, when [`Stream::flush`] is called, when
@@ -11,6 +11,7 @@
 mod closing;
 mod connect;
 mod framing;
+mod limits;
 mod tls;
 
 use std::fmt;
@@ -23,10 +24,11 @@ use std::time::{Duration, Instant};
 use crate::read_clock::{seconds, ReadClock};
 use crate::socket::{Connection, Socket};
 use crate::tls::Tls;
-use crate::{defaults, Address, ShutdownHandle, WhenDraining};
+use crate::{Address, ShutdownHandle, WhenDraining};
 
 pub use connect::NotConnected;
 pub use framing::LimitExceeded;
+pub(crate) use limits::StreamLimits;
 
 /// Size of the read buffer, allocated on the first read.
 const READ_BUFFER: usize = 16 * 1024;
@@ -73,7 +75,6 @@ const FRAME_GROWTH: usize = 64 * 1024;
 /// let mut stream = Stream::try_from(ours)?;
 /// assert_eq!(stream.next_line()?.as_deref(), Some("ls -l\n"));
 /// assert_eq!(stream.next_line()?.as_deref(), Some("echo hi\n"));
-///
 /// // A frame carries its length: the reader takes exactly that many bytes.
 /// let mut writer = Stream::try_from(peer)?;
 /// writer.write_frame(b"8 bytes!")?;
@@ -670,26 +671,6 @@ impl std::os::fd::AsFd for Stream {
         match &self.conn.socket {
             Socket::Tcp(s) => s.as_fd(),
             Socket::Unix(s) => s.as_fd(),
-        }
-    }
-}
-
-/// The limits a server gives each of its streams.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct StreamLimits {
-    pub(crate) max_line: usize,
-    pub(crate) max_frame: usize,
-    pub(crate) idle_timeout: Option<Duration>,
-    pub(crate) message_timeout: Option<Duration>,
-}
-
-impl Default for StreamLimits {
-    fn default() -> Self {
-        StreamLimits {
-            max_line: defaults::MAX_LINE,
-            max_frame: defaults::MAX_FRAME,
-            idle_timeout: None,
-            message_timeout: None,
         }
     }
 }
