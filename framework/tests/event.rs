@@ -12,11 +12,8 @@ use std::time::{Duration, Instant};
 use socketserver::event::{self, DEFAULT_STACK_SIZE};
 use socketserver::{Model, RequestHandler, Server, Stream};
 
-use crate::util::{self, connect, open_fds, serve, threads, wait_until, Echo, TIMEOUT};
-
-const ONE_LOOP: Model = Model::Event {
-    threads: 1,
-    stack_size: DEFAULT_STACK_SIZE,
+use crate::util::{
+    self, connect, open_fds, serve, threads, wait_until, Echo, EVENT_ONE_LOOP, TIMEOUT,
 };
 
 /// Echoes lines; `block` runs 3 s of blocking work through
@@ -73,7 +70,7 @@ fn blocking_work_and_sleeps_leave_the_loop_serving_the_others() {
     for (command, answer) in [("block\n", "42\n"), ("pause\n", "rested\n")] {
         let handler = worker();
         let (started, done) = (Arc::clone(&handler.started), Arc::clone(&handler.done));
-        let running = serve(Server::bind("127.0.0.1:0", handler).model(ONE_LOOP));
+        let running = serve(Server::bind("127.0.0.1:0", handler).model(EVENT_ONE_LOOP));
         let mut slow = running.connect();
         slow.send(command.as_bytes());
         wait_until("the slow work has begun", TIMEOUT, || {
@@ -125,7 +122,7 @@ fn a_handler_that_holds_its_loop_is_named_in_the_log() {
     let kept: &'static Kept = Box::leak(Box::new(Kept(Mutex::new(Vec::new()))));
     log::set_logger(kept).expect("set the logger");
     log::set_max_level(log::LevelFilter::Warn);
-    let running = serve(Server::bind("127.0.0.1:0", worker()).model(ONE_LOOP));
+    let running = serve(Server::bind("127.0.0.1:0", worker()).model(EVENT_ONE_LOOP));
     let mut client = running.connect();
     assert_eq!(client.round_trip("hold\n"), "held\n");
     let peer = match &client {

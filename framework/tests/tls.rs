@@ -16,7 +16,8 @@ use socketserver::tls::{self, TlsFailure};
 use socketserver::{Builder, Model, RequestHandler, Server, Stream, WhenDraining};
 
 use crate::util::{
-    forking_allowed, isolated, serve, wait_until, Chat, Running, BYE, EVENT, TIMEOUT,
+    forking_allowed, isolated, serve, wait_until, Chat, Running, BYE, EVENT, EVENT_ONE_LOOP,
+    TIMEOUT,
 };
 
 use socketserver::tls::rustls;
@@ -160,10 +161,7 @@ fn echo_over_tls_in_thread_models() {
         },
         EVENT,
         // One loop: a handshake that waits holds nothing but its coroutine.
-        Model::Event {
-            threads: 1,
-            stack_size: socketserver::event::DEFAULT_STACK_SIZE,
-        },
+        EVENT_ONE_LOOP,
     ] {
         let case = format!("{model:?}");
         let running = serve(bind(TlsEcho).tls(id.server_config()).model(model));
@@ -283,10 +281,7 @@ fn a_stall_in_the_handshake_is_cut_at_the_idle_timeout() {
         },
         EVENT,
         // One loop: a handshake that waits holds nothing but its coroutine.
-        Model::Event {
-            threads: 1,
-            stack_size: socketserver::event::DEFAULT_STACK_SIZE,
-        },
+        EVENT_ONE_LOOP,
     ] {
         let case = format!("{model:?}");
         let idle = Duration::from_secs(2);

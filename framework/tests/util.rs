@@ -39,6 +39,13 @@ pub const EVENT: Model = Model::Event {
     stack_size: socketserver::event::DEFAULT_STACK_SIZE,
 };
 
+/// The event model with one loop: a conversation that waits must hold
+/// nothing but its coroutine, or the loop's others would wait with it.
+pub const EVENT_ONE_LOOP: Model = Model::Event {
+    threads: 1,
+    stack_size: socketserver::event::DEFAULT_STACK_SIZE,
+};
+
 /// The models a datagram server runs under (the event model serves
 /// stream sockets only).
 pub const DATAGRAM_MODELS: [Model; 3] = [MODELS[0], MODELS[1], MODELS[2]];
